@@ -1,0 +1,45 @@
+# Contact Messages: the two commands are `make run` (the demo on the local stack) and `make test`.
+# Every target installs what it needs by itself: the venv from requirements-dev.txt and the pinned
+# Azurite from package-lock.json.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup run test lint typecheck unit bench soak clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+
+setup: $(STAMP) node_modules/.package-lock.json
+
+run: setup
+	$(PY) -m devstack.demo
+
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+typecheck: setup
+	$(PY) -m mypy
+
+unit: setup
+	$(PY) -m pytest -q
+
+test: lint typecheck unit
+
+bench: setup
+	$(PY) -m bench.run_all
+
+soak: setup
+	$(PY) -m bench.soak
+
+clean:
+	rm -rf $(VENV) node_modules .devstack .pytest_cache .mypy_cache .ruff_cache

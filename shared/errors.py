@@ -1,0 +1,67 @@
+"""The error tree of the application. Two branches drive behaviour.
+
+    ContactMessagesError
+    ├── PermanentError          input or recipient at fault: record it, complete the message, never retry
+    │   ├── ValidationFailed    the send request breaks the contract (field errors attached)
+    │   └── SendRejected        the provider refused this message for good (4xx other than 408/429)
+    ├── TransientError          may succeed later: re-raise so the platform retries
+    │   └── Throttled           the provider said 429; carries Retry-After
+    └── ConfigurationError      settings are missing or invalid (fails at start, never per message)
+
+SDK exceptions are translated into these at one narrow boundary, in `shared/adapters`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class ContactMessagesError(Exception):
+    """Base of every error this application raises on purpose."""
+
+
+class PermanentError(ContactMessagesError):
+    """Retrying cannot help: the input or the recipient is at fault."""
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One broken rule of the send request contract, addressed by its JSON path."""
+
+    field: str
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"field": self.field, "message": self.message}
+
+
+class ValidationFailed(PermanentError):
+    """The send request breaks the contract; `errors` says where and why."""
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"{e.field}: {e.message}" for e in errors))
+
+
+class SendRejected(PermanentError):
+    """The provider refused this message for good (bad recipient, bad sender, auth)."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        self.code = code
+        super().__init__(f"{code}: {detail}")
+
+
+class TransientError(ContactMessagesError):
+    """The operation may succeed later (network, 5xx, timeouts, storage hiccups)."""
+
+
+class Throttled(TransientError):
+    """The provider asked us to slow down; try again after `retry_after` seconds."""
+
+    def __init__(self, retry_after: float, detail: str = "throttled") -> None:
+        self.retry_after = retry_after
+        super().__init__(f"{detail} (retry after {retry_after:.1f}s)")
+
+
+class ConfigurationError(ContactMessagesError):
+    """Settings are missing or invalid; every problem is listed in one message."""

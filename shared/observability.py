@@ -1,0 +1,105 @@
+"""Structured log records and counters: the one vocabulary that logs, the workbook and alerts share.
+
+Why: operators query Application Insights by `customDimensions.event` and the dimensions below, so
+every record goes through `emit` with a declared event name, and tests can check that the workbook
+and alert queries only reference names declared here. Values are ids, channels, statuses and masked
+recipients; never content or raw addresses.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Final
+
+# Event names (customDimensions.event). Counters use the `metric` event with `metric_name`.
+EVENTS: Final = frozenset(
+    {
+        "message.accepted",
+        "message.sending",
+        "message.sent",
+        "message.rejected",
+        "message.suppressed",
+        "message.expired",
+        "message.unknown",
+        "message.dead_lettered",
+        "message.throttled",
+        "message.paused",
+        "message.duplicate_skipped",
+        "event.recorded",
+        "event.duplicate",
+        "event.orphaned",
+        "event.ignored",
+        "event.rejected",
+        "consent.changed",
+        "reconcile.summary",
+        "retention.summary",
+        "operator.action",
+        "metric",
+    }
+)
+
+# Counter names (customDimensions.metric_name).
+METRICS: Final = frozenset(
+    {
+        "sent",
+        "rejected",
+        "suppressed",
+        "throttled",
+        "dead_lettered",
+        "expired",
+        "unknown",
+        "delivered",
+        "failed",
+        "events_recorded",
+        "events_duplicate",
+        "events_ignored",
+        "events_orphaned",
+        "engagement",
+        "poison_depth",
+        "cost_estimate",
+    }
+)
+
+# Dimension names allowed on records (customDimensions.<name>).
+DIMENSIONS: Final = frozenset(
+    {
+        "event",
+        "metric_name",
+        "value",
+        "message_id",
+        "channel",
+        "status",
+        "attempt",
+        "recipient",
+        "sender",
+        "reason",
+        "provider_message_id",
+        "event_type",
+        "latency_ms",
+        "retry_after",
+        "count",
+        "operator",
+        "action",
+    }
+)
+
+
+def emit(
+    logger: logging.Logger, event: str, message: str, *args: object, level: int = logging.INFO, **dims: object
+) -> None:
+    """Log `message % args` (free of PII) with `event` and `dims` as custom dimensions."""
+    if event not in EVENTS:
+        raise ValueError(f"undeclared event {event!r}")
+    unknown = set(dims) - DIMENSIONS
+    if unknown:
+        raise ValueError(f"undeclared dimensions {sorted(unknown)}")
+    extra: Mapping[str, object] = {"event": event, **{k: v for k, v in dims.items() if v is not None}}
+    logger.log(level, message, *args, extra=dict(extra))
+
+
+def count(logger: logging.Logger, metric: str, value: float = 1, **dims: object) -> None:
+    """Record a counter increment as a structured `metric` record."""
+    if metric not in METRICS:
+        raise ValueError(f"undeclared metric {metric!r}")
+    emit(logger, "metric", "metric %s=%s", metric, value, metric_name=metric, value=value, **dims)

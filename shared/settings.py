@@ -1,0 +1,183 @@
+"""Application settings, read once from app settings (environment variables) into a frozen object.
+
+Why one place: every setting the code reads is declared in `SETTINGS` below, so the Bicep parity
+test can prove that Azure sets exactly what the code reads, and a bad deployment fails at start with
+every problem listed at once instead of one message at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from shared.errors import ConfigurationError
+
+
+class Channel(StrEnum):
+    SMS = "sms"
+    EMAIL = "email"
+    WHATSAPP = "whatsapp"
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    """One app setting the code reads: its name, whether Azure must set it, and what it is for."""
+
+    name: str
+    required: bool
+    purpose: str
+    secret: bool = False
+
+
+# Every app setting the application code reads. Bicep must set each one (the parity test checks).
+# Storage: either the connection string (local stack) or the identity-based `__accountName` form.
+SETTINGS: tuple[SettingSpec, ...] = (
+    SettingSpec("AzureWebJobsStorage", False, "storage connection string (local stack only)", secret=True),
+    SettingSpec("AzureWebJobsStorage__accountName", False, "storage account for identity-based access"),
+    SettingSpec("ACS_ENDPOINT", False, "ACS endpoint for managed identity, https://<name>.communication.azure.com"),
+    SettingSpec("ACS_CONNECTION_STRING", False, "ACS connection string (local emulator or key-based)", secret=True),
+    SettingSpec("ACS_RESOURCE_IDS", True, "comma-separated ACS resource ids whose Event Grid events are trusted"),
+    SettingSpec("SMS_SENDERS", False, "comma-separated E.164 numbers allowed as SMS senders; first is default"),
+    SettingSpec("EMAIL_SENDERS", False, "comma-separated sender addresses; first is default"),
+    SettingSpec("WHATSAPP_CHANNELS", False, "comma-separated WhatsApp channel registration ids; first is default"),
+    SettingSpec("RATE_LIMITS", False, 'messages per minute per sender, JSON {"sms": 60, "<sender>": 10}'),
+    SettingSpec("SMS_MAX_SEGMENTS", False, "largest SMS accepted, in segments (default 10)"),
+    SettingSpec("PRICE_TABLE", False, 'estimated cost per unit, JSON {"sms": 0.0075, "email": 0.00025}'),
+    SettingSpec("DELIVERY_SLA_MINUTES", False, 'minutes to wait for a report, JSON {"sms": 60, "email": 60}'),
+    SettingSpec("RECONCILE_SCHEDULE", False, "NCRONTAB schedule of the reconcile timer"),
+    SettingSpec("RETENTION_SCHEDULE", False, "NCRONTAB schedule of the retention timer"),
+    SettingSpec("RETENTION_DAYS", False, 'days to keep, JSON {"content": 7, "recipient": 30, "rows": 90}'),
+    SettingSpec("CONSENT_HASH_KEY", True, "secret key for the keyed hash of recipient addresses", secret=True),
+    SettingSpec("TABLE_PREFIX", False, "prefix of every table name (default cm)"),
+    SettingSpec("SEND_QUEUE", False, "name of the send queue (default outbound)"),
+    SettingSpec("APPLICATIONINSIGHTS_CONNECTION_STRING", False, "enables telemetry to Application Insights"),
+)
+SETTING_NAMES: frozenset[str] = frozenset(spec.name for spec in SETTINGS)
+
+DEFAULT_RATE_PER_MINUTE = {Channel.SMS: 60.0, Channel.EMAIL: 30.0, Channel.WHATSAPP: 60.0}
+DEFAULT_PRICES = {Channel.SMS: 0.0075, Channel.EMAIL: 0.00025, Channel.WHATSAPP: 0.005}
+DEFAULT_SLA_MINUTES = {Channel.SMS: 60.0, Channel.EMAIL: 60.0, Channel.WHATSAPP: 60.0}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the application reads from its environment, parsed and checked."""
+
+    storage_connection_string: str | None
+    storage_account_name: str | None
+    acs_endpoint: str | None
+    acs_connection_string: str | None
+    acs_resource_ids: frozenset[str]
+    senders: Mapping[Channel, tuple[str, ...]]
+    rate_limits: Mapping[str, float]
+    sms_max_segments: int
+    prices: Mapping[Channel, float]
+    sla_minutes: Mapping[Channel, float]
+    retention_days: Mapping[str, int]
+    consent_hash_key: bytes
+    table_prefix: str
+    send_queue: str
+    appinsights_connection_string: str | None = None
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def poison_queue(self) -> str:
+        return f"{self.send_queue}-poison"
+
+    def default_sender(self, channel: Channel) -> str | None:
+        options = self.senders.get(channel, ())
+        return options[0] if options else None
+
+    def rate_per_minute(self, channel: Channel, sender: str) -> float:
+        """The configured limit for this sender, else its channel's, else the built-in default."""
+        if sender in self.rate_limits:
+            return self.rate_limits[sender]
+        return self.rate_limits.get(channel.value, DEFAULT_RATE_PER_MINUTE[channel])
+
+
+def _csv(value: str | None) -> tuple[str, ...]:
+    return tuple(part.strip() for part in (value or "").split(",") if part.strip())
+
+
+def _json_numbers(env: Mapping[str, str], name: str, problems: list[str]) -> dict[str, float]:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return {}
+    try:
+        parsed = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        problems.append(f"{name}: not valid JSON ({exc.msg})")
+        return {}
+    if not isinstance(parsed, dict) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) and v >= 0 for v in parsed.values()
+    ):
+        problems.append(f"{name}: must be a JSON object of non-negative numbers")
+        return {}
+    return {str(k): float(v) for k, v in parsed.items()}
+
+
+def _channel_map(
+    values: dict[str, float], defaults: Mapping[Channel, float]
+) -> dict[Channel, float]:
+    return {channel: values.get(channel.value, default) for channel, default in defaults.items()}
+
+
+def _check_storage_and_acs(env: Mapping[str, str], problems: list[str]) -> None:
+    if not env.get("AzureWebJobsStorage") and not env.get("AzureWebJobsStorage__accountName"):
+        problems.append("AzureWebJobsStorage or AzureWebJobsStorage__accountName must be set")
+    if not env.get("ACS_ENDPOINT") and not env.get("ACS_CONNECTION_STRING"):
+        problems.append("ACS_ENDPOINT or ACS_CONNECTION_STRING must be set")
+    if not env.get("CONSENT_HASH_KEY"):
+        problems.append("CONSENT_HASH_KEY must be set (a long random secret)")
+
+
+def _int_setting(env: Mapping[str, str], name: str, default: int, problems: list[str]) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        problems.append(f"{name}: must be a positive integer")
+        return default
+    return int(raw)
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Parse settings from `env` (default: the process environment); list every problem at once."""
+    env = os.environ if env is None else env
+    problems: list[str] = []
+    _check_storage_and_acs(env, problems)
+    rates = _json_numbers(env, "RATE_LIMITS", problems)
+    prices = _json_numbers(env, "PRICE_TABLE", problems)
+    slas = _json_numbers(env, "DELIVERY_SLA_MINUTES", problems)
+    retention = _json_numbers(env, "RETENTION_DAYS", problems)
+    settings = Settings(
+        storage_connection_string=env.get("AzureWebJobsStorage") or None,
+        storage_account_name=env.get("AzureWebJobsStorage__accountName") or None,
+        acs_endpoint=env.get("ACS_ENDPOINT") or None,
+        acs_connection_string=env.get("ACS_CONNECTION_STRING") or None,
+        acs_resource_ids=frozenset(r.lower() for r in _csv(env.get("ACS_RESOURCE_IDS"))),
+        senders={
+            Channel.SMS: _csv(env.get("SMS_SENDERS")),
+            Channel.EMAIL: _csv(env.get("EMAIL_SENDERS")),
+            Channel.WHATSAPP: _csv(env.get("WHATSAPP_CHANNELS")),
+        },
+        rate_limits=rates,
+        sms_max_segments=_int_setting(env, "SMS_MAX_SEGMENTS", 10, problems),
+        prices=_channel_map(prices, DEFAULT_PRICES),
+        sla_minutes=_channel_map(slas, DEFAULT_SLA_MINUTES),
+        retention_days={
+            "content": int(retention.get("content", 7)),
+            "recipient": int(retention.get("recipient", 30)),
+            "rows": int(retention.get("rows", 90)),
+        },
+        consent_hash_key=env.get("CONSENT_HASH_KEY", "").encode(),
+        table_prefix=env.get("TABLE_PREFIX", "").strip() or "cm",
+        send_queue=env.get("SEND_QUEUE", "").strip() or "outbound",
+        appinsights_connection_string=env.get("APPLICATIONINSIGHTS_CONNECTION_STRING") or None,
+    )
+    if problems:
+        raise ConfigurationError("invalid settings: " + "; ".join(problems))
+    return settings

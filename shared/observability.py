@@ -85,10 +85,19 @@ DIMENSIONS: Final = frozenset(
 )
 
 
-def emit(
-    logger: logging.Logger, event: str, message: str, *args: object, level: int = logging.INFO, **dims: object
+def emit(logger: logging.Logger, event: str, message: str, *args: object, **dims: object) -> None:
+    """Log `message % args` at INFO (free of PII) with `event` and `dims` as custom dimensions."""
+    _emit(logging.INFO, logger, event, message, args, dims)
+
+
+def emit_warning(logger: logging.Logger, event: str, message: str, *args: object, **dims: object) -> None:
+    """Like `emit`, at WARNING: something an operator should look at."""
+    _emit(logging.WARNING, logger, event, message, args, dims)
+
+
+def _emit(
+    level: int, logger: logging.Logger, event: str, message: str, args: tuple[object, ...], dims: dict[str, object]
 ) -> None:
-    """Log `message % args` (free of PII) with `event` and `dims` as custom dimensions."""
     if event not in EVENTS:
         raise ValueError(f"undeclared event {event!r}")
     unknown = set(dims) - DIMENSIONS

@@ -119,9 +119,7 @@ def _json_numbers(env: Mapping[str, str], name: str, problems: list[str]) -> dic
     return {str(k): float(v) for k, v in parsed.items()}
 
 
-def _channel_map(
-    values: dict[str, float], defaults: Mapping[Channel, float]
-) -> dict[Channel, float]:
+def _channel_map(values: dict[str, float], defaults: Mapping[Channel, float]) -> dict[Channel, float]:
     return {channel: values.get(channel.value, default) for channel, default in defaults.items()}
 
 

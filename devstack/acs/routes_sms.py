@@ -1,0 +1,86 @@
+"""`POST /sms`: the SMS send endpoint exactly as azure-communication-sms 1.1.0 calls it.
+
+Why these rules: the SDK accepts only 202, so per-recipient failures live inside the 202 body and a
+207 is never returned (acs-contract §3.2). Repeatability is per recipient, keyed on the body's
+`repeatabilityRequestId`: a repeat gets the original result and is not a second send.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from devstack.acs.builders import SmsTarget, sms_segments
+from devstack.acs.core import CORE, EmulatorCore
+from devstack.acs.models import Channel
+from devstack.acs.outcomes import REJECTED, sms_plan, without_reports
+from devstack.acs.responses import E164, bad_request, json_response, read_json_object, require_str
+from devstack.acs.store import SendFacts
+
+MAX_RECIPIENTS = 100
+MAX_MESSAGE = 2048
+INVALID_TO = "Invalid To phone number format."
+
+
+def outgoing_message_id() -> str:
+    """`Outgoing_<yyyyMMddHHmmss><guid>_noam`, the shape of real SMS message ids."""
+    return f"Outgoing_{datetime.now(UTC):%Y%m%d%H%M%S}{uuid.uuid4()}_noam"
+
+
+async def send_sms(request: web.Request) -> web.Response:
+    core = request.app[CORE]
+    body = await read_json_object(request)
+    sender, recipients, message = _validated(body)
+    options = body.get("smsSendOptions") or {}
+    results = [_send_one(core, sender, message, options, recipient) for recipient in recipients]
+    return json_response({"value": results}, status=202)
+
+
+def _validated(body: dict[str, Any]) -> tuple[str, list[dict[str, Any]], str]:
+    sender = require_str(body, "from")
+    if not E164.match(sender):
+        raise bad_request("Invalid From phone number format.")
+    recipients = body.get("smsRecipients")
+    if not isinstance(recipients, list) or not 1 <= len(recipients) <= MAX_RECIPIENTS:
+        raise bad_request(f"smsRecipients must hold 1 to {MAX_RECIPIENTS} recipients.")
+    if not all(isinstance(item, dict) and isinstance(item.get("to"), str) for item in recipients):
+        raise bad_request("Every recipient needs a to field.")
+    message = body.get("message")
+    if not isinstance(message, str):
+        raise bad_request("The message field is required.")
+    if len(message) > MAX_MESSAGE:
+        raise bad_request(f"The message is longer than {MAX_MESSAGE} characters.")
+    return sender, recipients, message
+
+
+def _send_one(
+    core: EmulatorCore, sender: str, message: str, options: dict[str, Any], recipient: dict[str, Any]
+) -> dict[str, Any]:
+    key = recipient.get("repeatabilityRequestId")
+    original: dict[str, Any] | None = core.ledger.remembered(Channel.SMS, key)
+    if original is not None:
+        return original
+    to: str = recipient["to"]
+    plan = sms_plan(to) if E164.match(to) else REJECTED
+    if not options.get("enableDeliveryReport"):
+        plan = without_reports(plan)  # the real service sends no report unless asked to
+    tag = options.get("tag")
+    if plan.rejected:
+        result = {"to": to, "httpStatusCode": 400, "errorMessage": INVALID_TO, "successful": False}
+        core.accept(SendFacts(Channel.SMS, to, sender, None, message, tag, None, key), plan, None)
+    else:
+        message_id = outgoing_message_id()
+        result = {
+            "to": to,
+            "messageId": message_id,
+            "httpStatusCode": 202,
+            "repeatabilityResult": "accepted",
+            "successful": True,
+        }
+        facts = SendFacts(Channel.SMS, to, sender, message_id, message, tag, None, key)
+        core.accept(facts, plan, SmsTarget(message_id, sender, to, sms_segments(message), tag))
+    core.ledger.remember(Channel.SMS, key, result)
+    return result

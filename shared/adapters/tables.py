@@ -1,0 +1,166 @@
+"""Table Storage access behind a small port: insert-if-absent, etag-guarded updates, transactions.
+
+Why a wrapper: services speak in entities (dicts) and our own outcomes (`Conflict`, `EtagMismatch`),
+never in SDK exceptions, and every call maps storage failures to TransientError in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.data.tables import TableTransactionError, UpdateMode
+from azure.data.tables.aio import TableClient
+
+from shared.errors import ContactMessagesError, PermanentError, TransientError
+
+Entity = dict[str, Any]
+
+
+class Conflict(ContactMessagesError):
+    """The entity already exists (an insert-if-absent found a previous insert)."""
+
+
+class EtagMismatch(ContactMessagesError):
+    """Someone changed the entity since we read it; read again and decide again."""
+
+
+@dataclass(frozen=True)
+class Stored:
+    """An entity as read, with the etag that guards the next update."""
+
+    entity: Entity
+    etag: str
+
+
+@dataclass(frozen=True)
+class Op:
+    """One operation of an entity-group transaction (same partition)."""
+
+    kind: str  # "create" | "merge" | "upsert" | "delete"
+    entity: Entity
+    etag: str | None = None
+
+
+def _storage_error(exc: Exception) -> ContactMessagesError:
+    if isinstance(exc, ServiceRequestError | ServiceResponseError):
+        return TransientError(f"storage unreachable: {type(exc).__name__}")
+    if isinstance(exc, HttpResponseError) and (exc.status_code or 500) >= 500:
+        return TransientError(f"storage answered {exc.status_code}")
+    if isinstance(exc, HttpResponseError) and exc.status_code in {408, 429}:
+        return TransientError(f"storage answered {exc.status_code}")
+    return PermanentError(f"storage refused the operation: {type(exc).__name__} {getattr(exc, 'status_code', '')}")
+
+
+def _clean(entity: Mapping[str, Any]) -> Entity:
+    return {k: v for k, v in entity.items() if v is not None}
+
+
+class TableStore:
+    """One table. Methods raise Conflict, EtagMismatch, TransientError or PermanentError only."""
+
+    def __init__(self, client: TableClient) -> None:
+        self._client = client
+        self.name = client.table_name
+
+    async def create_if_missing(self) -> None:
+        try:
+            await self._client.create_table()
+        except ResourceExistsError:
+            return
+        except (HttpResponseError, ServiceRequestError) as exc:
+            raise _storage_error(exc) from exc
+
+    async def get(self, partition: str, row: str) -> Stored | None:
+        try:
+            entity = await self._client.get_entity(partition, row)
+        except ResourceNotFoundError:
+            return None
+        except (HttpResponseError, ServiceRequestError) as exc:
+            raise _storage_error(exc) from exc
+        return Stored(entity=dict(entity), etag=str(entity.metadata["etag"]))
+
+    async def insert(self, entity: Mapping[str, Any]) -> str:
+        """Insert if absent; raise Conflict when the key exists."""
+        try:
+            result = await self._client.create_entity(_clean(entity))
+        except ResourceExistsError as exc:
+            raise Conflict(f"{entity['PartitionKey']}/{entity['RowKey']} exists") from exc
+        except (HttpResponseError, ServiceRequestError) as exc:
+            raise _storage_error(exc) from exc
+        return str(result.get("etag", ""))
+
+    async def update(self, entity: Mapping[str, Any], etag: str) -> str:
+        """Merge `entity` only if unchanged since `etag`; raise EtagMismatch otherwise."""
+        try:
+            result = await self._client.update_entity(
+                _clean(entity), mode=UpdateMode.MERGE, etag=etag, match_condition=MatchConditions.IfNotModified
+            )
+        except (ResourceModifiedError, ResourceNotFoundError) as exc:
+            raise EtagMismatch(f"{entity['PartitionKey']}/{entity['RowKey']} changed") from exc
+        except HttpResponseError as exc:
+            if exc.status_code == 412:
+                raise EtagMismatch(f"{entity['PartitionKey']}/{entity['RowKey']} changed") from exc
+            raise _storage_error(exc) from exc
+        except ServiceRequestError as exc:
+            raise _storage_error(exc) from exc
+        return str(result.get("etag", ""))
+
+    async def upsert(self, entity: Mapping[str, Any], replace: bool = False) -> None:
+        mode = UpdateMode.REPLACE if replace else UpdateMode.MERGE
+        try:
+            await self._client.upsert_entity(_clean(entity), mode=mode)
+        except (HttpResponseError, ServiceRequestError) as exc:
+            raise _storage_error(exc) from exc
+
+    async def delete(self, partition: str, row: str) -> None:
+        try:
+            await self._client.delete_entity(partition, row)
+        except ResourceNotFoundError:
+            return
+        except (HttpResponseError, ServiceRequestError) as exc:
+            raise _storage_error(exc) from exc
+
+    async def query(
+        self, query_filter: str, parameters: Mapping[str, Any] | None = None, select: list[str] | None = None
+    ) -> AsyncIterator[Entity]:
+        try:
+            pages = self._client.query_entities(query_filter, parameters=dict(parameters or {}), select=select)
+            async for entity in pages:
+                yield dict(entity)
+        except (HttpResponseError, ServiceRequestError) as exc:
+            raise _storage_error(exc) from exc
+
+    async def transact(self, ops: Sequence[Op]) -> None:
+        """Run `ops` atomically in one partition; Conflict if a create hit an existing row,
+        EtagMismatch if a guarded update lost a race."""
+        batch: list[Any] = []
+        for op in ops:
+            if op.kind == "merge" and op.etag:
+                options = {"mode": UpdateMode.MERGE, "etag": op.etag, "match_condition": MatchConditions.IfNotModified}
+                batch.append(("update", _clean(op.entity), options))
+            elif op.kind == "merge":
+                batch.append(("update", _clean(op.entity), {"mode": UpdateMode.MERGE}))
+            else:
+                batch.append((op.kind, _clean(op.entity)))
+        try:
+            await self._client.submit_transaction(batch)
+        except TableTransactionError as exc:
+            code = str(getattr(exc, "error_code", "") or "")
+            if "AlreadyExists" in code:
+                raise Conflict(code) from exc
+            if "ConditionNotSatisfied" in code or "ResourceNotFound" in code or exc.status_code == 412:
+                raise EtagMismatch(code) from exc
+            raise _storage_error(exc) from exc
+        except (HttpResponseError, ServiceRequestError) as exc:
+            raise _storage_error(exc) from exc

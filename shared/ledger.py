@@ -1,0 +1,170 @@
+"""The message ledger: one row per message, claimed and advanced with etag-guarded updates.
+
+Why etags everywhere: queue delivery is at-least-once, Event Grid is at-least-once and unordered,
+and a worker can die at any instant. Every change is read-decide-write with the etag of the read,
+retried from a fresh read when someone else got there first.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.adapters.tables import Conflict, EtagMismatch, Stored, TableStore
+from shared.errors import TransientError
+from shared.models import DeliveryMode, Status
+from shared.privacy import address_hash, mask
+from shared.settings import Channel
+from shared.tables import LEDGER_ROW, join_payload, split_payload
+from shared.validation import CheckedRequest
+
+MAX_RACE_RETRIES = 8
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def parse_iso(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    """A read of the ledger row with the etag that guards the next change."""
+
+    entity: Mapping[str, Any]
+    etag: str
+
+    @property
+    def message_id(self) -> str:
+        return str(self.entity["PartitionKey"])
+
+    @property
+    def status(self) -> Status:
+        return Status(self.entity["Status"])
+
+    @property
+    def channel(self) -> Channel:
+        return Channel(self.entity["Channel"])
+
+    @property
+    def attempts(self) -> int:
+        return int(self.entity.get("Attempts", 0))
+
+    @property
+    def generation(self) -> int:
+        return int(self.entity.get("Generation", 0))
+
+    @property
+    def delivery(self) -> DeliveryMode:
+        return DeliveryMode(self.entity.get("Delivery", DeliveryMode.AT_MOST_ONCE))
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.entity.get(name, default)
+
+    @property
+    def payload(self) -> str | None:
+        return join_payload(dict(self.entity))
+
+    @property
+    def status_time(self) -> str:
+        return str(self.entity.get("StatusEventTime", ""))
+
+
+def transition_fields(status: Status, now: datetime, **extra: Any) -> dict[str, Any]:
+    """The fields that record a move to `status` at `now` (one timestamp per status)."""
+    stamp = iso(now)
+    return {"Status": status.value, f"{status.value}At": stamp, "UpdatedAt": stamp, **extra}
+
+
+class Ledger:
+    """Reads and writes ledger rows in the messages table."""
+
+    def __init__(self, table: TableStore, hash_key: bytes) -> None:
+        self._table = table
+        self._hash_key = hash_key
+
+    async def get(self, message_id: str) -> LedgerRow | None:
+        stored = await self._table.get(message_id, LEDGER_ROW)
+        return None if stored is None else LedgerRow(stored.entity, stored.etag)
+
+    def new_row(self, checked: CheckedRequest, payload: str, now: datetime, source: str) -> dict[str, Any]:
+        request = checked.request
+        return {
+            "PartitionKey": checked.message_id,
+            "RowKey": LEDGER_ROW,
+            "Channel": request.channel.value,
+            "Purpose": request.purpose.value,
+            "Delivery": request.delivery.value,
+            "Sender": checked.sender,
+            "RecipientMasked": mask(request.to),
+            "RecipientHash": address_hash(self._hash_key, request.to),
+            "Segments": checked.segments,
+            "CorrelationId": request.correlation_id,
+            "ExpiresAt": iso(request.expires_at) if request.expires_at else None,
+            "Attempts": 0,
+            "Generation": 0,
+            "CreatedAt": iso(now),
+            "Source": source,
+            **split_payload(payload),
+            **transition_fields(Status.ACCEPTED, now),
+        }
+
+    async def accept(self, row: Mapping[str, Any]) -> tuple[LedgerRow, bool]:
+        """Insert the Accepted row if absent. Returns the row as stored and whether it is new."""
+        try:
+            etag = await self._table.insert(row)
+        except Conflict:
+            existing = await self.get(str(row["PartitionKey"]))
+            if existing is None:
+                raise TransientError("ledger row vanished during insert") from None
+            return existing, False
+        return LedgerRow(dict(row), etag), True
+
+    async def record_rejected(self, message_id: str, fields: Mapping[str, Any]) -> bool:
+        """Insert a row for a request that never became valid; False if the id already exists."""
+        try:
+            await self._table.insert({"PartitionKey": message_id, "RowKey": LEDGER_ROW, **fields})
+        except Conflict:
+            return False
+        return True
+
+    async def update(self, row: LedgerRow, fields: Mapping[str, Any]) -> LedgerRow:
+        """Merge `fields` if the row is unchanged since `row` was read (EtagMismatch otherwise)."""
+        entity = {"PartitionKey": row.message_id, "RowKey": LEDGER_ROW, **fields}
+        etag = await self._table.update(entity, row.etag)
+        return LedgerRow({**row.entity, **fields}, etag)
+
+    async def change(
+        self, message_id: str, decide: Callable[[LedgerRow], Mapping[str, Any] | None]
+    ) -> LedgerRow | None:
+        """Read-decide-write until it sticks. `decide` returns the fields to merge, or None for no change.
+        Returns the row after the change (or as read when nothing changed); None if there is no row."""
+        for _ in range(MAX_RACE_RETRIES):
+            row = await self.get(message_id)
+            if row is None:
+                return None
+            fields = decide(row)
+            if not fields:
+                return row
+            try:
+                return await self.update(row, fields)
+            except EtagMismatch:
+                continue
+        raise TransientError(f"ledger row {message_id} kept changing; giving up for now")
+
+    @staticmethod
+    def stored(stored: Stored) -> LedgerRow:
+        return LedgerRow(stored.entity, stored.etag)
+
+
+def payload_json(row: LedgerRow) -> dict[str, Any] | None:
+    text = row.payload
+    if text is None:
+        return None
+    loaded = json.loads(text)
+    return loaded if isinstance(loaded, dict) else None

@@ -1,0 +1,146 @@
+"""The send request contract (schema version 1) and the message status model.
+
+Why pydantic here: this is the edge where validation is the point. Producers in any language get
+the same rules from the JSON Schema generated from these models (`schemas/send-request.v1.json`).
+Rules that depend on settings (sender allowlist, segment limit) live in `shared.validation`.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+
+from shared.settings import Channel
+
+SCHEMA_VERSION = 1
+MAX_EMAIL_BYTES = 10 * 1024 * 1024
+# Message ids become Table Storage partition keys: no / \ # ? or control characters, at most 128 chars.
+MESSAGE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@=+-]{0,127}$"
+_METADATA_VALUE = str | int | float | bool
+
+
+class Purpose(StrEnum):
+    TRANSACTIONAL = "transactional"
+    MARKETING = "marketing"
+
+
+class DeliveryMode(StrEnum):
+    """At most once is the default: a send that cannot be checked becomes Unknown, not a duplicate."""
+
+    AT_MOST_ONCE = "at-most-once"
+    AT_LEAST_ONCE = "at-least-once"
+
+
+class Status(StrEnum):
+    ACCEPTED = "Accepted"
+    SENDING = "Sending"
+    SENT = "Sent"
+    DELIVERED = "Delivered"
+    READ = "Read"
+    FAILED = "Failed"
+    EXPIRED = "Expired"
+    REJECTED = "Rejected"
+    SUPPRESSED = "Suppressed"
+    DEAD_LETTERED = "DeadLettered"
+    UNKNOWN = "Unknown"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, str_strip_whitespace=False)
+
+
+class SmsContent(_Strict):
+    text: Annotated[str, Field(min_length=1, max_length=10_000)]
+
+
+class EmailAttachment(_Strict):
+    name: Annotated[str, Field(min_length=1, max_length=255)]
+    content_type: Annotated[str, Field(alias="contentType", min_length=3, max_length=255)]
+    content_in_base64: Annotated[str, Field(alias="contentInBase64", min_length=1)]
+
+    @field_validator("content_in_base64")
+    @classmethod
+    def _is_base64(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9+/]*={0,2}", value) or len(value) % 4:
+            raise ValueError("must be base64")
+        return value
+
+
+class EmailContent(_Strict):
+    subject: Annotated[str, Field(min_length=1, max_length=998)]
+    text: str | None = None
+    html: str | None = None
+    reply_to: Annotated[list[str] | None, Field(alias="replyTo", max_length=50)] = None
+    attachments: Annotated[list[EmailAttachment] | None, Field(max_length=50)] = None
+
+    def approximate_bytes(self) -> int:
+        """Size of what ACS will receive, for the 10 MB limit (attachments count as their base64)."""
+        parts = [self.subject, self.text or "", self.html or "", *(self.reply_to or [])]
+        size = sum(len(p.encode()) for p in parts)
+        return size + sum(len(a.content_in_base64) + len(a.name) for a in self.attachments or [])
+
+
+class WhatsAppTemplate(_Strict):
+    name: Annotated[str, Field(min_length=1, max_length=512)]
+    language: Annotated[str, Field(min_length=2, max_length=16)]
+    values: Annotated[dict[str, str], Field(max_length=20)] = Field(default_factory=dict)
+    body_bindings: Annotated[list[str], Field(alias="bodyBindings", max_length=20)] = Field(default_factory=list)
+
+
+class WhatsAppContent(_Strict):
+    text: Annotated[str | None, Field(min_length=1, max_length=4096)] = None
+    template: WhatsAppTemplate | None = None
+
+
+class _RequestBase(_Strict):
+    schema_version: Annotated[Literal[1], Field(alias="schemaVersion")] = 1
+    id: Annotated[str | None, Field(pattern=MESSAGE_ID_PATTERN)] = None
+    to: Annotated[str, Field(min_length=3, max_length=320)]
+    from_: Annotated[str | None, Field(alias="from", max_length=320)] = None
+    purpose: Purpose = Purpose.TRANSACTIONAL
+    expires_at: Annotated[datetime | None, Field(alias="expiresAt")] = None
+    correlation_id: Annotated[str | None, Field(alias="correlationId", max_length=128)] = None
+    metadata: Annotated[dict[str, _METADATA_VALUE], Field(max_length=10)] = Field(default_factory=dict)
+    delivery: DeliveryMode = DeliveryMode.AT_MOST_ONCE
+
+    @field_validator("expires_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("must include a time zone (for example 2026-01-01T12:00:00Z)")
+        return value
+
+
+class SmsRequest(_RequestBase):
+    channel: Literal[Channel.SMS]
+    content: SmsContent
+
+
+class EmailRequest(_RequestBase):
+    channel: Literal[Channel.EMAIL]
+    content: EmailContent
+
+
+class WhatsAppRequest(_RequestBase):
+    channel: Literal[Channel.WHATSAPP]
+    content: WhatsAppContent
+
+
+SendRequest = Annotated[SmsRequest | EmailRequest | WhatsAppRequest, Field(discriminator="channel")]
+AnyRequest = SmsRequest | EmailRequest | WhatsAppRequest
+SEND_REQUEST_ADAPTER: TypeAdapter[AnyRequest] = TypeAdapter(SendRequest)
+
+
+def send_request_json_schema() -> dict[str, object]:
+    """The published JSON Schema of a send request, generated from the models."""
+    schema = SEND_REQUEST_ADAPTER.json_schema(by_alias=True)
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://contact-messages.dev/schemas/send-request.v1.json",
+        "title": "Contact Messages send request (schema version 1)",
+        **schema,
+    }

@@ -1,0 +1,1 @@
+"""Typed services: each trigger handler calls exactly one of these."""

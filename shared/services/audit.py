@@ -1,0 +1,37 @@
+"""The audit table: who did what, to which subject, and why (design §4.6)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from shared.adapters.tables import TableStore
+from shared.ledger import iso
+
+AUDIT_PARTITION = "audit"
+
+
+class AuditLog:
+    def __init__(self, table: TableStore) -> None:
+        self._table = table
+
+    async def record(self, *, actor: str, action: str, subject: str, reason: str, now: datetime) -> None:
+        await self._table.insert(
+            {
+                "PartitionKey": AUDIT_PARTITION,
+                "RowKey": f"{iso(now)}|{uuid.uuid4().hex[:12]}",
+                "Actor": actor,
+                "Action": action,
+                "Subject": subject,
+                "Reason": reason,
+                "At": iso(now),
+            }
+        )
+
+    async def entries(self, since: datetime | None = None) -> list[dict[str, Any]]:
+        query = "PartitionKey eq @pk" + (" and RowKey ge @since" if since else "")
+        params: dict[str, Any] = {"pk": AUDIT_PARTITION}
+        if since:
+            params["since"] = iso(since)
+        return [row async for row in self._table.query(query, params)]

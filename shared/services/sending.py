@@ -1,0 +1,421 @@
+"""The send pipeline behind the `send_message` queue trigger (design §1 and §4.2).
+
+The recipe, in order:
+1. Parse and check the request; bad input is recorded as Rejected with field errors, never retried.
+2. Insert the ledger row if absent (Accepted). A row already Sent or terminal: done, no send.
+3. Expired → Expired. Paused channel or sender → re-scheduled. Opted out → Suppressed.
+4. Rate gate: over the sender's limit → re-scheduled for when a token is free.
+5. Claim the row (Accepted → Sending, etag) with the ids that make a resend the same send.
+6. Send. Success → Sent. Permanent error → Failed. 429 → claim given back, re-scheduled for
+   Retry-After plus jitter (a new queue message, so no dequeue attempt is burnt). Other transient
+   errors → raised, so the host retries and finally poisons the message.
+A row found in Sending means an earlier attempt died or timed out mid-send: see `_recover`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from shared.adapters.acs import SendIds, operation_id, repeatability_id
+from shared.adapters.queues import QueueWriter
+from shared.adapters.tables import Conflict, EtagMismatch, TableStore
+from shared.errors import FieldError, PermanentError, Throttled, TransientError, ValidationFailed
+from shared.ledger import Ledger, LedgerRow, iso, parse_iso, transition_fields
+from shared.models import MESSAGE_ID_PATTERN, AnyRequest, DeliveryMode, Status
+from shared.observability import count, emit
+from shared.privacy import mask
+from shared.services.consent import ConsentService
+from shared.services.control import ControlService
+from shared.services.due import DueIndex, DueKind
+from shared.services.providers import Provider
+from shared.services.ratelimit import RateGate
+from shared.settings import Channel, Settings
+from shared.status import TERMINAL, pipeline_may_set
+from shared.tables import split_payload
+from shared.validation import CheckedRequest, check_request, content_id, parse_request
+
+log = logging.getLogger(__name__)
+
+# ACS deduplicates repeatability ids for 5 minutes; stay well inside it.
+REPEATABILITY_WINDOW = timedelta(minutes=4)
+STUCK_AFTER = timedelta(minutes=15)
+PAUSE_RECHECK_SECONDS = 30.0
+MAX_INLINE_WAIT = 0.5
+
+
+class Outcome(StrEnum):
+    SENT = "sent"
+    DUPLICATE = "duplicate"
+    REJECTED = "rejected"
+    SUPPRESSED = "suppressed"
+    EXPIRED = "expired"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+    RESCHEDULED = "rescheduled"
+
+
+@dataclass(frozen=True)
+class QueueDelivery:
+    """What the queue trigger hands over: the decoded body and the queue's own facts."""
+
+    body: bytes
+    queue_message_id: str
+    dequeue_count: int
+
+
+def canonical_payload(request: AnyRequest, message_id: str) -> str:
+    return request.model_copy(update={"id": message_id}).model_dump_json(by_alias=True, exclude_none=True)
+
+
+class SendService:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        ledger: Ledger,
+        outbound: QueueWriter,
+        provider: Provider,
+        consent: ConsentService,
+        control: ControlService,
+        gate: RateGate,
+        due: DueIndex,
+        provider_ids: TableStore,
+        clock: Callable[[], datetime],
+        on_sent: Callable[[str], Awaitable[None]] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._ledger = ledger
+        self._outbound = outbound
+        self._provider = provider
+        self._consent = consent
+        self._control = control
+        self._gate = gate
+        self._due = due
+        self._provider_ids = provider_ids
+        self._now = clock
+        self._on_sent = on_sent
+
+    # -- entry points -------------------------------------------------------------------------
+
+    async def handle(self, delivery: QueueDelivery) -> Outcome:
+        """Process one send request from the queue (the whole recipe in the module docstring)."""
+        try:
+            request = parse_request(delivery.body)
+        except ValidationFailed as exc:
+            return await self._reject_unparsed(delivery, exc)
+        message_id = request.id or content_id(delivery.body)
+        try:
+            checked = check_request(request, self._settings, message_id, self._now())
+        except ValidationFailed as exc:
+            return await self._reject(message_id, request.channel, exc, delivery.body)
+        row = await self.accept(checked, source="queue")
+        return await self._process(checked, row)
+
+    async def accept(self, checked: CheckedRequest, source: str) -> LedgerRow:
+        """Insert the Accepted row if absent (and its stuck check); return the row as stored."""
+        now = self._now()
+        new_row = self._ledger.new_row(checked, canonical_payload(checked.request, checked.message_id), now, source)
+        row, created = await self._ledger.accept(new_row)
+        if not created and row.status == Status.REJECTED:
+            row = await self._ledger.update(row, {**new_row, "Reason": None, "Errors": None})
+            created = True
+        if created:
+            await self._due.add(checked.message_id, DueKind.STUCK, now + STUCK_AFTER)
+            emit(
+                log,
+                "message.accepted",
+                "message accepted message_id=%s channel=%s recipient=%s",
+                checked.message_id,
+                checked.channel,
+                mask(checked.request.to),
+                message_id=checked.message_id,
+                channel=checked.channel.value,
+                status=Status.ACCEPTED.value,
+                recipient=mask(checked.request.to),
+            )
+        return row
+
+    async def reschedule(self, checked: CheckedRequest, delay: float) -> None:
+        """Put the request back on the queue, visible after `delay` seconds (a fresh dequeue count)."""
+        await self._outbound.send(canonical_payload(checked.request, checked.message_id), delay_seconds=delay)
+
+    # -- the recipe ---------------------------------------------------------------------------
+
+    async def _process(self, checked: CheckedRequest, row: LedgerRow) -> Outcome:
+        if row.status in TERMINAL or row.status == Status.SENT:
+            emit(
+                log,
+                "message.duplicate_skipped",
+                "already handled message_id=%s status=%s",
+                checked.message_id,
+                row.status,
+                message_id=checked.message_id,
+                status=row.status.value,
+            )
+            return Outcome.DUPLICATE
+        request = checked.request
+        if request.expires_at is not None and request.expires_at <= self._now():
+            await self._finish(row, Status.EXPIRED, "expiresAt passed before the message could be sent")
+            return Outcome.EXPIRED
+        if await self._control.is_paused(checked.channel.value, checked.sender):
+            await self.reschedule(checked, PAUSE_RECHECK_SECONDS)
+            emit(
+                log,
+                "message.paused",
+                "held while paused message_id=%s channel=%s",
+                checked.message_id,
+                checked.channel,
+                message_id=checked.message_id,
+                channel=checked.channel.value,
+            )
+            return Outcome.RESCHEDULED
+        decision = await self._consent.check(checked.channel, request.to, checked.sender)
+        if not decision.allowed:
+            await self._finish(row, Status.SUPPRESSED, decision.reason or "no consent")
+            count(log, "suppressed", channel=checked.channel.value)
+            return Outcome.SUPPRESSED
+        if row.status == Status.SENDING:
+            return await self._recover(checked, row)
+        if await self._rate_limited(checked):
+            return Outcome.RESCHEDULED
+        try:
+            row = await self._claim(row, generation=max(row.generation, 1), fresh_ids=row.generation == 0)
+        except EtagMismatch:
+            fresh = await self._ledger.get(checked.message_id)
+            return await self._process(checked, fresh) if fresh else Outcome.DUPLICATE
+        return await self._send(checked, row)
+
+    async def _rate_limited(self, checked: CheckedRequest) -> bool:
+        wait = self._gate.wait_for(checked.sender)
+        if wait <= 0:
+            return False
+        if wait <= MAX_INLINE_WAIT:
+            await asyncio.sleep(wait)
+            return False
+        await self.reschedule(checked, wait + random.uniform(0, 1))
+        count(log, "throttled", channel=checked.channel.value, reason="rate-gate")
+        return True
+
+    async def _claim(self, row: LedgerRow, *, generation: int, fresh_ids: bool) -> LedgerRow:
+        now = self._now()
+        fields: dict[str, Any] = transition_fields(Status.SENDING, now, Attempts=row.attempts + 1)
+        if fresh_ids:
+            fields |= {
+                "Generation": generation,
+                "RepeatabilityId": repeatability_id(row.message_id, generation),
+                "FirstSentAt": iso(now),
+            }
+        emit(
+            log,
+            "message.sending",
+            "sending message_id=%s attempt=%s",
+            row.message_id,
+            row.attempts + 1,
+            message_id=row.message_id,
+            channel=row.channel.value,
+            attempt=row.attempts + 1,
+        )
+        return await self._ledger.update(row, fields)
+
+    async def _send(self, checked: CheckedRequest, row: LedgerRow) -> Outcome:
+        ids = SendIds(str(row.get("RepeatabilityId")), parse_iso(str(row.get("FirstSentAt"))))
+        try:
+            receipt = await self._provider.send(checked, ids)
+        except Throttled as exc:
+            return await self._throttled(checked, exc)
+        except PermanentError as exc:
+            await self._finish(row, Status.FAILED, str(exc), refresh=True)
+            return Outcome.FAILED
+        except TransientError as exc:
+            last_error = str(exc)[:1000]
+            await self._ledger.change(row.message_id, lambda _: {"LastError": last_error})
+            raise
+        await self._mark_sent(checked, receipt.provider_message_id)
+        return Outcome.SENT
+
+    async def _throttled(self, checked: CheckedRequest, exc: Throttled) -> Outcome:
+        def give_back(current: LedgerRow) -> dict[str, Any] | None:
+            if current.status != Status.SENDING:
+                return None
+            return {"Status": Status.ACCEPTED.value, "Throttles": int(current.get("Throttles", 0)) + 1}
+
+        await self._ledger.change(checked.message_id, give_back)
+        delay = exc.retry_after + random.uniform(0, max(1.0, exc.retry_after * 0.2))
+        await self.reschedule(checked, delay)
+        count(log, "throttled", channel=checked.channel.value, retry_after=exc.retry_after, reason="provider-429")
+        return Outcome.RESCHEDULED
+
+    async def _mark_sent(self, checked: CheckedRequest, provider_message_id: str) -> None:
+        now = self._now()
+        cost = self._settings.prices[checked.channel] * checked.segments
+        with contextlib.suppress(Conflict):  # written by an earlier attempt of the same send
+            await self._provider_ids.insert(
+                {
+                    "PartitionKey": provider_message_id,
+                    "RowKey": "",
+                    "MessageId": checked.message_id,
+                    "Channel": checked.channel.value,
+                }
+            )
+
+        def sent(current: LedgerRow) -> dict[str, Any]:
+            fields: dict[str, Any] = {
+                "ProviderMessageId": provider_message_id,
+                "CostEstimate": cost,
+                "SentAt": current.get("SentAt") or iso(now),
+                "LastError": None,
+            }
+            if pipeline_may_set(current.status, Status.SENT):
+                fields |= {"Status": Status.SENT.value, "UpdatedAt": iso(now)}
+            return fields
+
+        await self._ledger.change(checked.message_id, sent)
+        sla = timedelta(minutes=self._settings.sla_minutes[checked.channel])
+        await self._due.add(checked.message_id, DueKind.SLA, now + sla)
+        emit(
+            log,
+            "message.sent",
+            "sent message_id=%s channel=%s recipient=%s",
+            checked.message_id,
+            checked.channel,
+            mask(checked.request.to),
+            message_id=checked.message_id,
+            channel=checked.channel.value,
+            status=Status.SENT.value,
+            provider_message_id=provider_message_id,
+            recipient=mask(checked.request.to),
+        )
+        count(log, "sent", channel=checked.channel.value)
+        count(log, "cost_estimate", cost, channel=checked.channel.value)
+        if self._on_sent is not None:
+            await self._on_sent(provider_message_id)
+
+    # -- crash safety (design §4.2) -------------------------------------------------------------
+
+    async def _recover(self, checked: CheckedRequest, row: LedgerRow) -> Outcome:
+        """The row is Sending: an earlier attempt died or failed after claiming. Resend only when ACS
+        can deduplicate it; otherwise ask ACS (email) or decide by the delivery mode."""
+        first_sent = parse_iso(str(row.get("FirstSentAt")))
+        if self._now() - first_sent < REPEATABILITY_WINDOW:
+            return await self._send(checked, await self._claim(row, generation=row.generation, fresh_ids=False))
+        if checked.channel == Channel.EMAIL:
+            return await self._recover_email(checked, row)
+        if row.delivery == DeliveryMode.AT_LEAST_ONCE:
+            row = await self._claim(row, generation=row.generation + 1, fresh_ids=True)
+            return await self._send(checked, row)
+        await self._finish(
+            row,
+            Status.UNKNOWN,
+            "an earlier attempt may have sent it and ACS can no longer tell; "
+            "at-most-once policy: an operator decides (replay to resend)",
+        )
+        return Outcome.UNKNOWN
+
+    async def _recover_email(self, checked: CheckedRequest, row: LedgerRow) -> Outcome:
+        status = await self._provider.email_status(operation_id(checked.message_id))
+        if status is None:  # ACS never saw the operation: sending again with the same id is safe
+            return await self._send(checked, await self._claim(row, generation=row.generation, fresh_ids=False))
+        if status.lower() in {"failed", "canceled"}:
+            await self._finish(row, Status.FAILED, f"email operation ended {status}", refresh=True)
+            return Outcome.FAILED
+        await self._mark_sent(checked, operation_id(checked.message_id))
+        return Outcome.SENT
+
+    # -- endings ------------------------------------------------------------------------------
+
+    async def _finish(self, row: LedgerRow, status: Status, reason: str, refresh: bool = False) -> None:
+        """Move to an end state decided by the pipeline (never over a higher status)."""
+        now = self._now()
+
+        def decide(current: LedgerRow) -> dict[str, Any] | None:
+            if not pipeline_may_set(current.status, status):
+                return None
+            return transition_fields(status, now, Reason=reason[:1000], StatusEventTime=iso(now))
+
+        await self._ledger.change(row.message_id, decide)
+        event = {
+            Status.EXPIRED: "message.expired",
+            Status.SUPPRESSED: "message.suppressed",
+            Status.UNKNOWN: "message.unknown",
+        }.get(status, "message.rejected")
+        emit(
+            log,
+            event,
+            "message %s message_id=%s",
+            status,
+            row.message_id,
+            message_id=row.message_id,
+            channel=row.channel.value,
+            status=status.value,
+        )
+        metric = {Status.EXPIRED: "expired", Status.UNKNOWN: "unknown", Status.FAILED: "failed"}.get(status)
+        if metric:
+            count(log, metric, channel=row.channel.value)
+
+    async def _reject(self, message_id: str, channel: Channel, exc: ValidationFailed, body: bytes) -> Outcome:
+        return await self._record_rejection(message_id, channel.value, exc.errors, body)
+
+    async def _reject_unparsed(self, delivery: QueueDelivery, exc: ValidationFailed) -> Outcome:
+        message_id, channel = _salvage_ids(delivery)
+        return await self._record_rejection(message_id, channel, exc.errors, delivery.body)
+
+    async def _record_rejection(self, message_id: str, channel: str, errors: list[FieldError], body: bytes) -> Outcome:
+        now = self._now()
+        reason = "; ".join(f"{e.field}: {e.message}" for e in errors)[:1000]
+        fields = {
+            "Channel": channel,
+            "Errors": json.dumps([e.as_dict() for e in errors])[:30_000],
+            "CreatedAt": iso(now),
+            "Source": "queue",
+            **split_payload(body.decode("utf-8", errors="replace")[:60_000]),
+            **transition_fields(Status.REJECTED, now, Reason=reason),
+        }
+        if not await self._ledger.record_rejected(message_id, fields):
+            emit(
+                log,
+                "message.duplicate_skipped",
+                "invalid copy of an existing id message_id=%s",
+                message_id,
+                message_id=message_id,
+                status=Status.REJECTED.value,
+            )
+            return Outcome.DUPLICATE
+        emit(
+            log,
+            "message.rejected",
+            "rejected message_id=%s reason=%s",
+            message_id,
+            reason,
+            message_id=message_id,
+            channel=channel,
+            status=Status.REJECTED.value,
+            reason=reason,
+        )
+        count(log, "rejected", channel=channel)
+        return Outcome.REJECTED
+
+
+def _salvage_ids(delivery: QueueDelivery) -> tuple[str, str]:
+    """Best-effort id and channel from a body that failed validation (for the Rejected record)."""
+    fallback = content_id(delivery.body)
+    try:
+        data = json.loads(delivery.body)
+    except (ValueError, UnicodeDecodeError):
+        return fallback, "unknown"
+    if not isinstance(data, dict):
+        return fallback, "unknown"
+    candidate, channel = data.get("id"), data.get("channel")
+    channel_name = channel if channel in {c.value for c in Channel} else "unknown"
+    if isinstance(candidate, str) and re.fullmatch(MESSAGE_ID_PATTERN, candidate):
+        return candidate, channel_name
+    return fallback, channel_name

@@ -1,0 +1,101 @@
+"""Table names and keys: one place that knows how rows are laid out (design §5).
+
+- messages:    PartitionKey = message id; RowKey `ledger` for the ledger row, `evt|<hash>` for event rows,
+               so one entity-group transaction can insert an event and advance the status.
+- providerids: PartitionKey = provider message id -> message id (email operation id, SMS and WhatsApp ids).
+- due:         PartitionKey = `due`, RowKey = `<iso due time>|<message id>|<kind>`: reconciliation reads
+               only what is due (a range query), never the history.
+- orphans:     PartitionKey = provider message id, RowKey = event key: reports that arrived before their
+               message was known.
+- consent:     PartitionKey = `<channel>|<keyed hash of address>`, RowKey = sender or `*`.
+- audit, deadletters, reports, control: operator history, undecodable poison payloads, summaries, pause switches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+LEDGER_ROW = "ledger"
+DUE_PARTITION = "due"
+PAYLOAD_CHUNK = 30_000  # characters per string property (Table Storage allows 64 KiB = 32K UTF-16 units)
+
+
+@dataclass(frozen=True)
+class TableNames:
+    prefix: str
+
+    @property
+    def messages(self) -> str:
+        return f"{self.prefix}messages"
+
+    @property
+    def provider_ids(self) -> str:
+        return f"{self.prefix}providerids"
+
+    @property
+    def due(self) -> str:
+        return f"{self.prefix}due"
+
+    @property
+    def orphans(self) -> str:
+        return f"{self.prefix}orphans"
+
+    @property
+    def consent(self) -> str:
+        return f"{self.prefix}consent"
+
+    @property
+    def audit(self) -> str:
+        return f"{self.prefix}audit"
+
+    @property
+    def dead_letters(self) -> str:
+        return f"{self.prefix}deadletters"
+
+    @property
+    def reports(self) -> str:
+        return f"{self.prefix}reports"
+
+    @property
+    def control(self) -> str:
+        return f"{self.prefix}control"
+
+    def all(self) -> tuple[str, ...]:
+        return (
+            self.messages,
+            self.provider_ids,
+            self.due,
+            self.orphans,
+            self.consent,
+            self.audit,
+            self.dead_letters,
+            self.reports,
+            self.control,
+        )
+
+
+def event_row_key(provider_message_id: str, kind: str, status: str, event_time: str) -> str:
+    """Deterministic event key: the same report delivered twice has the same key (design §4.3)."""
+    digest = hashlib.sha256(f"{provider_message_id}|{kind}|{status.lower()}|{event_time}".encode()).hexdigest()
+    return f"evt|{digest[:40]}"
+
+
+def due_row_key(due_iso: str, message_id: str, kind: str) -> str:
+    return f"{due_iso}|{message_id}|{kind}"
+
+
+def split_payload(text: str) -> dict[str, str]:
+    """Spread a long string over Payload0..PayloadN properties."""
+    return {
+        f"Payload{i}": text[start : start + PAYLOAD_CHUNK] for i, start in enumerate(range(0, len(text), PAYLOAD_CHUNK))
+    }
+
+
+def join_payload(entity: dict[str, object]) -> str | None:
+    parts = []
+    index = 0
+    while f"Payload{index}" in entity:
+        parts.append(str(entity[f"Payload{index}"]))
+        index += 1
+    return "".join(parts) if parts else None

@@ -58,6 +58,10 @@ class TableNames:
         return f"{self.prefix}reports"
 
     @property
+    def inbound(self) -> str:
+        return f"{self.prefix}inbound"
+
+    @property
     def control(self) -> str:
         return f"{self.prefix}control"
 
@@ -72,6 +76,7 @@ class TableNames:
             self.dead_letters,
             self.reports,
             self.control,
+            self.inbound,
         )
 
 

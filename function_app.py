@@ -1,0 +1,95 @@
+"""Contact Messages: the Azure Functions app. Triggers and bindings only.
+
+Each handler decodes its trigger, calls one service from `shared`, and maps the result. Nothing
+here does I/O at import; services are built on the first invocation and reused.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import azure.functions as func
+
+from shared.runtime import services
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+logging.getLogger("azure").setLevel(logging.WARNING)
+
+
+@app.function_name(name="send_message")
+@app.queue_trigger(arg_name="msg", queue_name="%SEND_QUEUE%", connection="AzureWebJobsStorage")
+async def send_message(msg: func.QueueMessage) -> None:
+    """Send one request from the send queue (bad input is recorded, transient errors raise)."""
+    from shared.services.sending import QueueDelivery
+
+    svc = await services()
+    await svc.sending.handle(QueueDelivery(msg.get_body(), msg.id or "", msg.dequeue_count or 1))
+
+
+@app.function_name(name="dead_letter")
+@app.queue_trigger(arg_name="msg", queue_name="%SEND_QUEUE%-poison", connection="AzureWebJobsStorage")
+async def dead_letter(msg: func.QueueMessage) -> None:
+    """Record a poisoned send request as DeadLettered, with its payload kept for replay."""
+    svc = await services()
+    await svc.dead_letters.record(msg.get_body(), msg.id or "", "the host gave up after maxDequeueCount attempts")
+
+
+@app.function_name(name="record_event")
+@app.event_grid_trigger(arg_name="event")
+async def record_event(event: func.EventGridEvent) -> None:
+    """Record one ACS event from Event Grid (either schema). Raises only for storage failures."""
+    svc = await services()
+    await svc.events.record(_event_dict(event))
+
+
+@app.function_name(name="submit_message")
+@app.route(route="messages", methods=["POST"])
+async def submit_message(req: func.HttpRequest) -> func.HttpResponse:
+    """POST /api/messages: validate now, 202 with a Location, 400 with field errors."""
+    svc = await services()
+    result = await svc.intake.submit(req.get_body())
+    if not result.accepted:
+        body = {"error": "invalid send request", "errors": [e.as_dict() for e in result.errors]}
+        return _json(body, 400)
+    location = f"/api/messages/{result.message_id}"
+    return _json({"id": result.message_id, "status": "Accepted", "location": location}, 202, {"Location": location})
+
+
+@app.function_name(name="get_message")
+@app.route(route="messages/{id}", methods=["GET"])
+async def get_message(req: func.HttpRequest) -> func.HttpResponse:
+    """GET /api/messages/{id}: status and history; masked recipient, never content."""
+    from shared.services.intake import status_view
+
+    svc = await services()
+    view = await status_view(svc.storage.table(svc.names.messages), req.route_params["id"])
+    return _json(view, 200) if view else _json({"error": "no such message"}, 404)
+
+
+def _json(body: object, status: int, headers: dict[str, str] | None = None) -> func.HttpResponse:
+    return func.HttpResponse(json.dumps(body), status_code=status, mimetype="application/json", headers=headers)
+
+
+def _event_dict(event: func.EventGridEvent) -> dict[str, object]:
+    """The delivered event as a plain dict; the binding hands CloudEvents over as `func.CloudEvent`."""
+    raw: Any = event
+    if isinstance(raw, func.CloudEvent):
+        return {
+            "specversion": raw.specversion,
+            "id": raw.id,
+            "source": raw.source,
+            "type": raw.type,
+            "subject": raw.subject,
+            "time": raw.time.isoformat() if raw.time else None,
+            "data": raw.get_json(),
+        }
+    return {
+        "id": event.id,
+        "topic": event.topic,
+        "subject": event.subject,
+        "eventType": event.event_type,
+        "eventTime": event.event_time.isoformat() if event.event_time else None,
+        "data": event.get_json(),
+    }

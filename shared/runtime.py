@@ -1,0 +1,146 @@
+"""The composition root: settings, clients and services, built once per process on first use.
+
+Why lazy: nothing may do I/O at import (cold start is measured, and `func start` indexes the app by
+importing it). The first invocation builds everything and creates missing tables and queues (in
+Azure the Bicep already did); later invocations reuse the same async clients on the same loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from shared.adapters.acs import AcsSenders, parse_acs_connection
+from shared.adapters.queues import QueueWriter
+from shared.adapters.storage import StorageClients
+from shared.clock import utc_now
+from shared.ledger import Ledger
+from shared.services.audit import AuditLog
+from shared.services.consent import ConsentService
+from shared.services.control import ControlService
+from shared.services.deadletter import DeadLetterService
+from shared.services.due import DueIndex
+from shared.services.events import EventService, Tables
+from shared.services.intake import IntakeService
+from shared.services.providers import AcsProvider, Provider
+from shared.services.ratelimit import RateGate
+from shared.services.sending import SendService
+from shared.settings import Channel, Settings, load_settings
+from shared.tables import TableNames
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    storage: StorageClients
+    names: TableNames
+    ledger: Ledger
+    outbound: QueueWriter
+    poison: QueueWriter
+    audit: AuditLog
+    consent: ConsentService
+    control: ControlService
+    due: DueIndex
+    sending: SendService
+    events: EventService
+    dead_letters: DeadLetterService
+    intake: IntakeService
+    clock: Callable[[], datetime]
+
+    async def close(self) -> None:
+        await self.storage.close()
+
+
+def _channel_of(settings: Settings, sender: str) -> Channel:
+    for channel, senders in settings.senders.items():
+        if sender in senders:
+            return channel
+    return Channel.SMS
+
+
+async def build_services(
+    settings: Settings, provider: Provider | None = None, clock: Callable[[], datetime] = utc_now
+) -> Services:
+    """Wire every service for `settings`, creating missing tables and queues."""
+    storage = StorageClients(settings)
+    names = TableNames(settings.table_prefix)
+    for name in names.all():
+        await storage.table(name).create_if_missing()
+    outbound, poison = storage.queue(settings.send_queue), storage.queue(settings.poison_queue)
+    await outbound.create_if_missing()
+    await poison.create_if_missing()
+    if provider is None:
+        provider = AcsProvider(AcsSenders(parse_acs_connection(settings.acs_connection_string, settings.acs_endpoint)))
+    ledger = Ledger(storage.table(names.messages), settings.consent_hash_key)
+    audit = AuditLog(storage.table(names.audit))
+    consent = ConsentService(storage.table(names.consent), audit, settings.consent_hash_key)
+    control = ControlService(storage.table(names.control), audit)
+    due = DueIndex(storage.table(names.due))
+    events = EventService(
+        settings,
+        ledger,
+        Tables(
+            storage.table(names.messages),
+            storage.table(names.provider_ids),
+            storage.table(names.orphans),
+            storage.table(names.inbound),
+        ),
+        consent,
+        clock,
+    )
+    gate = RateGate(lambda sender: settings.rate_per_minute(_channel_of(settings, sender), sender))
+
+    async def rematch(provider_id: str) -> None:
+        await events.rematch(provider_id)
+
+    sending = SendService(
+        settings=settings,
+        ledger=ledger,
+        outbound=outbound,
+        provider=provider,
+        consent=consent,
+        control=control,
+        gate=gate,
+        due=due,
+        provider_ids=storage.table(names.provider_ids),
+        clock=clock,
+        on_sent=rematch,
+    )
+    dead = DeadLetterService(ledger, storage.table(names.dead_letters), clock)
+    intake = IntakeService(settings, sending, clock)
+    return Services(
+        settings=settings,
+        storage=storage,
+        names=names,
+        ledger=ledger,
+        outbound=outbound,
+        poison=poison,
+        audit=audit,
+        consent=consent,
+        control=control,
+        due=due,
+        sending=sending,
+        events=events,
+        dead_letters=dead,
+        intake=intake,
+        clock=clock,
+    )
+
+
+_services: Services | None = None
+_lock: asyncio.Lock | None = None
+
+
+async def services(env: Mapping[str, str] | None = None) -> Services:
+    """The process-wide services, built on first call (settings read once)."""
+    global _services, _lock  # one composition root per process, by design
+    if _services is not None:
+        return _services
+    if _lock is None:
+        _lock = asyncio.Lock()
+    async with _lock:
+        if _services is None:
+            _services = await build_services(load_settings(env))
+    return _services

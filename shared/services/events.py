@@ -1,0 +1,354 @@
+"""Record ACS events idempotently and in any order (design §4.3), behind `record_event`.
+
+The recipe for one event:
+1. Trust boundary: a topic that is not a configured ACS resource, or an unknown event type, is
+   ignored and counted; a malformed event is recorded as rejected with its reason. Bad input never
+   raises (Event Grid would retry it for 24 hours); only storage failures do.
+2. Normalise (either schema, any casing) and match the ledger row: SMS by tag, else by provider id.
+3. No match yet: park it as an orphan; the send path and reconciliation re-match it later.
+4. Match: one entity-group transaction inserts the event row under a deterministic key (a duplicate
+   fails the insert and is counted) and advances the status by the monotonic projection.
+5. Inbound SMS keywords change consent; email bounces and suppressions feed the suppression list.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from shared.adapters.tables import Conflict, EtagMismatch, Op, TableStore
+from shared.events_model import AcsEvent, EventKind, MalformedEvent, envelope_from_dict, normalise
+from shared.ledger import Ledger, LedgerRow, iso, parse_iso
+from shared.models import Status
+from shared.observability import count, emit, emit_warning
+from shared.privacy import address_hash, mask
+from shared.services.consent import (
+    ALL_SENDERS,
+    OPT_IN_KEYWORDS,
+    OPT_OUT_KEYWORDS,
+    ConsentService,
+    ConsentState,
+    keyword_of,
+)
+from shared.settings import Channel, Settings
+from shared.status import report_wins
+from shared.tables import LEDGER_ROW, event_row_key
+
+log = logging.getLogger(__name__)
+MAX_RACE_RETRIES = 8
+REJECTED_PARTITION = "rejected-events"
+
+
+class EventOutcome(StrEnum):
+    RECORDED = "recorded"
+    DUPLICATE = "duplicate"
+    ORPHANED = "orphaned"
+    IGNORED = "ignored"
+    REJECTED = "rejected"
+    INBOUND = "inbound"
+
+
+@dataclass(frozen=True)
+class Tables:
+    messages: TableStore
+    provider_ids: TableStore
+    orphans: TableStore
+    inbound: TableStore
+
+
+class EventService:
+    def __init__(
+        self,
+        settings: Settings,
+        ledger: Ledger,
+        tables: Tables,
+        consent: ConsentService,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._settings = settings
+        self._ledger = ledger
+        self._t = tables
+        self._consent = consent
+        self._now = clock
+
+    async def record(self, raw: Mapping[str, Any]) -> EventOutcome:
+        """Record one Event Grid or CloudEvents event (a dict as delivered)."""
+        try:
+            envelope = envelope_from_dict(raw)
+        except MalformedEvent as exc:
+            return await self._reject(raw, str(exc))
+        if envelope.topic.lower() not in self._settings.acs_resource_ids:
+            emit_warning(
+                log,
+                "event.ignored",
+                "event from an untrusted topic ignored event_type=%s",
+                envelope.event_type,
+                event_type=envelope.event_type,
+                reason="untrusted-topic",
+            )
+            count(log, "events_ignored", reason="untrusted-topic")
+            return EventOutcome.IGNORED
+        try:
+            event = normalise(envelope)
+        except MalformedEvent as exc:
+            return await self._reject(raw, str(exc))
+        if event is None:
+            emit(
+                log,
+                "event.ignored",
+                "unhandled event type ignored event_type=%s",
+                envelope.event_type,
+                event_type=envelope.event_type,
+                reason="unknown-type",
+            )
+            count(log, "events_ignored", reason="unknown-type")
+            return EventOutcome.IGNORED
+        if event.kind == EventKind.INBOUND:
+            return await self._inbound(event)
+        return await self.apply(event)
+
+    async def apply(self, event: AcsEvent) -> EventOutcome:
+        """Match and record a report or engagement event (also used to re-match orphans)."""
+        message_id = await self._match(event)
+        if message_id is None:
+            return await self._park(event)
+        outcome = await self._transact(message_id, event)
+        if outcome == EventOutcome.RECORDED and event.suppress_recipient and event.recipient:
+            await self._consent.set_state(
+                Channel.EMAIL,
+                event.recipient,
+                ALL_SENDERS,
+                ConsentState.SUPPRESSED,
+                reason=event.raw_status.lower(),
+                actor="acs",
+                now=self._now(),
+            )
+        return outcome
+
+    async def rematch(self, provider_message_id: str) -> int:
+        """Re-apply the orphans of one provider id; returns how many found their message."""
+        matched = 0
+        rows = [r async for r in self._t.orphans.query("PartitionKey eq @pk", {"pk": provider_message_id})]
+        for row in rows:
+            event = _event_from_json(str(row["Event"]))
+            if await self._match(event) is None:
+                continue
+            await self.apply(event)
+            await self._t.orphans.delete(row["PartitionKey"], row["RowKey"])
+            matched += 1
+        return matched
+
+    # -- matching ---------------------------------------------------------------------------------
+
+    async def _match(self, event: AcsEvent) -> str | None:
+        if event.tag and await self._ledger.get(event.tag) is not None:
+            return event.tag
+        stored = await self._t.provider_ids.get(event.provider_message_id, "")
+        return None if stored is None else str(stored.entity["MessageId"])
+
+    async def _park(self, event: AcsEvent) -> EventOutcome:
+        key = _event_key(event)
+        try:
+            await self._t.orphans.insert(
+                {
+                    "PartitionKey": event.provider_message_id,
+                    "RowKey": key,
+                    "Event": _event_to_json(event),
+                    "ParkedAt": iso(self._now()),
+                    "Channel": event.channel.value,
+                }
+            )
+        except Conflict:
+            return EventOutcome.DUPLICATE
+        emit(
+            log,
+            "event.orphaned",
+            "event parked until its message is known provider_message_id=%s",
+            event.provider_message_id,
+            provider_message_id=event.provider_message_id,
+            channel=event.channel.value,
+            event_type=event.event_type,
+        )
+        count(log, "events_orphaned", channel=event.channel.value)
+        return EventOutcome.ORPHANED
+
+    # -- the transaction --------------------------------------------------------------------------
+
+    async def _transact(self, message_id: str, event: AcsEvent) -> EventOutcome:
+        event_row = {
+            "PartitionKey": message_id,
+            "RowKey": _event_key(event),
+            "Kind": event.kind.value,
+            "EventType": event.event_type,
+            "RawStatus": event.raw_status,
+            "Status": event.status.value if event.status else None,
+            "EventTime": event.event_time,
+            "ProviderMessageId": event.provider_message_id,
+            "Detail": event.detail,
+            "ReceivedAt": iso(self._now()),
+        }
+        for _ in range(MAX_RACE_RETRIES):
+            row = await self._ledger.get(message_id)
+            if row is None:
+                return await self._park(event)
+            fields = self._projection(row, event)
+            ops = [Op("create", event_row)]
+            if fields:
+                ops.append(Op("merge", {"PartitionKey": message_id, "RowKey": LEDGER_ROW, **fields}, etag=row.etag))
+            try:
+                await self._t.messages.transact(ops)
+            except Conflict:
+                count(log, "events_duplicate", channel=event.channel.value)
+                emit(
+                    log,
+                    "event.duplicate",
+                    "duplicate event message_id=%s",
+                    message_id,
+                    message_id=message_id,
+                    channel=event.channel.value,
+                    event_type=event.event_type,
+                )
+                return EventOutcome.DUPLICATE
+            except EtagMismatch:
+                continue
+            self._log_recorded(message_id, event, fields)
+            return EventOutcome.RECORDED
+        raise EtagMismatch(f"ledger row {message_id} kept changing")
+
+    def _projection(self, row: LedgerRow, event: AcsEvent) -> dict[str, Any] | None:
+        if event.status is None or not report_wins(row.status, row.status_time, event.status, event.event_time):
+            return None
+        fields: dict[str, Any] = {
+            "Status": event.status.value,
+            f"{event.status.value}At": event.event_time,
+            "StatusEventTime": event.event_time,
+            "UpdatedAt": iso(self._now()),
+            "Reason": event.detail or None,
+        }
+        if not row.get("ProviderMessageId"):
+            fields["ProviderMessageId"] = event.provider_message_id
+        sent_at = row.get("SentAt")
+        if event.status in (Status.DELIVERED, Status.READ) and sent_at and not row.get("DeliveryLatencyMs"):
+            latency = parse_iso(event.event_time) - parse_iso(str(sent_at))
+            fields["DeliveryLatencyMs"] = max(0, int(latency.total_seconds() * 1000))
+        return fields
+
+    def _log_recorded(self, message_id: str, event: AcsEvent, fields: Mapping[str, Any] | None) -> None:
+        status = fields.get("Status") if fields else None
+        emit(
+            log,
+            "event.recorded",
+            "event recorded message_id=%s status=%s",
+            message_id,
+            status or "-",
+            message_id=message_id,
+            channel=event.channel.value,
+            event_type=event.event_type,
+            status=status,
+            latency_ms=fields.get("DeliveryLatencyMs") if fields else None,
+        )
+        count(log, "events_recorded", channel=event.channel.value)
+        if event.kind == EventKind.ENGAGEMENT:
+            count(log, "engagement", channel=event.channel.value, reason=event.detail)
+        elif status in (Status.DELIVERED.value, Status.FAILED.value):
+            count(log, "delivered" if status == Status.DELIVERED.value else "failed", channel=event.channel.value)
+
+    # -- inbound and rejects ------------------------------------------------------------------
+
+    async def _inbound(self, event: AcsEvent) -> EventOutcome:
+        sender = event.sender or ""
+        keyword = keyword_of(event.text or "") if event.channel == Channel.SMS else None
+        try:
+            await self._t.inbound.insert(
+                {
+                    "PartitionKey": f"{event.channel.value}|{address_hash(self._settings.consent_hash_key, sender)}",
+                    "RowKey": _event_key(event),
+                    "From": mask(sender),
+                    "To": event.recipient,
+                    "Keyword": keyword,
+                    "MessageType": event.detail,
+                    "ReceivedAt": event.event_time,
+                    "ProviderMessageId": event.provider_message_id,
+                }
+            )
+        except Conflict:
+            return EventOutcome.DUPLICATE
+        if keyword in OPT_OUT_KEYWORDS or keyword in OPT_IN_KEYWORDS:
+            await self._apply_keyword(event, keyword)
+        emit(
+            log,
+            "event.recorded",
+            "inbound recorded channel=%s from=%s",
+            event.channel,
+            mask(sender),
+            channel=event.channel.value,
+            event_type=event.event_type,
+            recipient=mask(sender),
+        )
+        return EventOutcome.INBOUND
+
+    async def _apply_keyword(self, event: AcsEvent, keyword: str) -> None:
+        our_number = event.recipient or ALL_SENDERS
+        opt_out = keyword in OPT_OUT_KEYWORDS
+        target = ALL_SENDERS if keyword == "STOPALL" else our_number
+        state = ConsentState.OPTED_OUT if opt_out else ConsentState.OPTED_IN
+        await self._consent.set_state(
+            Channel.SMS,
+            event.sender or "",
+            target,
+            state,
+            reason=f"inbound keyword {keyword}",
+            actor="recipient",
+            now=self._now(),
+        )
+        emit(
+            log,
+            "consent.changed",
+            "consent %s by keyword channel=sms",
+            state,
+            channel="sms",
+            status=state.value,
+            recipient=mask(event.sender or ""),
+            sender=target,
+        )
+
+    async def _reject(self, raw: Mapping[str, Any], reason: str) -> EventOutcome:
+        now = self._now()
+        event_id = str(raw.get("id") or raw.get("Id") or "no-id")[:200]
+        row_key = f"{iso(now)}|{''.join(ch for ch in event_id if ch.isalnum() or ch in '-_.')[:100]}"
+        await self._t.orphans.upsert(
+            {
+                "PartitionKey": REJECTED_PARTITION,
+                "RowKey": row_key,
+                "Reason": reason[:1000],
+                "EventType": str(raw.get("eventType") or raw.get("type") or "")[:200],
+                "At": iso(now),
+            }
+        )
+        emit_warning(log, "event.rejected", "malformed event rejected reason=%s", reason, reason=reason[:200])
+        count(log, "events_ignored", reason="malformed")
+        return EventOutcome.REJECTED
+
+
+def _event_key(event: AcsEvent) -> str:
+    kind = f"{event.kind.value}:{event.detail}" if event.kind == EventKind.ENGAGEMENT else event.kind.value
+    return event_row_key(event.provider_message_id, kind, event.raw_status, event.event_time)
+
+
+def _event_to_json(event: AcsEvent) -> str:
+    data = asdict(event)
+    data["status"] = event.status.value if event.status else None
+    return json.dumps(data)
+
+
+def _event_from_json(text: str) -> AcsEvent:
+    data = json.loads(text)
+    data["channel"] = Channel(data["channel"])
+    data["kind"] = EventKind(data["kind"])
+    data["status"] = Status(data["status"]) if data["status"] else None
+    return AcsEvent(**data)

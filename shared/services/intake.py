@@ -1,0 +1,112 @@
+"""Producer-facing intake for `POST /api/messages` and the status view for `GET /api/messages/{id}`.
+
+Why synchronous validation here: an HTTP producer deserves its field errors now, not a Rejected
+row later. Accepting is idempotent on the id: the same id again returns the same message.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from shared.adapters.tables import TableStore
+from shared.errors import FieldError, ValidationFailed
+from shared.models import Status
+from shared.observability import count, emit
+from shared.services.sending import SendService
+from shared.settings import Settings
+from shared.tables import LEDGER_ROW
+from shared.validation import check_request, content_id, parse_request
+
+log = logging.getLogger(__name__)
+
+# Ledger fields an API caller may see: ids, statuses, times and counts; never content or addresses.
+PUBLIC_FIELDS = (
+    "Channel",
+    "Status",
+    "Purpose",
+    "Delivery",
+    "RecipientMasked",
+    "Sender",
+    "Attempts",
+    "Segments",
+    "CostEstimate",
+    "ProviderMessageId",
+    "Reason",
+    "CorrelationId",
+    "CreatedAt",
+    "ExpiresAt",
+    "DeliveryLatencyMs",
+    *(f"{s.value}At" for s in Status),
+)
+
+
+@dataclass(frozen=True)
+class IntakeResult:
+    accepted: bool
+    message_id: str | None = None
+    created: bool = False
+    errors: list[FieldError] = field(default_factory=list)
+
+
+class IntakeService:
+    def __init__(self, settings: Settings, sending: SendService, clock: Callable[[], datetime]) -> None:
+        self._settings = settings
+        self._sending = sending
+        self._now = clock
+
+    async def submit(self, body: bytes) -> IntakeResult:
+        """Validate now; record Accepted and enqueue. Same id again → same message, no second send."""
+        try:
+            request = parse_request(body)
+            message_id = request.id or content_id(body)
+            checked = check_request(request, self._settings, message_id, self._now())
+        except ValidationFailed as exc:
+            emit(
+                log,
+                "message.rejected",
+                "rejected at intake fields=%s",
+                ",".join(e.field for e in exc.errors),
+                status=Status.REJECTED.value,
+                reason="validation",
+            )
+            count(log, "rejected", channel="http")
+            return IntakeResult(accepted=False, errors=exc.errors)
+        row = await self._sending.accept(checked, source="http")
+        created = row.get("Source") == "http" and row.status == Status.ACCEPTED
+        if row.status == Status.ACCEPTED:
+            # Enqueue even for a repeat: it costs nothing (the ledger dedupes) and heals a crash that
+            # happened between an earlier accept and its enqueue.
+            await self._sending.reschedule(checked, 0)
+        return IntakeResult(accepted=True, message_id=message_id, created=created)
+
+
+async def status_view(messages: TableStore, message_id: str) -> dict[str, Any] | None:
+    """Status and history of one message: public ledger fields plus its event rows."""
+    rows = [row async for row in messages.query("PartitionKey eq @pk", {"pk": message_id})]
+    ledger = next((r for r in rows if r["RowKey"] == LEDGER_ROW), None)
+    if ledger is None:
+        return None
+    events = sorted(
+        (
+            {
+                "eventType": r.get("EventType"),
+                "status": r.get("Status"),
+                "rawStatus": r.get("RawStatus"),
+                "eventTime": r.get("EventTime"),
+                "detail": r.get("Detail"),
+                "kind": r.get("Kind"),
+            }
+            for r in rows
+            if r["RowKey"] != LEDGER_ROW
+        ),
+        key=lambda e: str(e["eventTime"]),
+    )
+    view = {"id": message_id, **{k[0].lower() + k[1:]: ledger[k] for k in PUBLIC_FIELDS if k in ledger}}
+    history = [{"status": s.value, "at": ledger[f"{s.value}At"]} for s in Status if f"{s.value}At" in ledger]
+    view["transitions"] = sorted(history, key=lambda h: str(h["at"]))
+    view["events"] = events
+    return view

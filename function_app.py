@@ -44,6 +44,22 @@ async def record_event(event: func.EventGridEvent) -> None:
     await svc.events.record(_event_dict(event))
 
 
+@app.function_name(name="reconcile")
+@app.timer_trigger(arg_name="timer", schedule="%RECONCILE_SCHEDULE%", run_on_startup=False, use_monitor=True)
+async def reconcile(timer: func.TimerRequest) -> None:
+    """Reconcile sent against reported (singleton: the host holds a lease per timer)."""
+    svc = await services()
+    await svc.reconcile.run()
+
+
+@app.function_name(name="retention")
+@app.timer_trigger(arg_name="timer", schedule="%RETENTION_SCHEDULE%", run_on_startup=False, use_monitor=True)
+async def retention(timer: func.TimerRequest) -> None:
+    """Purge content, then recipients, then rows, each when its retention period ends."""
+    svc = await services()
+    await svc.retention.run()
+
+
 @app.function_name(name="submit_message")
 @app.route(route="messages", methods=["POST"])
 async def submit_message(req: func.HttpRequest) -> func.HttpResponse:

@@ -166,5 +166,8 @@ def payload_json(row: LedgerRow) -> dict[str, Any] | None:
     text = row.payload
     if text is None:
         return None
-    loaded = json.loads(text)
+    try:
+        loaded = json.loads(text)
+    except ValueError:
+        return None  # a rejected request keeps its raw body, which may not be JSON
     return loaded if isinstance(loaded, dict) else None

@@ -21,11 +21,13 @@ from shared.services.audit import AuditLog
 from shared.services.consent import ConsentService
 from shared.services.control import ControlService
 from shared.services.deadletter import DeadLetterService
-from shared.services.due import DueIndex
+from shared.services.due import RETENTION_PARTITION, DueIndex
 from shared.services.events import EventService, Tables
 from shared.services.intake import IntakeService
 from shared.services.providers import AcsProvider, Provider
 from shared.services.ratelimit import RateGate
+from shared.services.reconcile import ReconcileService
+from shared.services.retention import RetentionService
 from shared.services.sending import SendService
 from shared.settings import Channel, Settings, load_settings
 from shared.tables import TableNames
@@ -47,6 +49,9 @@ class Services:
     events: EventService
     dead_letters: DeadLetterService
     intake: IntakeService
+    reconcile: ReconcileService
+    retention: RetentionService
+    provider: Provider
     clock: Callable[[], datetime]
 
     async def close(self) -> None:
@@ -90,6 +95,7 @@ async def build_services(
         consent,
         clock,
     )
+    retention_index = DueIndex(storage.table(names.due), RETENTION_PARTITION)
     gate = RateGate(lambda sender: settings.rate_per_minute(_channel_of(settings, sender), sender))
 
     async def rematch(provider_id: str) -> None:
@@ -107,9 +113,34 @@ async def build_services(
         provider_ids=storage.table(names.provider_ids),
         clock=clock,
         on_sent=rematch,
+        retention=retention_index,
     )
     dead = DeadLetterService(ledger, storage.table(names.dead_letters), clock)
     intake = IntakeService(settings, sending, clock)
+    reconcile = ReconcileService(
+        settings=settings,
+        ledger=ledger,
+        due=due,
+        outbound=outbound,
+        poison=poison,
+        provider=provider,
+        events=events,
+        orphans=storage.table(names.orphans),
+        reports=storage.table(names.reports),
+        dead_letters=dead,
+        clock=clock,
+    )
+    retention = RetentionService(
+        settings=settings,
+        ledger=ledger,
+        retention=retention_index,
+        messages=storage.table(names.messages),
+        provider_ids=storage.table(names.provider_ids),
+        others=[storage.table(n) for n in (names.orphans, names.inbound, names.dead_letters)],
+        consent=consent,
+        audit=audit,
+        clock=clock,
+    )
     return Services(
         settings=settings,
         storage=storage,

@@ -19,6 +19,12 @@ from shared.tables import DUE_PARTITION, due_row_key
 class DueKind(StrEnum):
     STUCK = "stuck"  # still Accepted or Sending long after acceptance
     SLA = "sla"  # Sent, and the channel's report SLA has passed
+    PURGE_CONTENT = "purge-content"  # retention: drop message content
+    PURGE_RECIPIENT = "purge-recipient"  # retention: drop the recipient (PII)
+    PURGE_ROWS = "purge-rows"  # retention: delete the message and its events
+
+
+RETENTION_PARTITION = "retention"
 
 
 @dataclass(frozen=True)
@@ -30,14 +36,17 @@ class DueEntry:
 
 
 class DueIndex:
-    def __init__(self, table: TableStore) -> None:
+    """Entries in one partition of the due table (`due` for reconciliation, `retention` for retention)."""
+
+    def __init__(self, table: TableStore, partition: str = DUE_PARTITION) -> None:
         self._table = table
+        self._partition = partition
 
     async def add(self, message_id: str, kind: DueKind, due_at: datetime) -> None:
         stamp = iso(due_at)
         await self._table.upsert(
             {
-                "PartitionKey": DUE_PARTITION,
+                "PartitionKey": self._partition,
                 "RowKey": due_row_key(stamp, message_id, kind.value),
                 "MessageId": message_id,
                 "Kind": kind.value,
@@ -48,7 +57,7 @@ class DueIndex:
     async def due(self, now: datetime, limit: int = 1000) -> list[DueEntry]:
         """Entries due at or before `now`, oldest first (a range query on the row key)."""
         rows = self._table.query(
-            "PartitionKey eq @pk and RowKey lt @until", {"pk": DUE_PARTITION, "until": iso(now) + "|~"}
+            "PartitionKey eq @pk and RowKey lt @until", {"pk": self._partition, "until": iso(now) + "|~"}
         )
         entries: list[DueEntry] = []
         async for row in rows:
@@ -58,4 +67,4 @@ class DueIndex:
         return entries
 
     async def remove(self, entry: DueEntry) -> None:
-        await self._table.delete(DUE_PARTITION, entry.row_key)
+        await self._table.delete(self._partition, entry.row_key)

@@ -92,6 +92,7 @@ class SendService:
         provider_ids: TableStore,
         clock: Callable[[], datetime],
         on_sent: Callable[[str], Awaitable[None]] | None = None,
+        retention: DueIndex | None = None,
     ) -> None:
         self._settings = settings
         self._ledger = ledger
@@ -104,6 +105,7 @@ class SendService:
         self._provider_ids = provider_ids
         self._now = clock
         self._on_sent = on_sent
+        self._retention = retention
 
     # -- entry points -------------------------------------------------------------------------
 
@@ -131,6 +133,9 @@ class SendService:
             created = True
         if created:
             await self._due.add(checked.message_id, DueKind.STUCK, now + STUCK_AFTER)
+            if self._retention is not None:
+                keep = timedelta(days=self._settings.retention_days["content"])
+                await self._retention.add(checked.message_id, DueKind.PURGE_CONTENT, now + keep)
             emit(
                 log,
                 "message.accepted",

@@ -1,0 +1,219 @@
+"""Reconciliation behind the `reconcile` timer: close the loop between sent and reported.
+
+Why it costs O(due items): it reads only the due index (a range query), never the history.
+The recipe for one run:
+1. Stuck checks: a row still Accepted or Sending long after acceptance is re-enqueued; the send
+   path decides safely (a Sending row is resent only when ACS can deduplicate it, else email asks
+   ACS and SMS/WhatsApp become Unknown).
+2. SLA checks: a row still Sent after its channel's SLA: email asks the operation status, SMS and
+   WhatsApp become Expired (a late real report still wins).
+3. Orphan events are re-matched; those older than the orphan window are given up and counted.
+4. Poison depth is measured; undecodable poison messages are kept verbatim and removed.
+5. One summary (the cohort whose SLA closed in this run) goes to the reports table and the log.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from shared.adapters.acs import operation_id
+from shared.adapters.queues import QueueWriter
+from shared.adapters.tables import TableStore
+from shared.ledger import Ledger, LedgerRow, iso, payload_json, transition_fields
+from shared.models import Status
+from shared.observability import count, emit
+from shared.services.deadletter import DeadLetterService
+from shared.services.due import DueEntry, DueIndex, DueKind
+from shared.services.events import REJECTED_PARTITION, EventService
+from shared.services.providers import Provider
+from shared.settings import Channel, Settings
+from shared.status import pipeline_may_set
+
+log = logging.getLogger(__name__)
+STUCK_RECHECK = timedelta(minutes=15)
+ORPHAN_WINDOW = timedelta(hours=24)
+EMAIL_RUNNING_RECHECKS = 3
+REPORT_PARTITION = "summary"
+
+
+@dataclass
+class Summary:
+    at: str
+    actions: Counter[str] = field(default_factory=Counter)
+    cohort: Counter[str] = field(default_factory=Counter)  # "<channel>|<status>" of messages whose SLA closed
+    latencies_ms: list[int] = field(default_factory=list)
+    poison_depth: int = 0
+    orphans_matched: int = 0
+    orphans_given_up: int = 0
+
+    def percentile(self, q: float) -> int | None:
+        if not self.latencies_ms:
+            return None
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    def as_entity(self) -> dict[str, Any]:
+        reported = sum(n for key, n in self.cohort.items() if key.split("|")[1] in {"Delivered", "Failed", "Read"})
+        return {
+            "PartitionKey": REPORT_PARTITION,
+            "RowKey": self.at,
+            "Actions": json.dumps(dict(self.actions)),
+            "Cohort": json.dumps(dict(self.cohort)),
+            "CohortSize": sum(self.cohort.values()),
+            "Reported": reported,
+            "LatencyP50Ms": self.percentile(0.5),
+            "LatencyP95Ms": self.percentile(0.95),
+            "PoisonDepth": self.poison_depth,
+            "OrphansMatched": self.orphans_matched,
+            "OrphansGivenUp": self.orphans_given_up,
+        }
+
+
+class ReconcileService:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        ledger: Ledger,
+        due: DueIndex,
+        outbound: QueueWriter,
+        poison: QueueWriter,
+        provider: Provider,
+        events: EventService,
+        orphans: TableStore,
+        reports: TableStore,
+        dead_letters: DeadLetterService,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._settings = settings
+        self._ledger = ledger
+        self._due = due
+        self._outbound = outbound
+        self._poison = poison
+        self._provider = provider
+        self._events = events
+        self._orphans = orphans
+        self._reports = reports
+        self._dead_letters = dead_letters
+        self._now = clock
+
+    async def run(self, limit: int = 5000) -> Summary:
+        """One reconciliation pass; returns (and stores) its summary."""
+        now = self._now()
+        summary = Summary(at=iso(now))
+        for entry in await self._due.due(now, limit):
+            await self._handle(entry, summary)
+            await self._due.remove(entry)
+        await self._orphan_pass(now, summary)
+        summary.poison_depth = await self._poison_pass()
+        await self._reports.upsert(summary.as_entity())
+        self._log(summary)
+        return summary
+
+    async def _handle(self, entry: DueEntry, summary: Summary) -> None:
+        row = await self._ledger.get(entry.message_id)
+        if row is None:
+            summary.actions["missing"] += 1
+        elif entry.kind == DueKind.STUCK:
+            summary.actions[await self._stuck(row)] += 1
+        elif entry.kind == DueKind.SLA:
+            summary.actions[await self._sla(row, entry)] += 1
+            final = await self._ledger.get(entry.message_id)
+            if final is not None:
+                summary.cohort[f"{final.channel.value}|{final.status.value}"] += 1
+                if final.get("DeliveryLatencyMs") is not None:
+                    summary.latencies_ms.append(int(final.get("DeliveryLatencyMs")))
+
+    async def _stuck(self, row: LedgerRow) -> str:
+        if row.status not in (Status.ACCEPTED, Status.SENDING):
+            return "moot"
+        payload = payload_json(row)
+        if payload is None:
+            return "no-payload"
+        await self._outbound.send(json.dumps(payload))
+        await self._due.add(row.message_id, DueKind.STUCK, self._now() + STUCK_RECHECK)
+        return "requeued" if row.status == Status.ACCEPTED else "redriven"
+
+    async def _sla(self, row: LedgerRow, entry: DueEntry) -> str:
+        if row.status != Status.SENT:
+            return "moot"
+        if row.channel == Channel.EMAIL:
+            return await self._email_sla(row, entry)
+        await self._set(row, Status.EXPIRED, "no delivery report within the channel SLA")
+        count(log, "expired", channel=row.channel.value)
+        return "expired"
+
+    async def _email_sla(self, row: LedgerRow, entry: DueEntry) -> str:
+        status = (await self._provider.email_status(operation_id(row.message_id)) or "").lower()
+        if status in {"failed", "canceled"}:
+            await self._set(row, Status.FAILED, f"email operation ended {status}")
+            return "failed"
+        rechecks = int(row.get("SlaRechecks", 0))
+        if status in {"running", "notstarted"} and rechecks < EMAIL_RUNNING_RECHECKS:
+            await self._ledger.change(row.message_id, lambda r: {"SlaRechecks": int(r.get("SlaRechecks", 0)) + 1})
+            sla = timedelta(minutes=self._settings.sla_minutes[Channel.EMAIL])
+            await self._due.add(row.message_id, DueKind.SLA, self._now() + sla)
+            return "extended"
+        reason = f"no delivery report within the SLA (operation {status or 'unknown'})"
+        await self._set(row, Status.EXPIRED, reason)
+        count(log, "expired", channel=row.channel.value)
+        return "expired"
+
+    async def _set(self, row: LedgerRow, status: Status, reason: str) -> None:
+        now = self._now()
+
+        def decide(current: LedgerRow) -> dict[str, Any] | None:
+            if current.status != Status.SENT or not pipeline_may_set(current.status, status):
+                return None
+            return transition_fields(status, now, Reason=reason, StatusEventTime=iso(now))
+
+        await self._ledger.change(row.message_id, decide)
+
+    async def _orphan_pass(self, now: datetime, summary: Summary) -> None:
+        partitions: set[str] = set()
+        stale: list[tuple[str, str]] = []
+        cutoff = iso(now - ORPHAN_WINDOW)
+        async for row in self._orphans.query("PartitionKey ne @rejected", {"rejected": REJECTED_PARTITION}):
+            partitions.add(str(row["PartitionKey"]))
+            if str(row.get("ParkedAt", "")) < cutoff:
+                stale.append((str(row["PartitionKey"]), str(row["RowKey"])))
+        for provider_id in partitions:
+            summary.orphans_matched += await self._events.rematch(provider_id)
+        for partition, row_key in stale:
+            if await self._orphans.get(partition, row_key) is not None:
+                await self._orphans.delete(partition, row_key)
+                summary.orphans_given_up += 1
+
+    async def _poison_pass(self) -> int:
+        """Measure poison depth; keep undecodable messages (the host cannot hand them to a function)."""
+        for message in await self._poison.receive(32, visibility_seconds=1):
+            try:
+                base64.b64decode(message.text, validate=True).decode()
+            except (binascii.Error, ValueError):
+                await self._dead_letters.record_raw(
+                    message.text, message.id, "not base64: the host could not decode it"
+                )
+                await self._poison.delete(message)
+        return await self._poison.depth()
+
+    def _log(self, summary: Summary) -> None:
+        entity = summary.as_entity()
+        emit(
+            log,
+            "reconcile.summary",
+            "reconcile actions=%s cohort=%s poison=%s",
+            entity["Actions"],
+            entity["Cohort"],
+            summary.poison_depth,
+            count=entity["CohortSize"],
+            latency_ms=entity["LatencyP95Ms"],
+        )
+        count(log, "poison_depth", summary.poison_depth)

@@ -1,0 +1,148 @@
+"""Retention and erasure: content, then recipients (PII), then rows, each on its own clock.
+
+Why the due index again: each message carries one retention entry at a time (content at N days,
+then recipient at M, then rows at K), so a run costs O(what is due), never a scan of history.
+Erasure of one recipient is an operator action and may scan; it leaves no trace of the address.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from shared.adapters.tables import TableStore
+from shared.ledger import Ledger, LedgerRow, iso, parse_iso, payload_json
+from shared.observability import emit
+from shared.privacy import address_hash, normalise_address
+from shared.services.audit import AuditLog
+from shared.services.consent import ConsentService
+from shared.services.due import DueEntry, DueIndex, DueKind
+from shared.settings import Channel, Settings
+from shared.tables import LEDGER_ROW, join_payload, split_payload
+
+log = logging.getLogger(__name__)
+CONTENT_FIELDS = ("content",)
+RECIPIENT_FIELDS = ("to",)
+
+
+def _strip(payload: dict[str, Any] | None, keys: tuple[str, ...]) -> dict[str, Any] | None:
+    if payload is None:
+        return None
+    return {k: v for k, v in payload.items() if k not in keys}
+
+
+class RetentionService:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        ledger: Ledger,
+        retention: DueIndex,
+        messages: TableStore,
+        provider_ids: TableStore,
+        others: list[TableStore],
+        consent: ConsentService,
+        audit: AuditLog,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._settings = settings
+        self._ledger = ledger
+        self._retention = retention
+        self._messages = messages
+        self._provider_ids = provider_ids
+        self._others = others
+        self._consent = consent
+        self._audit = audit
+        self._now = clock
+
+    async def run(self, limit: int = 5000) -> Counter[str]:
+        """Apply every retention step that is due; returns counts per step."""
+        done: Counter[str] = Counter()
+        for entry in await self._retention.due(self._now(), limit):
+            await self._apply(entry)
+            await self._retention.remove(entry)
+            done[entry.kind.value] += 1
+        emit(log, "retention.summary", "retention %s", dict(done), count=sum(done.values()))
+        return done
+
+    async def _apply(self, entry: DueEntry) -> None:
+        row = await self._ledger.get(entry.message_id)
+        if row is None:
+            return
+        created = parse_iso(str(row.get("CreatedAt")))
+        days = self._settings.retention_days
+        if entry.kind == DueKind.PURGE_CONTENT:
+            await self._rewrite_payload(row, CONTENT_FIELDS, {"ContentPurgedAt": iso(self._now())})
+            await self._retention.add(
+                row.message_id, DueKind.PURGE_RECIPIENT, created + timedelta(days=days["recipient"])
+            )
+        elif entry.kind == DueKind.PURGE_RECIPIENT:
+            await self._purge_recipient(row)
+            await self._retention.add(row.message_id, DueKind.PURGE_ROWS, created + timedelta(days=days["rows"]))
+        elif entry.kind == DueKind.PURGE_ROWS:
+            await self._delete_message(row)
+
+    async def _rewrite_payload(self, row: LedgerRow, keys: tuple[str, ...], extra: dict[str, Any]) -> None:
+        stripped = _strip(payload_json(row), keys)
+        old_chunks = [k for k in row.entity if k.startswith("Payload")]
+        fields: dict[str, Any] = dict.fromkeys(old_chunks, "")
+        if stripped is not None:
+            fields |= split_payload(json.dumps(stripped))
+        await self._ledger.change(row.message_id, lambda _: {**fields, **extra})
+
+    async def _purge_recipient(self, row: LedgerRow) -> None:
+        await self._rewrite_payload(
+            row,
+            CONTENT_FIELDS + RECIPIENT_FIELDS,
+            {"RecipientMasked": "", "RecipientHash": "", "RecipientPurgedAt": iso(self._now())},
+        )
+
+    async def _delete_message(self, row: LedgerRow) -> None:
+        keys = [r["RowKey"] async for r in self._messages.query("PartitionKey eq @pk", {"pk": row.message_id})]
+        for key in keys:
+            await self._messages.delete(row.message_id, key)
+        provider_id = row.get("ProviderMessageId")
+        if provider_id:
+            await self._provider_ids.delete(str(provider_id), "")
+
+    async def erase(self, address: str, *, actor: str, reason: str) -> Counter[str]:
+        """Remove every trace of `address`: ledger recipients and payloads, consent, inbound rows, dead letters."""
+        erased: Counter[str] = Counter()
+        digest = address_hash(self._settings.consent_hash_key, address)
+        needle = normalise_address(address).lower()
+        matches = []
+        async for entity in self._messages.query("RowKey eq @rk", {"rk": LEDGER_ROW}):
+            payload = (join_payload(entity) or "").lower()
+            if entity.get("RecipientHash") == digest or needle in payload:
+                matches.append(str(entity["PartitionKey"]))
+        for message_id in matches:
+            row = await self._ledger.get(message_id)
+            if row is not None:
+                await self._purge_recipient(row)
+                erased["messages"] += 1
+        for channel in Channel:
+            erased["consent"] += await self._consent.forget(channel, address)
+        erased["other"] += await self._erase_elsewhere(address, digest)
+        await self._audit.record(
+            actor=actor, action="erase", subject=f"recipient:{digest}", reason=reason, now=self._now()
+        )
+        return erased
+
+    async def _erase_elsewhere(self, address: str, digest: str) -> int:
+        """Inbound rows (keyed by the hash) and any stored text that contains the raw address."""
+        needle = normalise_address(address)
+        removed = 0
+        for table in self._others:
+            doomed = []
+            async for row in table.query("PartitionKey ne @none", {"none": ""}):
+                text = json.dumps({k: v for k, v in row.items() if isinstance(v, str)}).lower()
+                if digest in str(row.get("PartitionKey", "")) or needle.lower() in text:
+                    doomed.append((str(row["PartitionKey"]), str(row["RowKey"])))
+            for partition, row_key in doomed:
+                await table.delete(partition, row_key)
+                removed += 1
+        return removed

@@ -156,6 +156,9 @@ async def build_services(
         events=events,
         dead_letters=dead,
         intake=intake,
+        reconcile=reconcile,
+        retention=retention,
+        provider=provider,
         clock=clock,
     )
 

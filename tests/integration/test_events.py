@@ -1,0 +1,253 @@
+"""Recording ACS events: every shape, duplicates, order, orphans, consent, trust boundary."""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from typing import Any
+
+import pytest
+
+from devstack.acs import DEFAULT_TOPIC, AcsEmulator
+from shared.models import Status
+from shared.runtime import Services
+from shared.services.events import EventOutcome
+from shared.services.sending import Outcome, QueueDelivery
+from shared.tables import LEDGER_ROW
+from tests.integration.conftest import SMS_SENDER, Clock, email, eventually, sms, whatsapp
+
+T0 = "2026-11-28T10:00:00.1234567Z"
+
+
+def _d(body: bytes) -> QueueDelivery:
+    return QueueDelivery(body, uuid.uuid4().hex, 1)
+
+
+def sms_report(message_id: str, tag: str | None, status: str = "Delivered", when: str = T0) -> dict[str, Any]:
+    data: dict[str, Any] = {"messageId": message_id, "from": "18005550100", "to": "+14255550100",
+                            "deliveryStatus": status, "deliveryStatusDetails": "No error.", "receivedTimestamp": when,
+                            "deliveryAttempts": [{"timestamp": when, "segmentsSucceeded": 1, "segmentsFailed": 0}]}
+    if tag:
+        data["tag"] = tag
+    return {"id": message_id, "topic": DEFAULT_TOPIC, "subject": "/phonenumber/18005550100", "data": data,
+            "eventType": "Microsoft.Communication.SMSDeliveryReportReceived", "dataVersion": "1.0",
+            "metadataVersion": "1", "eventTime": when}
+
+
+def pascal(event: dict[str, Any]) -> dict[str, Any]:
+    """The same event with PascalCase data keys, as in the spec samples."""
+    out = copy.deepcopy(event)
+
+    def up(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k[0].upper() + k[1:]: up(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [up(v) for v in value]
+        return value
+
+    out["data"] = up(out["data"])
+    return out
+
+
+def cloud(event: dict[str, Any], spec_key: str = "specversion") -> dict[str, Any]:
+    """The same event in the CloudEvents schema."""
+    return {spec_key: "1.0", "id": event["id"], "source": event["topic"], "subject": event["subject"],
+            "type": event["eventType"], "time": event["eventTime"], "data": event["data"]}
+
+
+async def _sent(svc: Services, body: bytes, message_id: str) -> str:
+    assert await svc.sending.handle(_d(body)) == Outcome.SENT
+    row = await svc.ledger.get(message_id)
+    assert row is not None
+    return str(row.get("ProviderMessageId"))
+
+
+async def _status(svc: Services, message_id: str) -> Status:
+    row = await svc.ledger.get(message_id)
+    assert row is not None
+    return row.status
+
+
+async def _event_rows(svc: Services, message_id: str) -> list[dict[str, Any]]:
+    table = svc.storage.table(svc.names.messages)
+    return [r async for r in table.query("PartitionKey eq @pk", {"pk": message_id}) if r["RowKey"] != LEDGER_ROW]
+
+
+@pytest.mark.parametrize("shape", ["eventgrid", "pascal", "cloudevents", "cloud-specVersion"])
+async def test_sms_report_in_every_shape_is_recorded(svc: Services, shape: str) -> None:
+    """Event Grid or CloudEvents, camelCase or PascalCase: the SMS report lands as Delivered."""
+    provider_id = await _sent(svc, sms(f"shape-{shape}"), f"shape-{shape}")
+    event = sms_report(provider_id, f"shape-{shape}")
+    event = {"eventgrid": event, "pascal": pascal(event), "cloudevents": cloud(event),
+             "cloud-specVersion": cloud(event, "specVersion")}[shape]
+    assert await svc.events.record(event) == EventOutcome.RECORDED
+    assert await _status(svc, f"shape-{shape}") == Status.DELIVERED
+
+
+async def test_the_capital_t_tag_variant_matches(svc: Services) -> None:
+    """`Tag` with a capital T, as in the Learn sample, still matches the message."""
+    provider_id = await _sent(svc, sms("cap-tag"), "cap-tag")
+    event = sms_report(provider_id, None)
+    event["data"]["Tag"] = "cap-tag"
+    assert await svc.events.record(event) == EventOutcome.RECORDED
+
+
+async def test_a_failed_segment_fails_the_message(svc: Services) -> None:
+    """Any failed segment makes the SMS Failed, with the detail."""
+    provider_id = await _sent(svc, sms("seg"), "seg")
+    event = sms_report(provider_id, "seg")
+    event["data"]["deliveryAttempts"][0]["segmentsFailed"] = 1
+    await svc.events.record(event)
+    row = await svc.ledger.get("seg")
+    assert row is not None and row.status == Status.FAILED and "segment" in row.get("Reason")
+
+
+async def test_the_same_event_five_times_is_one_row(svc: Services) -> None:
+    """Redelivered events are deduplicated on (provider id, status, event time)."""
+    provider_id = await _sent(svc, sms("dup"), "dup")
+    outcomes = [await svc.events.record(sms_report(provider_id, "dup")) for _ in range(5)]
+    assert outcomes.count(EventOutcome.RECORDED) == 1
+    assert outcomes.count(EventOutcome.DUPLICATE) == 4
+    assert len(await _event_rows(svc, "dup")) == 1
+
+
+async def test_reverse_order_gives_the_same_final_state(svc: Services) -> None:
+    """WhatsApp Read, Delivered, Sent arriving backwards still ends Read."""
+    provider_id = await _sent(svc, whatsapp("rev"), "rev")
+    for i, status in enumerate(["Read", "Delivered", "Sent"]):
+        await svc.events.record(_wa_status(provider_id, status, f"2026-11-28T10:00:0{3 - i}Z"))
+    assert await _status(svc, "rev") == Status.READ
+    assert len(await _event_rows(svc, "rev")) == 3
+
+
+def _wa_status(provider_id: str, status: str, when: str) -> dict[str, Any]:
+    return {"id": str(uuid.uuid4()), "topic": DEFAULT_TOPIC.lower(), "subject": f"advancedMessage/{provider_id}/status/x",
+            "data": {"messageId": provider_id, "status": status.lower(), "channelType": "whatsapp", "from": "c",
+                     "to": "+14255550100", "receivedTimestamp": when},
+            "eventType": "Microsoft.Communication.AdvancedMessageDeliveryStatusUpdated", "dataVersion": "1.0",
+            "eventTime": when}
+
+
+async def test_a_report_before_sent_is_recorded_and_sent_does_not_undo_it(svc: Services, clock: Clock) -> None:
+    """A report that beats the Sent write ends Delivered; the late Sent keeps the status."""
+    checked = _checked(svc, "early")
+    await svc.sending.accept(checked, source="queue")
+    await svc.ledger.change("early", lambda _: {"Status": "Sending"})
+    assert await svc.events.record(sms_report("Outgoing_early", "early")) == EventOutcome.RECORDED
+    assert await _status(svc, "early") == Status.DELIVERED
+    await svc.sending._mark_sent(checked, "Outgoing_early")  # noqa: SLF001 - the late write under test
+    assert await _status(svc, "early") == Status.DELIVERED
+
+
+async def test_an_unmatched_event_is_parked_then_rematched(svc: Services) -> None:
+    """A WhatsApp status for an unknown receipt waits as an orphan and is applied once the id is known."""
+    assert await svc.events.record(_wa_status("receipt-x", "Delivered", T0)) == EventOutcome.ORPHANED
+    await svc.sending.accept(_checked(svc, "late-index", body=whatsapp("late-index")), source="queue")
+    await svc.storage.table(svc.names.provider_ids).insert(
+        {"PartitionKey": "receipt-x", "RowKey": "", "MessageId": "late-index", "Channel": "whatsapp"}
+    )
+    assert await svc.events.rematch("receipt-x") == 1
+    assert await _status(svc, "late-index") == Status.DELIVERED
+
+
+async def test_events_from_another_topic_change_nothing(svc: Services) -> None:
+    """A report from an untrusted topic is ignored and the message stays Sent."""
+    provider_id = await _sent(svc, sms("foreign"), "foreign")
+    event = sms_report(provider_id, "foreign")
+    event["topic"] = "/subscriptions/evil/resourceGroups/x/providers/Microsoft.Communication/communicationServices/y"
+    assert await svc.events.record(event) == EventOutcome.IGNORED
+    assert await _status(svc, "foreign") == Status.SENT
+
+
+async def test_malformed_events_are_recorded_as_rejected_not_raised(svc: Services) -> None:
+    """Missing data or an unreadable time is recorded with its reason; nothing raises."""
+    assert await svc.events.record({"id": "x", "topic": DEFAULT_TOPIC, "eventType": "a"}) == EventOutcome.REJECTED
+    bad = sms_report("p", "t", when="yesterday")
+    assert await svc.events.record(bad) == EventOutcome.REJECTED
+    rows = [r async for r in svc.storage.table(svc.names.orphans).query("PartitionKey eq 'rejected-events'")]
+    assert len(rows) == 2
+
+
+async def test_unknown_event_types_are_ignored(svc: Services) -> None:
+    """An event type we do not handle is ignored and counted."""
+    event = sms_report("p", "t")
+    event["eventType"] = "Microsoft.Communication.ChatMessageReceived"
+    assert await svc.events.record(event) == EventOutcome.IGNORED
+
+
+async def test_email_bounce_fails_and_suppresses_the_address(svc: Services) -> None:
+    """A bounce makes the email Failed and the next email to that address Suppressed."""
+    provider_id = await _sent(svc, email("bounce-1", to="bob@example.com"), "bounce-1")
+    event = {"id": "e1", "topic": DEFAULT_TOPIC, "subject": "sender/x/message/y", "eventType":
+             "Microsoft.Communication.EmailDeliveryReportReceived", "eventTime": T0,
+             "data": {"sender": "noreply@contoso.example", "recipient": "Bob@Example.com", "messageId": provider_id,
+                      "status": "Bounced", "deliveryAttemptTimeStamp": T0,
+                      "deliveryStatusDetails": {"statusMessage": "mailbox unavailable"}}}
+    assert await svc.events.record(event) == EventOutcome.RECORDED
+    assert await _status(svc, "bounce-1") == Status.FAILED
+    assert await svc.sending.handle(_d(email("bounce-2", to="bob@example.com"))) == Outcome.SUPPRESSED
+
+
+async def test_engagement_is_recorded_but_never_changes_status(svc: Services) -> None:
+    """A click is an event row; the status stays where the delivery report put it."""
+    provider_id = await _sent(svc, email("click"), "click")
+    event = {"id": "c1", "topic": DEFAULT_TOPIC, "subject": "s", "eventTime": T0,
+             "eventType": "Microsoft.Communication.EmailEngagementTrackingReportReceived",
+             "data": {"sender": "s", "recipient": "r", "messageId": provider_id, "engagementType": "Click",
+                      "userActionTimeStamp": T0, "engagementContext": "https://x"}}
+    assert await svc.events.record(event) == EventOutcome.RECORDED
+    assert await _status(svc, "click") == Status.SENT
+
+
+async def test_expanded_is_not_a_failure(svc: Services) -> None:
+    """Expanded (a distribution list) is recorded without failing the email."""
+    provider_id = await _sent(svc, email("expanded"), "expanded")
+    event = {"id": "x1", "topic": DEFAULT_TOPIC, "subject": "s", "eventTime": T0,
+             "eventType": "Microsoft.Communication.EmailDeliveryReportReceived",
+             "data": {"sender": "s", "recipient": "r", "messageId": provider_id, "status": "expanded",
+                      "deliveryStatusDetails": {}}}
+    await svc.events.record(event)
+    assert await _status(svc, "expanded") == Status.SENT
+
+
+async def test_stop_then_start_by_inbound_sms(svc: Services, acs: AcsEmulator, webhook: Any) -> None:
+    """STOP suppresses the next send from that number; START lets it through again."""
+    webhook(svc.events.record)
+    acs.inbound("+14255550177", SMS_SENDER, "stop")
+    await eventually(lambda: _consent_blocked(svc, True))
+    assert await svc.sending.handle(_d(sms("after-stop", to="+14255550177"))) == Outcome.SUPPRESSED
+    acs.inbound("+14255550177", SMS_SENDER, "START")
+    await eventually(lambda: _consent_blocked(svc, False))
+    assert await svc.sending.handle(_d(sms("after-start", to="+14255550177"))) == Outcome.SENT
+
+
+async def _consent_blocked(svc: Services, blocked: bool) -> bool:
+    from shared.settings import Channel
+
+    decision = await svc.consent.check(Channel.SMS, "+14255550177", SMS_SENDER)
+    return decision.allowed is not blocked
+
+
+async def test_emulator_reports_reach_the_ledger(svc: Services, acs: AcsEmulator, webhook: Any) -> None:
+    """Through the emulator's Event Grid delivery: delivered, failed, read and bounced outcomes."""
+    webhook(svc.events.record)
+    cases = {"rep-ok": sms("rep-ok", to="+14255550100"), "rep-fail": sms("rep-fail", to="+14255550101"),
+             "rep-read": whatsapp("rep-read", to="+14255550107"),
+             "rep-bounce": email("rep-bounce", to="eve+bounce@example.com")}
+    for message_id, body in cases.items():
+        assert await svc.sending.handle(_d(body)) == Outcome.SENT
+    expected = {"rep-ok": Status.DELIVERED, "rep-fail": Status.FAILED, "rep-read": Status.READ,
+                "rep-bounce": Status.FAILED}
+
+    async def settled() -> bool:
+        return all([await _status(svc, m) == s for m, s in expected.items()])
+
+    await eventually(settled)
+
+
+def _checked(svc: Services, message_id: str, body: bytes | None = None):  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime
+
+    from shared.validation import check_request, parse_request
+
+    return check_request(parse_request(body or sms(message_id)), svc.settings, message_id, datetime.now(UTC))

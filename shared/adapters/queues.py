@@ -85,6 +85,9 @@ class QueueWriter:
         except (HttpResponseError, ServiceRequestError) as exc:
             raise _storage_error(exc) from exc
 
+    async def close(self) -> None:
+        await self._client.close()
+
     async def depth(self) -> int:
         try:
             props = await self._client.get_queue_properties()

@@ -194,7 +194,8 @@ class SendService:
         if await self._rate_limited(checked):
             return Outcome.RESCHEDULED
         try:
-            row = await self._claim(row, generation=max(row.generation, 1), fresh_ids=row.generation == 0)
+            generation = max(row.generation, 1)
+            row = await self._claim(row, generation=generation, fresh_ids=row.get("IdsGeneration") != generation)
         except EtagMismatch:
             fresh = await self._ledger.get(checked.message_id)
             return await self._process(checked, fresh) if fresh else Outcome.DUPLICATE
@@ -217,6 +218,7 @@ class SendService:
         if fresh_ids:
             fields |= {
                 "Generation": generation,
+                "IdsGeneration": generation,
                 "RepeatabilityId": repeatability_id(row.message_id, generation),
                 "FirstSentAt": iso(now),
             }

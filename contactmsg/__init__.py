@@ -1,0 +1,1 @@
+"""`contactmsg`: the operator and producer command line for Contact Messages."""

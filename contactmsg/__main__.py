@@ -1,0 +1,3 @@
+from contactmsg.main import app
+
+app()

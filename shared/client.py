@@ -1,0 +1,70 @@
+"""The producer client: enqueue send requests the way the function app expects them.
+
+Why a client: the host decodes queue messages as base64 and poisons plain text at once, ids must be
+chosen by the producer for idempotency, and requests should be validated before they are queued.
+
+    client = ContactMessagesClient.from_connection_string(conn)
+    message_id = await client.enqueue({"channel": "sms", "to": "+14255550123", "content": {"text": "Hi"}})
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from azure.storage.queue.aio import QueueClient
+
+from shared.adapters.queues import QueueWriter
+from shared.models import AnyRequest
+from shared.validation import parse_request
+
+
+class ContactMessagesClient:
+    """Validates requests structurally, gives each an id, and enqueues it base64-encoded."""
+
+    def __init__(self, queue: QueueWriter) -> None:
+        self._queue = queue
+
+    @classmethod
+    def from_connection_string(cls, connection_string: str, queue_name: str = "outbound") -> ContactMessagesClient:
+        return cls(QueueWriter(QueueClient.from_connection_string(connection_string, queue_name)))
+
+    @staticmethod
+    def prepare(request: Mapping[str, Any] | AnyRequest) -> tuple[str, str]:
+        """The (message id, JSON body) to enqueue; raises ValidationFailed for a broken request."""
+        data = dict(request) if isinstance(request, Mapping) else request.model_dump(by_alias=True, mode="json")
+        data.setdefault("id", str(uuid.uuid4()))
+        if data["id"] is None:
+            data["id"] = str(uuid.uuid4())
+        parsed = parse_request(_json(data))
+        return str(parsed.id), parsed.model_dump_json(by_alias=True, exclude_none=True)
+
+    async def enqueue(self, request: Mapping[str, Any] | AnyRequest) -> str:
+        """Enqueue one request; returns its message id (the producer's, or a new uuid)."""
+        message_id, body = self.prepare(request)
+        await self._queue.send(body)
+        return message_id
+
+    async def enqueue_many(
+        self, requests: Iterable[Mapping[str, Any] | AnyRequest], concurrency: int = 16
+    ) -> list[str]:
+        """Enqueue many requests concurrently; every request is validated before any is sent."""
+        prepared = [self.prepare(r) for r in requests]
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(body: str) -> None:
+            async with gate:
+                await self._queue.send(body)
+
+        await asyncio.gather(*(one(body) for _, body in prepared))
+        return [message_id for message_id, _ in prepared]
+
+    async def close(self) -> None:
+        await self._queue.close()
+
+
+def _json(data: Mapping[str, Any]) -> str:
+    return json.dumps(data, default=str)

@@ -1,0 +1,97 @@
+"""Operator actions that change state: replay dead letters, force a resend. Audited, with a reason.
+
+Why replay goes through the ledger: a dead-lettered message may in fact have been sent (the worker
+died after ACS accepted it). Replay restores the row to where the pipeline left it, so the send
+path's crash rules apply: a claimed row is resent only when ACS can deduplicate it, an email asks
+ACS first, and what cannot be checked becomes Unknown instead of a duplicate.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from shared.adapters.queues import QueueWriter
+from shared.adapters.tables import TableStore
+from shared.ledger import Ledger, LedgerRow, iso
+from shared.models import Status
+from shared.observability import emit
+from shared.services.audit import AuditLog
+from shared.tables import LEDGER_ROW
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    message_id: str
+    action: str  # "requeued" | "skipped: <why>"
+
+
+class OperatorService:
+    def __init__(
+        self,
+        ledger: Ledger,
+        messages: TableStore,
+        outbound: QueueWriter,
+        audit: AuditLog,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._ledger = ledger
+        self._messages = messages
+        self._outbound = outbound
+        self._audit = audit
+        self._now = clock
+
+    async def dead_lettered(self) -> list[dict[str, Any]]:
+        """Ledger rows in DeadLettered (an operator listing: a filtered scan)."""
+        query = "RowKey eq @rk and Status eq @s"
+        return [r async for r in self._messages.query(query, {"rk": LEDGER_ROW, "s": Status.DEAD_LETTERED.value})]
+
+    async def replay(self, message_id: str, *, actor: str, reason: str, force_resend: bool = False) -> ReplayResult:
+        """Replay one DeadLettered (or, with force, Unknown) message through the pipeline."""
+        allowed = {Status.DEAD_LETTERED} | ({Status.UNKNOWN} if force_resend else set())
+        row = await self._ledger.get(message_id)
+        if row is None:
+            return ReplayResult(message_id, "skipped: no such message")
+        if row.status not in allowed:
+            return ReplayResult(message_id, f"skipped: status is {row.status.value}")
+        now = self._now()
+        restored = await self._ledger.change(message_id, lambda current: _restore(current, allowed, force_resend, now))
+        if restored is None or restored.status not in (Status.ACCEPTED, Status.SENDING):
+            return ReplayResult(message_id, "skipped: changed meanwhile")
+        if restored.payload is None:
+            return ReplayResult(message_id, "skipped: payload purged by retention")
+        await self._outbound.send(restored.payload)
+        action = "replay-force-resend" if force_resend else "replay"
+        await self._audit.record(actor=actor, action=action, subject=message_id, reason=reason, now=now)
+        emit(
+            log,
+            "operator.action",
+            "replayed message_id=%s",
+            message_id,
+            message_id=message_id,
+            operator=actor,
+            action=action,
+        )
+        return ReplayResult(message_id, "requeued")
+
+
+def _restore(row: LedgerRow, allowed: set[Status], force: bool, now: datetime) -> dict[str, Any] | None:
+    if row.status not in allowed:
+        return None
+    stamp = iso(now)
+    if force:  # the operator accepts the duplicate risk: next generation of repeatability ids
+        return {
+            "Status": Status.ACCEPTED.value,
+            "Generation": 0,
+            "ReplayedAt": stamp,
+            "UpdatedAt": stamp,
+            "PreviousGeneration": row.generation,
+        }
+    claimed = bool(row.get("FirstSentAt"))
+    status = Status.SENDING if claimed else Status.ACCEPTED
+    return {"Status": status.value, "ReplayedAt": stamp, "UpdatedAt": stamp}

@@ -6,6 +6,7 @@ Exit codes: 0 ok, 1 not found, 2 usage, 3 operation failed, 4 invalid request.
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 from typing import Annotated
 
@@ -16,10 +17,8 @@ from contactmsg.commands_ops import consent_app, dead_letters_app, register_ops
 from contactmsg.commands_stack import stack_app
 from contactmsg.context import STATE, Exit, console, emit_json, err_console, run
 from contactmsg.views import history_table, report_table, status_table
-from shared.client import ContactMessagesClient
-from shared.errors import ValidationFailed
 from shared.runtime import Services
-from shared.services.intake import status_view
+from shared.services.intake import IntakeResult, status_view
 
 app = typer.Typer(
     name="contactmsg",
@@ -59,20 +58,22 @@ def send(
     sender: Annotated[str | None, typer.Option("--from", help="A configured sender identity")] = None,
     file: Annotated[Path | None, typer.Option(help="A full send request as JSON instead of the options")] = None,
 ) -> None:
-    """Enqueue one send request and print its message id."""
+    """Validate, record as Accepted and enqueue one send request; print its message id."""
     request = json.loads(file.read_text()) if file else _request(channel, to, text, subject, sender)
     if message_id:
         request["id"] = message_id
 
-    async def action(svc: Services) -> str:
-        return await ContactMessagesClient(svc.outbound).enqueue(request)
+    request.setdefault("id", str(uuid.uuid4()))
 
-    try:
-        sent_id = run(action)
-    except ValidationFailed as exc:
-        for error in exc.errors:
+    async def action(svc: Services) -> IntakeResult:
+        return await svc.intake.submit(json.dumps(request).encode())
+
+    result = run(action)
+    if not result.accepted:
+        for error in result.errors:
             err_console.print(f"[red]{error.field}[/red]: {error.message}")
-        raise typer.Exit(Exit.INVALID) from exc
+        raise typer.Exit(Exit.INVALID)
+    sent_id = result.message_id
     if STATE.json_output:
         emit_json({"id": sent_id, "status": "queued"})
     else:

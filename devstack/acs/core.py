@@ -47,9 +47,7 @@ class EmulatorCore:
         self.ledger.record(facts, plan.final)
         if target is not None and not plan.rejected:
             self.dispatcher.schedule(target, plan, datetime.now(UTC))
-        logger.info(
-            "send recorded channel=%s message_id=%s outcome=%s", facts.channel, facts.message_id, plan.final
-        )
+        logger.info("send recorded channel=%s message_id=%s outcome=%s", facts.channel, facts.message_id, plan.final)
 
     def configure(self, body: dict[str, Any]) -> Settings:
         """Apply admin changes (report delay, webhook, schema, casing, topic)."""

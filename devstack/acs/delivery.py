@@ -13,6 +13,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -64,6 +65,8 @@ class Dispatcher:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        # a semaphore belongs to the loop it first waited on; a restarted emulator runs a new loop
+        self._gate = asyncio.Semaphore(self._settings().delivery.concurrency)
 
     def schedule(self, target: Target, plan: Plan, sent_at: datetime) -> None:
         """Deliver the plan's steps after the report delay (or the late delay), in the planned order."""
@@ -86,6 +89,8 @@ class Dispatcher:
         reported_at = sent_at + timedelta(seconds=delay)
         for step in plan.steps:
             spec = target.event(step, reported_at + timedelta(seconds=step.time_offset), target.event_id(step))
+            if step.envelope_offset:
+                spec = replace(spec, event_time=spec.event_time + timedelta(seconds=step.envelope_offset))
             for _ in range(step.copies):
                 await self._deliver(spec)
 

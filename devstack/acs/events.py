@@ -106,5 +106,7 @@ def request_headers(spec: EventSpec, rendering: Rendering, delivery_count: int) 
 
 
 def phone_subject(number: str) -> str:
-    """`/phonenumber/15555555555`: the ACS number, digits only, with the leading slash of the samples."""
-    return "/phonenumber/" + "".join(ch for ch in number if ch.isdigit())
+    """`/phonenumber/15555555555`: the ACS number, digits only, with the leading slash of the samples
+    (an alphanumeric sender ID is used as it is)."""
+    digits = "".join(ch for ch in number if ch.isdigit())
+    return "/phonenumber/" + (digits if number.lstrip("+").isdigit() else number)

@@ -28,14 +28,17 @@ class StepKind(StrEnum):
 class Step:
     """One event in a planned sequence, in the order it is delivered.
 
-    `time_offset` moves the event's own timestamp relative to the first report, so an event delivered
-    later can carry an earlier time (that is what "out of order" means to a consumer). `copies` > 1
-    re-delivers the identical envelope (same id). `fresh_id` gives a repeated report its own id.
+    `time_offset` moves the event's timestamps (data and envelope) relative to the first report, so
+    an event delivered later can carry an earlier time (that is what "out of order" means to a
+    consumer); `envelope_offset` moves only the envelope's eventTime, for a re-sent report whose data
+    is unchanged. `copies` > 1 re-delivers the identical envelope (same id). `fresh_id` gives a
+    repeated report its own id.
     """
 
     status: str
     kind: StepKind = StepKind.REPORT
     time_offset: float = 0.0
+    envelope_offset: float = 0.0
     copies: int = 1
     fresh_id: bool = False
 
@@ -59,7 +62,7 @@ _SMS_PLANS: dict[str, Plan] = {
     "02": _NO_REPORT,
     "03": Plan(Final.DELIVERED, (Step("Delivered"),), late=True),
     "04": Plan(Final.DELIVERED, (Step("Delivered", copies=3),)),
-    "05": Plan(Final.DELIVERED, (Step("Delivered"), Step("Delivered", time_offset=-2.0, fresh_id=True))),
+    "05": Plan(Final.DELIVERED, (Step("Delivered"), Step("Delivered", envelope_offset=-2.0, fresh_id=True))),
     "06": REJECTED,
 }
 _SMS_DEFAULT = Plan(Final.DELIVERED, (Step("Delivered"),))

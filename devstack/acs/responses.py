@@ -16,6 +16,10 @@ from aiohttp import web
 
 JSON_TYPE = "application/json; charset=utf-8"
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+# WhatsApp recipients appear with and without "+" in the official samples
+WHATSAPP_NUMBER = re.compile(r"^\+?[1-9]\d{6,14}$")
+# SMS may come from a number or, in some countries, an alphanumeric sender ID (1-11 characters)
+ALPHANUMERIC_SENDER = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}$")
 _RETRY_AFTER_STATUSES = frozenset({429, 503})
 
 
@@ -53,7 +57,7 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
     try:
         body = json.loads(await request.read() or b"null")
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise bad_request(f"The request body is not valid JSON: {exc.msg if hasattr(exc, 'msg') else exc}") from exc
+        raise bad_request("The request body is not valid JSON.") from exc
     if not isinstance(body, dict):
         raise bad_request("The request body must be a JSON object.")
     return body

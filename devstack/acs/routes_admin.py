@@ -17,6 +17,7 @@ from devstack.acs.faults import FaultError
 from devstack.acs.models import Channel
 from devstack.acs.responses import bad_request, json_response, read_json_object
 
+
 def add_admin_routes(app: web.Application) -> None:
     app.router.add_get("/admin/health", health)
     app.router.add_get("/admin/sends", sends)

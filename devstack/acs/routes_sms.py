@@ -17,7 +17,7 @@ from devstack.acs.builders import SmsTarget, sms_segments
 from devstack.acs.core import CORE, EmulatorCore
 from devstack.acs.models import Channel
 from devstack.acs.outcomes import REJECTED, sms_plan, without_reports
-from devstack.acs.responses import E164, bad_request, json_response, read_json_object, require_str
+from devstack.acs.responses import ALPHANUMERIC_SENDER, E164, bad_request, json_response, read_json_object, require_str
 from devstack.acs.store import SendFacts
 
 MAX_RECIPIENTS = 100
@@ -41,7 +41,7 @@ async def send_sms(request: web.Request) -> web.Response:
 
 def _validated(body: dict[str, Any]) -> tuple[str, list[dict[str, Any]], str]:
     sender = require_str(body, "from")
-    if not E164.match(sender):
+    if not (E164.match(sender) or ALPHANUMERIC_SENDER.match(sender)):
         raise bad_request("Invalid From phone number format.")
     recipients = body.get("smsRecipients")
     if not isinstance(recipients, list) or not 1 <= len(recipients) <= MAX_RECIPIENTS:

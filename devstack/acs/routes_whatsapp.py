@@ -17,7 +17,7 @@ from devstack.acs.builders import WhatsAppTarget
 from devstack.acs.core import CORE, EmulatorCore
 from devstack.acs.models import Channel
 from devstack.acs.outcomes import REJECTED, whatsapp_plan
-from devstack.acs.responses import E164, bad_request, canonical, json_response, read_json_object, require_str
+from devstack.acs.responses import WHATSAPP_NUMBER, bad_request, canonical, json_response, read_json_object, require_str
 from devstack.acs.store import SendFacts
 
 KINDS = frozenset({"text", "image", "image_v0", "document", "video", "audio", "template"})
@@ -51,7 +51,7 @@ def _reject_invalid(
     core: EmulatorCore, body: dict[str, Any], channel_id: str, recipients: list[str], key: str | None
 ) -> None:
     """Fail the whole request if any recipient is malformed or a simulated rejection (`…06`)."""
-    invalid = [to for to in recipients if not E164.match(to) or whatsapp_plan(to).rejected]
+    invalid = [to for to in recipients if not WHATSAPP_NUMBER.match(to) or whatsapp_plan(to).rejected]
     if not invalid:
         return
     content = _content(body)

@@ -85,10 +85,10 @@ def _check_phone(field: str, number: str) -> list[FieldError]:
     try:
         parsed = phonenumbers.parse(number, None)
     except phonenumbers.NumberParseException:
-        return [FieldError(field, "must be an E.164 phone number such as +14255550123")]
+        return [FieldError(field, "must be an E.164 phone number: + then the country code and number, no spaces")]
     e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
     if e164 != number or not phonenumbers.is_possible_number(parsed):
-        return [FieldError(field, "must be an E.164 phone number such as +14255550123")]
+        return [FieldError(field, "must be an E.164 phone number: + then the country code and number, no spaces")]
     return []
 
 

@@ -5,6 +5,7 @@ Integration tests start the emulators themselves, so the suite never skips them.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,3 +26,37 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
 @pytest.fixture(scope="session")
 def storage_connection_string(azurite: Azurite) -> str:
     return azurite.connection_string
+
+
+class _Collector(logging.Handler):
+    """Keeps every log record of the session, message and custom dimensions, for the PII scan."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        extras = {k: v for k, v in record.__dict__.items() if k not in _STANDARD_ATTRS}
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            message = str(record.msg)
+        self.lines.append(f"{record.name} {message} {extras}")
+
+
+_STANDARD_ATTRS = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+LOG_COLLECTOR = _Collector()
+EXTRA_LOG_FILES: list[Path] = []  # log files of subprocesses (the runner), scanned too
+
+
+@pytest.fixture(scope="session", autouse=True)
+def collect_logs() -> Iterator[_Collector]:
+    """Capture every log record of the suite (INFO and up from our code, WARNING from Azure SDKs)."""
+    root = logging.getLogger()
+    root.addHandler(LOG_COLLECTOR)
+    previous = root.level
+    root.setLevel(logging.INFO)
+    logging.getLogger("shared").setLevel(logging.DEBUG)
+    yield LOG_COLLECTOR
+    root.removeHandler(LOG_COLLECTOR)
+    root.setLevel(previous)

@@ -57,8 +57,19 @@ def with_services(settings_file: Path, action: Callable[[Services], Awaitable[T]
 def test_help_lists_every_command() -> None:
     """`--help` names every command an operator needs."""
     result = runner.invoke(app, ["--help"])
-    for command in ("send", "status", "history", "report", "dead-letters", "optout", "erase", "reconcile", "pause",
-                    "resume", "stack"):
+    for command in (
+        "send",
+        "status",
+        "history",
+        "report",
+        "dead-letters",
+        "optout",
+        "erase",
+        "reconcile",
+        "pause",
+        "resume",
+        "stack",
+    ):
         assert command in result.output
 
 

@@ -24,14 +24,27 @@ def _d(body: bytes) -> QueueDelivery:
 
 
 def sms_report(message_id: str, tag: str | None, status: str = "Delivered", when: str = T0) -> dict[str, Any]:
-    data: dict[str, Any] = {"messageId": message_id, "from": "18005550100", "to": "+14255550100",
-                            "deliveryStatus": status, "deliveryStatusDetails": "No error.", "receivedTimestamp": when,
-                            "deliveryAttempts": [{"timestamp": when, "segmentsSucceeded": 1, "segmentsFailed": 0}]}
+    data: dict[str, Any] = {
+        "messageId": message_id,
+        "from": "18005550100",
+        "to": "+14255550100",
+        "deliveryStatus": status,
+        "deliveryStatusDetails": "No error.",
+        "receivedTimestamp": when,
+        "deliveryAttempts": [{"timestamp": when, "segmentsSucceeded": 1, "segmentsFailed": 0}],
+    }
     if tag:
         data["tag"] = tag
-    return {"id": message_id, "topic": DEFAULT_TOPIC, "subject": "/phonenumber/18005550100", "data": data,
-            "eventType": "Microsoft.Communication.SMSDeliveryReportReceived", "dataVersion": "1.0",
-            "metadataVersion": "1", "eventTime": when}
+    return {
+        "id": message_id,
+        "topic": DEFAULT_TOPIC,
+        "subject": "/phonenumber/18005550100",
+        "data": data,
+        "eventType": "Microsoft.Communication.SMSDeliveryReportReceived",
+        "dataVersion": "1.0",
+        "metadataVersion": "1",
+        "eventTime": when,
+    }
 
 
 def pascal(event: dict[str, Any]) -> dict[str, Any]:
@@ -51,8 +64,15 @@ def pascal(event: dict[str, Any]) -> dict[str, Any]:
 
 def cloud(event: dict[str, Any], spec_key: str = "specversion") -> dict[str, Any]:
     """The same event in the CloudEvents schema."""
-    return {spec_key: "1.0", "id": event["id"], "source": event["topic"], "subject": event["subject"],
-            "type": event["eventType"], "time": event["eventTime"], "data": event["data"]}
+    return {
+        spec_key: "1.0",
+        "id": event["id"],
+        "source": event["topic"],
+        "subject": event["subject"],
+        "type": event["eventType"],
+        "time": event["eventTime"],
+        "data": event["data"],
+    }
 
 
 async def _sent(svc: Services, body: bytes, message_id: str) -> str:
@@ -78,8 +98,12 @@ async def test_sms_report_in_every_shape_is_recorded(svc: Services, shape: str) 
     """Event Grid or CloudEvents, camelCase or PascalCase: the SMS report lands as Delivered."""
     provider_id = await _sent(svc, sms(f"shape-{shape}"), f"shape-{shape}")
     event = sms_report(provider_id, f"shape-{shape}")
-    event = {"eventgrid": event, "pascal": pascal(event), "cloudevents": cloud(event),
-             "cloud-specVersion": cloud(event, "specVersion")}[shape]
+    event = {
+        "eventgrid": event,
+        "pascal": pascal(event),
+        "cloudevents": cloud(event),
+        "cloud-specVersion": cloud(event, "specVersion"),
+    }[shape]
     assert await svc.events.record(event) == EventOutcome.RECORDED
     assert await _status(svc, f"shape-{shape}") == Status.DELIVERED
 
@@ -121,11 +145,22 @@ async def test_reverse_order_gives_the_same_final_state(svc: Services) -> None:
 
 
 def _wa_status(provider_id: str, status: str, when: str) -> dict[str, Any]:
-    return {"id": str(uuid.uuid4()), "topic": DEFAULT_TOPIC.lower(), "subject": f"advancedMessage/{provider_id}/status/x",
-            "data": {"messageId": provider_id, "status": status.lower(), "channelType": "whatsapp", "from": "c",
-                     "to": "+14255550100", "receivedTimestamp": when},
-            "eventType": "Microsoft.Communication.AdvancedMessageDeliveryStatusUpdated", "dataVersion": "1.0",
-            "eventTime": when}
+    return {
+        "id": str(uuid.uuid4()),
+        "topic": DEFAULT_TOPIC.lower(),
+        "subject": f"advancedMessage/{provider_id}/status/x",
+        "data": {
+            "messageId": provider_id,
+            "status": status.lower(),
+            "channelType": "whatsapp",
+            "from": "c",
+            "to": "+14255550100",
+            "receivedTimestamp": when,
+        },
+        "eventType": "Microsoft.Communication.AdvancedMessageDeliveryStatusUpdated",
+        "dataVersion": "1.0",
+        "eventTime": when,
+    }
 
 
 async def test_a_report_before_sent_is_recorded_and_sent_does_not_undo_it(svc: Services, clock: Clock) -> None:
@@ -135,7 +170,7 @@ async def test_a_report_before_sent_is_recorded_and_sent_does_not_undo_it(svc: S
     await svc.ledger.change("early", lambda _: {"Status": "Sending"})
     assert await svc.events.record(sms_report("Outgoing_early", "early")) == EventOutcome.RECORDED
     assert await _status(svc, "early") == Status.DELIVERED
-    await svc.sending._mark_sent(checked, "Outgoing_early")  # noqa: SLF001 - the late write under test
+    await svc.sending._mark_sent(checked, "Outgoing_early")
     assert await _status(svc, "early") == Status.DELIVERED
 
 
@@ -178,11 +213,21 @@ async def test_unknown_event_types_are_ignored(svc: Services) -> None:
 async def test_email_bounce_fails_and_suppresses_the_address(svc: Services) -> None:
     """A bounce makes the email Failed and the next email to that address Suppressed."""
     provider_id = await _sent(svc, email("bounce-1", to="bob@example.com"), "bounce-1")
-    event = {"id": "e1", "topic": DEFAULT_TOPIC, "subject": "sender/x/message/y", "eventType":
-             "Microsoft.Communication.EmailDeliveryReportReceived", "eventTime": T0,
-             "data": {"sender": "noreply@contoso.example", "recipient": "Bob@Example.com", "messageId": provider_id,
-                      "status": "Bounced", "deliveryAttemptTimeStamp": T0,
-                      "deliveryStatusDetails": {"statusMessage": "mailbox unavailable"}}}
+    event = {
+        "id": "e1",
+        "topic": DEFAULT_TOPIC,
+        "subject": "sender/x/message/y",
+        "eventType": "Microsoft.Communication.EmailDeliveryReportReceived",
+        "eventTime": T0,
+        "data": {
+            "sender": "noreply@contoso.example",
+            "recipient": "Bob@Example.com",
+            "messageId": provider_id,
+            "status": "Bounced",
+            "deliveryAttemptTimeStamp": T0,
+            "deliveryStatusDetails": {"statusMessage": "mailbox unavailable"},
+        },
+    }
     assert await svc.events.record(event) == EventOutcome.RECORDED
     assert await _status(svc, "bounce-1") == Status.FAILED
     assert await svc.sending.handle(_d(email("bounce-2", to="bob@example.com"))) == Outcome.SUPPRESSED
@@ -191,10 +236,21 @@ async def test_email_bounce_fails_and_suppresses_the_address(svc: Services) -> N
 async def test_engagement_is_recorded_but_never_changes_status(svc: Services) -> None:
     """A click is an event row; the status stays where the delivery report put it."""
     provider_id = await _sent(svc, email("click"), "click")
-    event = {"id": "c1", "topic": DEFAULT_TOPIC, "subject": "s", "eventTime": T0,
-             "eventType": "Microsoft.Communication.EmailEngagementTrackingReportReceived",
-             "data": {"sender": "s", "recipient": "r", "messageId": provider_id, "engagementType": "Click",
-                      "userActionTimeStamp": T0, "engagementContext": "https://x"}}
+    event = {
+        "id": "c1",
+        "topic": DEFAULT_TOPIC,
+        "subject": "s",
+        "eventTime": T0,
+        "eventType": "Microsoft.Communication.EmailEngagementTrackingReportReceived",
+        "data": {
+            "sender": "s",
+            "recipient": "r",
+            "messageId": provider_id,
+            "engagementType": "Click",
+            "userActionTimeStamp": T0,
+            "engagementContext": "https://x",
+        },
+    }
     assert await svc.events.record(event) == EventOutcome.RECORDED
     assert await _status(svc, "click") == Status.SENT
 
@@ -202,10 +258,20 @@ async def test_engagement_is_recorded_but_never_changes_status(svc: Services) ->
 async def test_expanded_is_not_a_failure(svc: Services) -> None:
     """Expanded (a distribution list) is recorded without failing the email."""
     provider_id = await _sent(svc, email("expanded"), "expanded")
-    event = {"id": "x1", "topic": DEFAULT_TOPIC, "subject": "s", "eventTime": T0,
-             "eventType": "Microsoft.Communication.EmailDeliveryReportReceived",
-             "data": {"sender": "s", "recipient": "r", "messageId": provider_id, "status": "expanded",
-                      "deliveryStatusDetails": {}}}
+    event = {
+        "id": "x1",
+        "topic": DEFAULT_TOPIC,
+        "subject": "s",
+        "eventTime": T0,
+        "eventType": "Microsoft.Communication.EmailDeliveryReportReceived",
+        "data": {
+            "sender": "s",
+            "recipient": "r",
+            "messageId": provider_id,
+            "status": "expanded",
+            "deliveryStatusDetails": {},
+        },
+    }
     await svc.events.record(event)
     assert await _status(svc, "expanded") == Status.SENT
 
@@ -231,13 +297,20 @@ async def _consent_blocked(svc: Services, blocked: bool) -> bool:
 async def test_emulator_reports_reach_the_ledger(svc: Services, acs: AcsEmulator, webhook: Any) -> None:
     """Through the emulator's Event Grid delivery: delivered, failed, read and bounced outcomes."""
     webhook(svc.events.record)
-    cases = {"rep-ok": sms("rep-ok", to="+14255550100"), "rep-fail": sms("rep-fail", to="+14255550101"),
-             "rep-read": whatsapp("rep-read", to="+14255550107"),
-             "rep-bounce": email("rep-bounce", to="eve+bounce@example.com")}
-    for message_id, body in cases.items():
+    cases = {
+        "rep-ok": sms("rep-ok", to="+14255550100"),
+        "rep-fail": sms("rep-fail", to="+14255550101"),
+        "rep-read": whatsapp("rep-read", to="+14255550107"),
+        "rep-bounce": email("rep-bounce", to="eve+bounce@example.com"),
+    }
+    for body in cases.values():
         assert await svc.sending.handle(_d(body)) == Outcome.SENT
-    expected = {"rep-ok": Status.DELIVERED, "rep-fail": Status.FAILED, "rep-read": Status.READ,
-                "rep-bounce": Status.FAILED}
+    expected = {
+        "rep-ok": Status.DELIVERED,
+        "rep-fail": Status.FAILED,
+        "rep-read": Status.READ,
+        "rep-bounce": Status.FAILED,
+    }
 
     async def settled() -> bool:
         return all([await _status(svc, m) == s for m, s in expected.items()])

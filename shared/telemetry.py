@@ -1,0 +1,66 @@
+"""Telemetry to Application Insights through OpenTelemetry, switched on by a connection string.
+
+Why: the structured records of `shared.observability` carry their dimensions as logging `extra`
+fields, and the Functions host does not forward those from the Python worker. The Azure Monitor
+OpenTelemetry distro attaches a logging handler that exports every extra field of a record as a
+custom dimension, so `customDimensions.event`, `customDimensions.message_id` and the rest are what
+the workbook and the alerts query (infra/workbook, infra/alerts).
+
+The distro is imported only when a connection string is set: it is a heavy import and cold start is
+measured, and without a connection string (the local stack, tests) nothing is configured and nothing
+is sent anywhere.
+
+In Azure, ingestion uses Microsoft Entra ID: the exporter reads APPLICATIONINSIGHTS_AUTHENTICATION_STRING
+(`Authorization=AAD`, set by infra/modules/appsettings.bicep) and authenticates with the app's managed
+identity, because the Application Insights component accepts no key-based ingestion.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from shared.errors import ConfigurationError
+
+# Loggers that would otherwise log every export request at INFO and feed it back into the exporter.
+_QUIET_LOGGERS = ("azure", "azure.monitor.opentelemetry", "opentelemetry")
+
+# Instrumentations the distro enables by default that this app has no use for. The Azure SDK
+# instrumentation stays on: it records the calls to ACS and Storage as dependencies; the HTTP-library
+# ones would record the same calls a second time.
+_DISABLED_INSTRUMENTATIONS = ("django", "fastapi", "flask", "psycopg2", "requests", "urllib", "urllib3")
+
+_lock = threading.Lock()
+_configured = False
+
+
+def configure_telemetry(connection_string: str | None) -> bool:
+    """Export log records, with their custom dimensions, to Application Insights; True if enabled.
+
+    Without a connection string this does nothing at all: no import, no handler, no network call.
+    Once configured, further calls return True without configuring again (one pipeline per process).
+    """
+    if connection_string is None or not connection_string.strip():
+        return False
+    global _configured
+    with _lock:
+        if not _configured:
+            _configure_azure_monitor(connection_string.strip())
+            _configured = True
+    return True
+
+
+def _configure_azure_monitor(connection_string: str) -> None:
+    # Imported here, not at module level: importing shared.telemetry must stay cheap (cold start).
+    from azure.monitor.opentelemetry import configure_azure_monitor
+
+    for name in _QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        configure_azure_monitor(
+            connection_string=connection_string,
+            enable_live_metrics=False,
+            instrumentation_options={name: {"enabled": False} for name in _DISABLED_INSTRUMENTATIONS},
+        )
+    except ValueError as exc:
+        raise ConfigurationError(f"APPLICATIONINSIGHTS_CONNECTION_STRING is invalid: {exc}") from exc

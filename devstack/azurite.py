@@ -18,9 +18,7 @@ from typing import IO
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT = "devstoreaccount1"
-ACCOUNT_KEY = (
-    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-)
+ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
 
 class AzuriteError(RuntimeError):
@@ -79,11 +77,23 @@ class Azurite:
 
     def command(self) -> list[str]:
         cmd = [
-            "node", str(azurite_binary()),
-            "--blobHost", "127.0.0.1", "--blobPort", str(self.blob_port),
-            "--queueHost", "127.0.0.1", "--queuePort", str(self.queue_port),
-            "--tableHost", "127.0.0.1", "--tablePort", str(self.table_port),
-            "--skipApiVersionCheck", "--disableTelemetry", "--loose",
+            "node",
+            str(azurite_binary()),
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            str(self.blob_port),
+            "--queueHost",
+            "127.0.0.1",
+            "--queuePort",
+            str(self.queue_port),
+            "--tableHost",
+            "127.0.0.1",
+            "--tablePort",
+            str(self.table_port),
+            "--skipApiVersionCheck",
+            "--disableTelemetry",
+            "--loose",
         ]
         if self.data_dir is None:
             cmd.append("--inMemoryPersistence")
@@ -99,7 +109,10 @@ class Azurite:
             self._log = self.log_path.open("ab")
         out: IO[bytes] | int = self._log if self._log is not None else subprocess.DEVNULL
         self._process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
-            self.command(), stdout=out, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT,
+            self.command(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=PROJECT_ROOT,
         )
         deadline = time.monotonic() + timeout
         ports = (self.blob_port, self.queue_port, self.table_port)
@@ -125,6 +138,10 @@ class Azurite:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
 
     @property
     def running(self) -> bool:

@@ -98,6 +98,8 @@ class TableStore:
             raise Conflict(f"{entity['PartitionKey']}/{entity['RowKey']} exists") from exc
         except (HttpResponseError, ServiceRequestError) as exc:
             raise _storage_error(exc) from exc
+        except (TypeError, ValueError) as exc:
+            raise PermanentError(f"entity not storable: {exc}") from exc
         return str(result.get("etag", ""))
 
     async def update(self, entity: Mapping[str, Any], etag: str) -> str:
@@ -144,23 +146,29 @@ class TableStore:
     async def transact(self, ops: Sequence[Op]) -> None:
         """Run `ops` atomically in one partition; Conflict if a create hit an existing row,
         EtagMismatch if a guarded update lost a race."""
-        batch: list[Any] = []
-        for op in ops:
-            if op.kind == "merge" and op.etag:
-                options = {"mode": UpdateMode.MERGE, "etag": op.etag, "match_condition": MatchConditions.IfNotModified}
-                batch.append(("update", _clean(op.entity), options))
-            elif op.kind == "merge":
-                batch.append(("update", _clean(op.entity), {"mode": UpdateMode.MERGE}))
-            else:
-                batch.append((op.kind, _clean(op.entity)))
         try:
-            await self._client.submit_transaction(batch)
+            await self._client.submit_transaction([_batch_op(op) for op in ops])
         except TableTransactionError as exc:
-            code = str(getattr(exc, "error_code", "") or "")
-            if "AlreadyExists" in code:
-                raise Conflict(code) from exc
-            if "ConditionNotSatisfied" in code or "ResourceNotFound" in code or exc.status_code == 412:
-                raise EtagMismatch(code) from exc
-            raise _storage_error(exc) from exc
+            raise _transaction_error(exc) from exc
         except (HttpResponseError, ServiceRequestError) as exc:
             raise _storage_error(exc) from exc
+        except (TypeError, ValueError) as exc:  # the SDK refused a value before sending anything
+            raise PermanentError(f"entity not storable: {exc}") from exc
+
+
+def _batch_op(op: Op) -> Any:
+    if op.kind == "merge" and op.etag:
+        options = {"mode": UpdateMode.MERGE, "etag": op.etag, "match_condition": MatchConditions.IfNotModified}
+        return ("update", _clean(op.entity), options)
+    if op.kind == "merge":
+        return ("update", _clean(op.entity), {"mode": UpdateMode.MERGE})
+    return (op.kind, _clean(op.entity))
+
+
+def _transaction_error(exc: TableTransactionError) -> ContactMessagesError:
+    code = str(getattr(exc, "error_code", "") or "")
+    if "AlreadyExists" in code:
+        return Conflict(code)
+    if "ConditionNotSatisfied" in code or "ResourceNotFound" in code or exc.status_code == 412:
+        return EtagMismatch(code)
+    return _storage_error(exc)

@@ -22,6 +22,7 @@ from enum import StrEnum
 from typing import Any
 
 from shared.adapters.tables import Conflict, EtagMismatch, Op, TableStore
+from shared.errors import PermanentError
 from shared.events_model import AcsEvent, EventKind, MalformedEvent, envelope_from_dict, normalise
 from shared.ledger import Ledger, LedgerRow, iso, parse_iso
 from shared.models import Status
@@ -108,9 +109,12 @@ class EventService:
             )
             count(log, "events_ignored", reason="unknown-type")
             return EventOutcome.IGNORED
-        if event.kind == EventKind.INBOUND:
-            return await self._inbound(event)
-        return await self.apply(event)
+        try:
+            if event.kind == EventKind.INBOUND:
+                return await self._inbound(event)
+            return await self.apply(event)
+        except PermanentError as exc:  # storage refused this event's values: record it, never retry for 24 h
+            return await self._reject(raw, f"could not store the event: {exc}")
 
     async def apply(self, event: AcsEvent) -> EventOutcome:
         """Match and record a report or engagement event (also used to re-match orphans)."""
@@ -235,7 +239,8 @@ class EventService:
         sent_at = row.get("SentAt")
         if event.status in (Status.DELIVERED, Status.READ) and sent_at and not row.get("DeliveryLatencyMs"):
             latency = parse_iso(event.event_time) - parse_iso(str(sent_at))
-            fields["DeliveryLatencyMs"] = max(0, int(latency.total_seconds() * 1000))
+            # A float (Edm.Double): an int over 2^31 ms would not fit Table Storage's default Int32.
+            fields["DeliveryLatencyMs"] = max(0.0, round(latency.total_seconds() * 1000, 1))
         return fields
 
     def _log_recorded(self, message_id: str, event: AcsEvent, fields: Mapping[str, Any] | None) -> None:

@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 # ACS deduplicates repeatability ids for 5 minutes; stay well inside it.
 REPEATABILITY_WINDOW = timedelta(minutes=4)
 STUCK_AFTER = timedelta(minutes=15)
-PAUSE_RECHECK_SECONDS = 30.0
+PAUSE_RECHECK_SECONDS = 10.0
 MAX_INLINE_WAIT = 0.5
 
 

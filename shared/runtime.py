@@ -55,6 +55,7 @@ class Services:
     clock: Callable[[], datetime]
 
     async def close(self) -> None:
+        await self.provider.close()
         await self.storage.close()
 
 

@@ -14,6 +14,8 @@ class Provider(Protocol):
 
     async def email_status(self, operation_id: str) -> str | None: ...
 
+    async def close(self) -> None: ...
+
 
 class AcsProvider:
     """Sends through ACS. SMS carries our message id as its tag; email uses our operation id."""
@@ -37,3 +39,6 @@ class AcsProvider:
 
     async def email_status(self, operation_id: str) -> str | None:
         return await self._senders.email_status(operation_id)
+
+    async def close(self) -> None:
+        await self._senders.close()

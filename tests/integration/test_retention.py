@@ -1,0 +1,44 @@
+"""Retention with an injected clock: content, then recipients, then rows, each on its own clock."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from shared.models import Status
+from shared.runtime import Services
+from shared.services.sending import QueueDelivery
+from tests.integration.conftest import Clock, sms
+
+
+async def _send(svc: Services, message_id: str) -> None:
+    await svc.sending.handle(QueueDelivery(sms(message_id, to="+14255550142"), uuid.uuid4().hex, 1))
+
+
+async def test_content_goes_first_and_metadata_stays(svc: Services, clock: Clock) -> None:
+    """After 7 days the text is gone; recipient, status and times remain."""
+    await _send(svc, "ret-1")
+    clock.advance(days=6)
+    assert sum((await svc.retention.run()).values()) == 0
+    clock.advance(days=2)
+    assert (await svc.retention.run())["purge-content"] == 1
+    row = await svc.ledger.get("ret-1")
+    assert row is not None
+    payload = json.loads(row.payload or "{}")
+    assert "content" not in payload and payload["to"] == "+14255550142"
+    assert row.status == Status.SENT and row.get("SentAt") and row.get("ContentPurgedAt")
+
+
+async def test_recipient_goes_at_30_days_and_rows_at_90(svc: Services, clock: Clock) -> None:
+    """At 30 days the address is gone everywhere in the row; at 90 days the message is deleted."""
+    await _send(svc, "ret-2")
+    for days in (8, 23):
+        clock.advance(days=days)
+        await svc.retention.run()
+    row = await svc.ledger.get("ret-2")
+    assert row is not None
+    assert "+14255550142" not in json.dumps(dict(row.entity), default=str)
+    assert row.get("RecipientMasked") == "" and row.status == Status.SENT
+    clock.advance(days=60)
+    assert (await svc.retention.run())["purge-rows"] == 1
+    assert await svc.ledger.get("ret-2") is None

@@ -44,8 +44,9 @@ class Stack:
         log = self.log_dir / f"runner-{self.restarts}.log"
         self.restarts += 1
         EXTRA_LOG_FILES.append(log)
-        self.runner = RunnerProcess(ROOT, env=self.env, storage=self.env["AzureWebJobsStorage"], log_path=log,
-                                    grace_period=5.0).start()
+        self.runner = RunnerProcess(
+            ROOT, env=self.env, storage=self.env["AzureWebJobsStorage"], log_path=log, grace_period=5.0
+        ).start()
         self.acs.set_webhook(f"{self.runner.url}/runtime/webhooks/eventgrid?functionName=record_event")
         return self.runner
 

@@ -12,12 +12,30 @@ from tests.e2e.conftest import all_final, wait_until
 from tests.integration.conftest import SMS_SENDER, email, sms, whatsapp
 
 TRUTH_TO_STATUS = {
-    "Delivered": Status.DELIVERED, "Read": Status.READ, "Failed": Status.FAILED, "Bounced": Status.FAILED,
-    "Suppressed": Status.FAILED, "Quarantined": Status.FAILED, "FilteredSpam": Status.FAILED,
-    "NoReport": Status.SENT, "Rejected": Status.FAILED,
+    "Delivered": Status.DELIVERED,
+    "Read": Status.READ,
+    "Failed": Status.FAILED,
+    "Bounced": Status.FAILED,
+    "Suppressed": Status.FAILED,
+    "Quarantined": Status.FAILED,
+    "FilteredSpam": Status.FAILED,
+    "NoReport": Status.SENT,
+    "Rejected": Status.FAILED,
 }
-EMAIL_TAGS = ["", "+bounce", "+quarantined", "+filtered", "+failed", "+expanded", "+noreport", "+late", "+duplicate",
-              "+reorder", "+engage", "+opfail"]
+EMAIL_TAGS = [
+    "",
+    "+bounce",
+    "+quarantined",
+    "+filtered",
+    "+failed",
+    "+expanded",
+    "+noreport",
+    "+late",
+    "+duplicate",
+    "+reorder",
+    "+engage",
+    "+opfail",
+]
 
 
 def _number(i: int) -> str:
@@ -100,11 +118,23 @@ async def test_an_event_from_another_topic_is_ignored_through_the_webhook(make_s
     await wait_until(lambda: all_final(stack, ["victim"]), 20, "delivery")
     row = await stack.svc.ledger.get("victim")
     assert row is not None
-    forged = {"id": str(uuid.uuid4()), "topic": DEFAULT_TOPIC.replace("local-acs", "someone-else"),
-              "subject": "/phonenumber/1", "eventType": "Microsoft.Communication.SMSDeliveryReportReceived",
-              "eventTime": "2030-01-01T00:00:00Z", "dataVersion": "1.0",
-              "data": {"messageId": row.get("ProviderMessageId"), "tag": "victim", "deliveryStatus": "Failed",
-                       "from": "1", "to": "2", "deliveryStatusDetails": "forged", "deliveryAttempts": []}}
+    forged = {
+        "id": str(uuid.uuid4()),
+        "topic": DEFAULT_TOPIC.replace("local-acs", "someone-else"),
+        "subject": "/phonenumber/1",
+        "eventType": "Microsoft.Communication.SMSDeliveryReportReceived",
+        "eventTime": "2030-01-01T00:00:00Z",
+        "dataVersion": "1.0",
+        "data": {
+            "messageId": row.get("ProviderMessageId"),
+            "tag": "victim",
+            "deliveryStatus": "Failed",
+            "from": "1",
+            "to": "2",
+            "deliveryStatusDetails": "forged",
+            "deliveryAttempts": [],
+        },
+    }
     status = _post_event(stack, [forged])
     assert status == 202
     assert (await stack.statuses(["victim"]))["victim"] == Status.DELIVERED
@@ -114,8 +144,10 @@ def _post_event(stack, events: list[dict[str, object]]) -> int:  # type: ignore[
     import urllib.request
 
     request = urllib.request.Request(  # noqa: S310 - loopback
-        f"{stack.runner.url}/runtime/webhooks/eventgrid?functionName=record_event", data=json.dumps(events).encode(),
-        method="POST", headers={"aeg-event-type": "Notification", "Content-Type": "application/json"},
+        f"{stack.runner.url}/runtime/webhooks/eventgrid?functionName=record_event",
+        data=json.dumps(events).encode(),
+        method="POST",
+        headers={"aeg-event-type": "Notification", "Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
         return int(response.status)
@@ -129,11 +161,22 @@ async def test_the_same_event_five_times_through_the_webhook_is_one_row(make_sta
     await wait_until(lambda: all_final(stack, ["redelivered"], sent), 20, "the send")
     row = await stack.svc.ledger.get("redelivered")
     assert row is not None
-    event = {"id": "evt-1", "topic": DEFAULT_TOPIC, "subject": "/phonenumber/18005550100",
-             "eventType": "Microsoft.Communication.SMSDeliveryReportReceived", "eventTime": "2030-01-01T00:00:00Z",
-             "dataVersion": "1.0", "data": {"MessageId": row.get("ProviderMessageId"), "Tag": "redelivered",
-                                            "DeliveryStatus": "Delivered", "From": "1", "To": "2",
-                                            "ReceivedTimestamp": "2030-01-01T00:00:00Z"}}
+    event = {
+        "id": "evt-1",
+        "topic": DEFAULT_TOPIC,
+        "subject": "/phonenumber/18005550100",
+        "eventType": "Microsoft.Communication.SMSDeliveryReportReceived",
+        "eventTime": "2030-01-01T00:00:00Z",
+        "dataVersion": "1.0",
+        "data": {
+            "MessageId": row.get("ProviderMessageId"),
+            "Tag": "redelivered",
+            "DeliveryStatus": "Delivered",
+            "From": "1",
+            "To": "2",
+            "ReceivedTimestamp": "2030-01-01T00:00:00Z",
+        },
+    }
     assert [_post_event(stack, [event]) for _ in range(5)] == [202] * 5
     table = stack.svc.storage.table(stack.svc.names.messages)
     rows = [r async for r in table.query("PartitionKey eq 'redelivered' and RowKey ne 'ledger'")]

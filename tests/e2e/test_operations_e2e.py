@@ -29,10 +29,21 @@ async def test_silent_sms_expire_after_the_sla_and_a_late_report_still_wins(make
     late = ids[0]
     row = await stack.svc.ledger.get(late)
     assert row is not None
-    report = {"id": "late-1", "topic": stack.env["ACS_RESOURCE_IDS"], "subject": "/phonenumber/1",
-              "eventType": "Microsoft.Communication.SMSDeliveryReportReceived", "eventTime": "2026-11-28T00:00:00Z",
-              "data": {"messageId": row.get("ProviderMessageId"), "tag": late, "deliveryStatus": "Delivered",
-                       "from": "1", "to": "2", "receivedTimestamp": "2026-11-28T00:00:00Z"}}
+    report = {
+        "id": "late-1",
+        "topic": stack.env["ACS_RESOURCE_IDS"],
+        "subject": "/phonenumber/1",
+        "eventType": "Microsoft.Communication.SMSDeliveryReportReceived",
+        "eventTime": "2026-11-28T00:00:00Z",
+        "data": {
+            "messageId": row.get("ProviderMessageId"),
+            "tag": late,
+            "deliveryStatus": "Delivered",
+            "from": "1",
+            "to": "2",
+            "receivedTimestamp": "2026-11-28T00:00:00Z",
+        },
+    }
     assert await stack.svc.events.record(report) is not None
     assert (await stack.statuses([late]))[late] == Status.DELIVERED
 
@@ -47,8 +58,13 @@ async def test_replaying_100_dead_letters_sends_each_once(make_stack) -> None:  
     dead = frozenset({Status.DEAD_LETTERED})
     await wait_until(lambda: all_final(stack, ids, dead), 120, "all 100 to be dead-lettered")
     stack.acs.clear_faults()
-    operator = OperatorService(stack.svc.ledger, stack.svc.storage.table(stack.svc.names.messages),
-                               stack.svc.outbound, stack.svc.audit, stack.svc.clock)
+    operator = OperatorService(
+        stack.svc.ledger,
+        stack.svc.storage.table(stack.svc.names.messages),
+        stack.svc.outbound,
+        stack.svc.audit,
+        stack.svc.clock,
+    )
     first = [await operator.replay(i, actor="ops@example.com", reason="provider outage over") for i in ids]
     assert {r.action for r in first} == {"requeued"}
     await wait_until(lambda: all_final(stack, ids, SENT_OR_LATER - dead), 60, "the replays to be sent")

@@ -30,7 +30,7 @@ lint: setup
 typecheck: setup
 	$(PY) -m mypy
 
-unit: setup
+unit: setup infra-venv
 	$(PY) -m pytest -q
 
 test: lint typecheck unit
@@ -40,6 +40,20 @@ bench: setup
 
 soak: setup
 	$(PY) -m bench.soak
+
+# checkov (tests/infra) has a large dependency tree: it gets its own venv, built from requirements-infra.txt.
+INFRA_VENV := .venv-infra
+INFRA_STAMP := $(INFRA_VENV)/.installed
+
+.PHONY: infra-venv
+
+$(INFRA_STAMP): requirements-infra.txt
+	$(PYTHON) -m venv $(INFRA_VENV)
+	$(INFRA_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(INFRA_VENV)/bin/python -m pip install --quiet -r requirements-infra.txt
+	touch $(INFRA_STAMP)
+
+infra-venv: $(INFRA_STAMP)
 
 clean:
 	rm -rf $(VENV) node_modules .devstack .pytest_cache .mypy_cache .ruff_cache

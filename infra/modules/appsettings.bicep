@@ -1,0 +1,69 @@
+// The function app's settings: exactly the names declared in shared/settings.py SETTINGS, minus the
+// local-only secrets (AzureWebJobsStorage, ACS_CONNECTION_STRING: never set in Azure), plus the
+// platform settings allowlisted, with reasons, in tests/infra/test_settings_parity.py.
+// Keep this a literal object: the parity test reads its keys.
+//
+// This resource replaces all app settings on every deployment. Settings changed by hand (for
+// example AzureWebJobs.record_event.Disabled during an incident) are reset by the next deployment.
+
+param functionAppName string
+param storageAccountName string
+param appInsightsConnectionString string
+param acsEndpoint string
+param acsResourceId string
+param smsSenders string
+param emailSenders string
+param whatsappChannels string
+param rateLimits string
+param smsMaxSegments string
+param priceTable string
+param deliverySlaMinutes string
+param reconcileSchedule string
+param retentionSchedule string
+param retentionDays string
+param keyVaultName string
+param consentSecretName string
+param tablePrefix string
+param sendQueueName string
+
+resource site 'Microsoft.Web/sites@2024-04-01' existing = {
+  name: functionAppName
+}
+
+// checkov applies its web-app checks to every sites/config resource. These are app settings: each
+// skipped check concerns a site property that is set, or does not apply, in functionapp.bicep.
+resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
+  parent: site
+  name: 'appsettings'
+  properties: {
+    // checkov:skip=CKV_AZURE_13: EasyAuth is not supported on Flex Consumption; functions require keys (see functionapp.bicep).
+    // checkov:skip=CKV_AZURE_222: Public network access is a site property, justified in functionapp.bicep (Event Grid webhook, no VNet).
+    // checkov:skip=CKV_AZURE_88: Azure Files content shares do not exist on Flex Consumption; the package lives in a blob container.
+    // checkov:skip=CKV_AZURE_80: .NET Framework version does not apply: this is a Python 3.11 app on Linux.
+    // checkov:skip=CKV_AZURE_63: App Service HTTP (web server) logs are not produced on Flex Consumption; requests are logged to Application Insights (requests table).
+    // checkov:skip=CKV_AZURE_65: Detailed error pages are an IIS (Windows) feature; errors are logged to Application Insights.
+    // checkov:skip=CKV_AZURE_66: Failed request tracing is an IIS (Windows) feature; failed invocations are in Application Insights and alerted on.
+    // Identity-based host and binding storage: blob, queue and table endpoints derive from the name.
+    AzureWebJobsStorage__accountName: storageAccountName
+    AzureWebJobsStorage__credential: 'managedidentity'
+    // Entra ID, never keys: the function identity has a scoped ACS role (roles.bicep).
+    ACS_ENDPOINT: acsEndpoint
+    ACS_RESOURCE_IDS: acsResourceId
+    SMS_SENDERS: smsSenders
+    EMAIL_SENDERS: emailSenders
+    WHATSAPP_CHANNELS: whatsappChannels
+    RATE_LIMITS: rateLimits
+    SMS_MAX_SEGMENTS: smsMaxSegments
+    PRICE_TABLE: priceTable
+    DELIVERY_SLA_MINUTES: deliverySlaMinutes
+    RECONCILE_SCHEDULE: reconcileSchedule
+    RETENTION_SCHEDULE: retentionSchedule
+    RETENTION_DAYS: retentionDays
+    // A Key Vault reference, resolved by the platform with the app's identity (Key Vault Secrets User).
+    CONSENT_HASH_KEY: '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=${consentSecretName})'
+    TABLE_PREFIX: tablePrefix
+    SEND_QUEUE: sendQueueName
+    APPLICATIONINSIGHTS_CONNECTION_STRING: appInsightsConnectionString
+    APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD'
+  }
+}

@@ -1,0 +1,216 @@
+"""What the Bicep must guarantee: tags, least privilege per path, no keys, the Event Grid wiring."""
+
+from __future__ import annotations
+
+import re
+
+from tests.infra.bicep import MAIN, Resource, declared_resources, parameters, parse
+
+RESOURCES = declared_resources()
+
+# Resource types that carry no tags in ARM (extension and child resources, budgets).
+UNTAGGABLE = frozenset(
+    {
+        "Microsoft.Authorization/roleAssignments",
+        "Microsoft.Authorization/roleDefinitions",
+        "Microsoft.Insights/diagnosticSettings",
+        "Microsoft.Consumption/budgets",
+        "Microsoft.Web/sites/config",
+        "Microsoft.Storage/storageAccounts/managementPolicies",
+        "Microsoft.Web/sites/basicPublishingCredentialsPolicies",
+        "Microsoft.Storage/storageAccounts/blobServices",
+        "Microsoft.Storage/storageAccounts/blobServices/containers",
+        "Microsoft.Storage/storageAccounts/queueServices",
+        "Microsoft.Storage/storageAccounts/queueServices/queues",
+        "Microsoft.Storage/storageAccounts/tableServices",
+        "Microsoft.Storage/storageAccounts/tableServices/tables",
+        "Microsoft.EventGrid/systemTopics/eventSubscriptions",
+        "Microsoft.Communication/emailServices/domains/senderUsernames",
+    }
+)
+
+# Built-in role definition ids (learn.microsoft.com "Azure built-in roles"), by name.
+BUILT_IN_ROLES = {
+    "b7e6dc6d-f1e8-4753-8033-0f276bb0955b": "Storage Blob Data Owner",
+    "ba92f5b4-2d11-453d-a403-e96b0029c9fe": "Storage Blob Data Contributor",
+    "974c5e8b-45b9-4653-ba55-5f855dd0fb88": "Storage Queue Data Contributor",
+    "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3": "Storage Table Data Contributor",
+    "4633458b-17de-408a-b874-0445c86b69e6": "Key Vault Secrets User",
+    "3913510d-42f4-4e42-8a64-420c390055eb": "Monitoring Metrics Publisher",
+    "09976791-48a7-449e-bb21-39d1a415f350": "Communication and Email Service Owner",
+}
+BROAD_ROLES = {
+    "8e3af657-a8ff-443c-a75c-2fe8c4bcb635": "Owner",
+    "b24988ac-6180-42a0-ab88-20f7382dd24c": "Contributor",
+    "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9": "User Access Administrator",
+}
+EVENT_TYPES = {
+    "Microsoft.Communication.SMSDeliveryReportReceived",
+    "Microsoft.Communication.SMSReceived",
+    "Microsoft.Communication.EmailDeliveryReportReceived",
+    "Microsoft.Communication.EmailEngagementTrackingReportReceived",
+    "Microsoft.Communication.AdvancedMessageDeliveryStatusUpdated",
+    "Microsoft.Communication.AdvancedMessageReceived",
+}
+GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def _of_type(type_: str) -> list[Resource]:
+    return [resource for resource in RESOURCES if resource.type == type_]
+
+
+def _one(type_: str) -> Resource:
+    (resource,) = _of_type(type_)
+    return resource
+
+
+def test_every_taggable_resource_is_tagged() -> None:
+    """Every resource that can carry tags gets the tags built from owner, costCenter and environment."""
+    untagged = [f"{r.file.name}:{r.symbol}" for r in RESOURCES if r.type not in UNTAGGABLE and "tags" not in r.body]
+    assert untagged == []
+
+
+def test_tags_come_from_parameters() -> None:
+    """The tag object is built from the owner, costCenter and environment parameters."""
+    main = parse(MAIN)
+    assert {"owner", "costCenter", "environment"} <= set(parameters(MAIN))
+    assert main["variables"]["tags"]["value"] == {
+        "owner": "owner",
+        "costCenter": "costCenter",
+        "environment": "environment",
+        "application": "contact-messages",
+    }
+
+
+def test_role_definition_ids_are_the_known_built_ins() -> None:
+    """Every role GUID in roles.bicep and eventgrid.bicep is a known built-in, and none is broad."""
+    for module in ("roles.bicep", "eventgrid.bicep"):
+        text = (MAIN.parent / "modules" / module).read_text()
+        for guid in set(GUID.findall(text)):
+            assert guid in BUILT_IN_ROLES, f"{module}: unknown role id {guid}"
+            assert guid not in BROAD_ROLES, f"{module}: broad role {BROAD_ROLES[guid]}"
+
+
+def test_no_broad_role_is_assigned_anywhere() -> None:
+    """No Owner, Contributor or User Access Administrator assignment exists in the templates."""
+    text = "\n".join(path.read_text() for path in MAIN.parent.rglob("*.bicep"))
+    assert not set(GUID.findall(text)) & set(BROAD_ROLES)
+
+
+def test_custom_acs_role_has_only_the_send_actions() -> None:
+    """The custom ACS role holds the three actions ACS checks for Entra-authenticated sends, nothing else."""
+    role = _one("Microsoft.Authorization/roleDefinitions")
+    (permissions,) = role.properties["permissions"]
+    assert sorted(permissions["actions"]) == [
+        "Microsoft.Communication/CommunicationServices/Read",
+        "Microsoft.Communication/CommunicationServices/Write",
+        "Microsoft.Communication/EmailServices/write",
+    ]
+    assert permissions["dataActions"] == []
+    assert role.properties["assignableScopes"]
+
+
+def test_function_identity_roles_are_scoped_per_path() -> None:
+    """Storage roles on the account, Key Vault on the vault, telemetry on the component, ACS on ACS."""
+    scopes = {
+        resource.symbol: resource.body["scope"]
+        for resource in _of_type("Microsoft.Authorization/roleAssignments")
+        if resource.file.name == "roles.bicep"
+    }
+    assert scopes == {
+        "blobOwner": "storage",
+        "queueContributor": "storage",
+        "tableContributor": "storage",
+        "secretsUser": "vault",
+        "metricsPublisher": "appInsights",
+        "acsSender": "acs",
+        "operatorTables": "storage",
+        "operatorQueues": "storage",
+    }
+
+
+def test_event_grid_identity_may_write_only_the_dead_letter_container() -> None:
+    """The system topic's identity gets Storage Blob Data Contributor on the dead-letter container only."""
+    (assignment,) = [r for r in _of_type("Microsoft.Authorization/roleAssignments") if r.file.name == "eventgrid.bicep"]
+    assert assignment.body["scope"] == "deadLetterContainer"
+    assert "storageBlobDataContributor" in str(assignment.properties["roleDefinitionId"])
+
+
+def test_event_subscription_targets_record_event_with_filter_retry_and_dead_letter() -> None:
+    """AzureFunction endpoint record_event, the six event types, a retry policy, identity dead-lettering."""
+    subscription = _one("Microsoft.EventGrid/systemTopics/eventSubscriptions")
+    props = subscription.properties
+    assert props["destination"]["endpointType"] == "AzureFunction"
+    assert props["destination"]["properties"]["resourceId"].endswith("/functions/record_event")
+    assert set(props["filter"]["includedEventTypes"]) == EVENT_TYPES
+    assert set(props["retryPolicy"]) == {"maxDeliveryAttempts", "eventTimeToLiveInMinutes"}
+    dead_letter = props["deadLetterWithResourceIdentity"]
+    assert dead_letter["identity"]["type"] == "SystemAssigned"
+    assert dead_letter["deadLetterDestination"]["endpointType"] == "StorageBlob"
+    topic = _one("Microsoft.EventGrid/systemTopics")
+    assert topic.body["identity"]["type"] == "SystemAssigned"
+    assert topic.properties["topicType"] == "Microsoft.Communication.CommunicationServices"
+
+
+def test_no_keys_anywhere() -> None:
+    """Shared keys off on storage, local auth off on ACS and Application Insights, no listKeys() calls."""
+    storage = _one("Microsoft.Storage/storageAccounts").properties
+    assert storage["allowSharedKeyAccess"] is False
+    assert storage["allowBlobPublicAccess"] is False
+    assert _one("Microsoft.Communication/communicationServices").properties["disableLocalAuth"] == "disableLocalAuth"
+    assert parameters(MAIN)["acsDisableLocalAuth"]["default"] is True
+    assert _one("Microsoft.Insights/components").properties["DisableLocalAuth"] is True
+    vault = _one("Microsoft.KeyVault/vaults").properties
+    assert vault["enableRbacAuthorization"] is True
+    for path in MAIN.parent.rglob("*.bicep"):
+        assert "listKeys" not in path.read_text(), path.name
+
+
+def test_function_app_is_flex_consumption_python_311_with_system_identity() -> None:
+    """FC1 plan, Python 3.11 runtime, system-assigned identity, identity-authenticated deployment container."""
+    plan = _one("Microsoft.Web/serverfarms")
+    assert plan.body["sku"] == {"tier": "FlexConsumption", "name": "FC1"}
+    site = _one("Microsoft.Web/sites")
+    assert site.body["identity"] == {"type": "SystemAssigned"}
+    config = site.properties["functionAppConfig"]
+    assert config["runtime"] == {"name": "python", "version": "3.11"}
+    assert config["deployment"]["storage"]["authentication"] == {"type": "SystemAssignedIdentity"}
+
+
+def test_storage_has_queues_containers_and_tables() -> None:
+    """The send queue, its poison queue, the deployment and dead-letter containers, and the tables exist."""
+    queues = {r.body["name"] for r in _of_type("Microsoft.Storage/storageAccounts/queueServices/queues")}
+    assert queues == {"sendQueueName", "${sendQueueName}-poison"}
+    assert parameters(MAIN)["sendQueueName"]["default"] == "outbound"
+    containers = {r.body["name"] for r in _of_type("Microsoft.Storage/storageAccounts/blobServices/containers")}
+    assert containers == {"deploymentContainerName", "deadLetterContainerName"}
+    assert _of_type("Microsoft.Storage/storageAccounts/tableServices/tables")
+
+
+def test_diagnostics_reach_log_analytics_for_acs_and_storage() -> None:
+    """ACS, the storage account and its blob, queue and table services send diagnostics to the workspace."""
+    scopes = {r.body["scope"] for r in _of_type("Microsoft.Insights/diagnosticSettings")}
+    assert {"acs", "account", "blobService", "queueService", "tableService"} <= scopes
+
+
+def test_budget_alerts_the_operator() -> None:
+    """A monthly budget notifies the alert email on actual and forecast spend."""
+    budget = _one("Microsoft.Consumption/budgets").properties
+    assert budget["timeGrain"] == "Monthly"
+    kinds = {notification["thresholdType"] for notification in budget["notifications"].values()}
+    assert kinds == {"Actual", "Forecasted"}
+
+
+def test_tables_created_are_the_tables_the_app_uses() -> None:
+    """tableSuffixes defaults to exactly the tables of shared/tables.py, so none is missing or stray."""
+    from shared.tables import TableNames
+
+    assert sorted(parameters(MAIN)["tableSuffixes"]["default"]) == sorted(TableNames("").all())
+
+
+def test_dead_letter_blobs_are_purged() -> None:
+    """Event Grid dead-letter blobs hold raw addresses: a lifecycle rule deletes them."""
+    (policy,) = _of_type("Microsoft.Storage/storageAccounts/managementPolicies")
+    (rule,) = policy.properties["policy"]["rules"]
+    assert rule["definition"]["filters"]["prefixMatch"] == ["${deadLetterContainerName}/"]
+    assert "delete" in rule["definition"]["actions"]["baseBlob"]

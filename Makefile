@@ -56,4 +56,4 @@ $(INFRA_STAMP): requirements-infra.txt
 infra-venv: $(INFRA_STAMP)
 
 clean:
-	rm -rf $(VENV) node_modules .devstack .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(INFRA_VENV) node_modules .devstack .pytest_cache .mypy_cache .ruff_cache

@@ -31,6 +31,7 @@ from shared.services.retention import RetentionService
 from shared.services.sending import SendService
 from shared.settings import Channel, Settings, load_settings
 from shared.tables import TableNames
+from shared.telemetry import configure_telemetry
 
 
 @dataclass(frozen=True)
@@ -177,5 +178,7 @@ async def services(env: Mapping[str, str] | None = None) -> Services:
         _lock = asyncio.Lock()
     async with _lock:
         if _services is None:
-            _services = await build_services(load_settings(env))
+            settings = load_settings(env)
+            configure_telemetry(settings.appinsights_connection_string)
+            _services = await build_services(settings)
     return _services

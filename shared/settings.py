@@ -128,8 +128,12 @@ def _check_storage_and_acs(env: Mapping[str, str], problems: list[str]) -> None:
         problems.append("AzureWebJobsStorage or AzureWebJobsStorage__accountName must be set")
     if not env.get("ACS_ENDPOINT") and not env.get("ACS_CONNECTION_STRING"):
         problems.append("ACS_ENDPOINT or ACS_CONNECTION_STRING must be set")
-    if not env.get("CONSENT_HASH_KEY"):
+    key = env.get("CONSENT_HASH_KEY", "")
+    if not key:
         problems.append("CONSENT_HASH_KEY must be set (a long random secret)")
+    elif key.startswith("@Microsoft.KeyVault("):
+        # An unresolved Key Vault reference would silently become the hash key and orphan every opt-out.
+        problems.append("CONSENT_HASH_KEY is an unresolved Key Vault reference (check the app's vault access)")
 
 
 def _int_setting(env: Mapping[str, str], name: str, default: int, problems: list[str]) -> int:

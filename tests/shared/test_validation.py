@@ -118,3 +118,30 @@ def test_wrongly_typed_fields_are_field_errors(body: dict[str, object]) -> None:
     """Wrong types anywhere give ValidationFailed, never another exception."""
     errors = _errors_or_none(lambda: _check(body))
     assert errors is None or len(errors) > 0
+
+
+def test_an_unresolved_key_vault_reference_is_a_configuration_error() -> None:
+    """A literal @Microsoft.KeyVault(...) hash key fails at start instead of hashing with the reference text."""
+    from shared.errors import ConfigurationError
+    from shared.settings import load_settings as load
+
+    env = {
+        "AzureWebJobsStorage": "x",
+        "ACS_ENDPOINT": "https://x",
+        "ACS_RESOURCE_IDS": "/s",
+        "CONSENT_HASH_KEY": "@Microsoft.KeyVault(SecretUri=https://v/secrets/k/)",
+    }
+    with pytest.raises(ConfigurationError, match="Key Vault"):
+        load(env)
+
+
+def test_settings_list_every_problem_at_once() -> None:
+    """Missing storage, ACS and hash key plus bad JSON are reported together."""
+    from shared.errors import ConfigurationError
+    from shared.settings import load_settings as load
+
+    with pytest.raises(ConfigurationError) as info:
+        load({"RATE_LIMITS": "{nope"})
+    message = str(info.value)
+    for name in ("AzureWebJobsStorage", "ACS_ENDPOINT", "CONSENT_HASH_KEY", "RATE_LIMITS"):
+        assert name in message

@@ -47,12 +47,12 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("SMS_MAX_SEGMENTS", False, "largest SMS accepted, in segments (default 10)"),
     SettingSpec("PRICE_TABLE", False, 'estimated cost per unit, JSON {"sms": 0.0075, "email": 0.00025}'),
     SettingSpec("DELIVERY_SLA_MINUTES", False, 'minutes to wait for a report, JSON {"sms": 60, "email": 60}'),
-    SettingSpec("RECONCILE_SCHEDULE", False, "NCRONTAB schedule of the reconcile timer"),
-    SettingSpec("RETENTION_SCHEDULE", False, "NCRONTAB schedule of the retention timer"),
+    SettingSpec("RECONCILE_SCHEDULE", True, "NCRONTAB schedule of the reconcile timer (%RECONCILE_SCHEDULE%)"),
+    SettingSpec("RETENTION_SCHEDULE", True, "NCRONTAB schedule of the retention timer (%RETENTION_SCHEDULE%)"),
     SettingSpec("RETENTION_DAYS", False, 'days to keep, JSON {"content": 7, "recipient": 30, "rows": 90}'),
     SettingSpec("CONSENT_HASH_KEY", True, "secret key for the keyed hash of recipient addresses", secret=True),
     SettingSpec("TABLE_PREFIX", False, "prefix of every table name (default cm)"),
-    SettingSpec("SEND_QUEUE", False, "name of the send queue (default outbound)"),
+    SettingSpec("SEND_QUEUE", True, "name of the send queue; the triggers bind %SEND_QUEUE% and %SEND_QUEUE%-poison"),
     SettingSpec("APPLICATIONINSIGHTS_CONNECTION_STRING", False, "enables telemetry to Application Insights"),
 )
 SETTING_NAMES: frozenset[str] = frozenset(spec.name for spec in SETTINGS)

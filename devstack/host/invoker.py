@@ -1,0 +1,169 @@
+"""One invocation, end to end: decode the trigger, call the function, write its outputs, log it.
+
+Why here and not in each trigger: every trigger needs the same worker semantics (converter-based
+decode with trigger metadata, `context`, fresh `Out` slots, the `$return` rule, outputs only after
+success) and the same host semantics (functionTimeout, the retry policy loop, one log line per
+invocation). The trigger code only decides what a result means (delete, 202, next schedule ...).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from azure.functions import meta
+
+from devstack.host import bindings
+from devstack.host.indexer import FunctionSpec
+from devstack.host.outputs import OutputTarget, OutputWriter
+from devstack.host.retry import RetryPolicy
+from devstack.host.worker import FunctionTimeoutError, Worker
+
+log = logging.getLogger("devstack.host.invocations")
+_INTERNAL_PREFIXES = (
+    str(Path(__file__).parent),
+    str(Path(concurrent.futures.__file__).parent),
+    str(Path(asyncio.__file__).parent),
+)
+
+
+class Outcome(StrEnum):
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    TIMED_OUT = "TimedOut"
+
+
+@dataclass(frozen=True)
+class InvocationResult:
+    outcome: Outcome
+    invocation_id: str
+    error: BaseException | None = None
+    return_value: meta.Datum | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.outcome is Outcome.SUCCEEDED
+
+
+@dataclass(frozen=True)
+class LoadedFunction:
+    """A function ready to run: its spec, resolved output targets and retry policy."""
+
+    spec: FunctionSpec
+    outputs: dict[str, OutputTarget]
+    retry: RetryPolicy | None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+class Executor:
+    def __init__(self, worker: Worker, writer: OutputWriter, function_timeout: timedelta | None) -> None:
+        self._worker = worker
+        self._writer = writer
+        self._timeout = function_timeout.total_seconds() if function_timeout is not None else None
+
+    async def execute(
+        self, function: LoadedFunction, trigger: meta.Datum, metadata: dict[str, meta.Datum] | None
+    ) -> InvocationResult:
+        """Run with the retry policy (an in-memory loop, as `FunctionExecutorExtensions` does)."""
+        policy = function.retry
+        delays = policy.delays() if policy is not None else None
+        retries, error = 0, None
+        while True:
+            retry = bindings.RetryContext(retries, policy.max_retry_count if policy else 0, error)
+            result = await self._attempt(function, trigger, metadata, retry)
+            if result.outcome is not Outcome.FAILED or policy is None or delays is None or not policy.allows(retries):
+                return result
+            retries, error = retries + 1, result.error
+            await asyncio.sleep(delays.next().total_seconds())
+
+    async def _attempt(
+        self,
+        function: LoadedFunction,
+        trigger: meta.Datum,
+        metadata: dict[str, meta.Datum] | None,
+        retry: bindings.RetryContext,
+    ) -> InvocationResult:
+        invocation_id = str(uuid.uuid4())
+        started = time.perf_counter()
+        try:
+            value = await self._run(function, trigger, metadata, retry, invocation_id)
+        except asyncio.CancelledError:
+            _log_line(function.name, invocation_id, started, "Cancelled", None)
+            raise
+        except FunctionTimeoutError as exc:
+            result = InvocationResult(Outcome.TIMED_OUT, invocation_id, exc)
+        except Exception as exc:
+            result = InvocationResult(Outcome.FAILED, invocation_id, exc)
+        else:
+            result = InvocationResult(Outcome.SUCCEEDED, invocation_id, return_value=value)
+        _log_line(function.name, invocation_id, started, result.outcome.value, result.error)
+        return result
+
+    async def _run(
+        self,
+        function: LoadedFunction,
+        trigger: meta.Datum,
+        metadata: dict[str, meta.Datum] | None,
+        retry: bindings.RetryContext,
+        invocation_id: str,
+    ) -> meta.Datum | None:
+        spec = function.spec
+        kwargs: dict[str, Any] = {p.name: bindings.decode(p.bind_type, trigger, metadata) for p in spec.inputs}
+        slots = {p.name: bindings.Out() for p in spec.outputs}
+        if spec.needs_context:
+            kwargs["context"] = bindings.Context(spec.name, spec.directory, invocation_id, retry)
+        result = await self._worker.call(spec.func, spec.is_async, {**kwargs, **slots}, invocation_id, self._timeout)
+        if result is not None and spec.return_binding is None:
+            raise RuntimeError(f"function {spec.name!r} without a $return binding returned a non-None value")
+        writes = [
+            (function.outputs[p.name], bindings.encode(p.bind_type, slots[p.name].get(), p.pytype))
+            for p in spec.outputs
+            if slots[p.name].get() is not None
+        ]
+        returned = (
+            bindings.encode(spec.return_binding.type, result, spec.return_pytype) if spec.return_binding else None
+        )
+        for target, datum in writes:
+            await self._writer.write(target, datum)
+        return returned
+
+
+def _log_line(name: str, invocation_id: str, started: float, outcome: str, error: BaseException | None) -> None:
+    duration_ms = (time.perf_counter() - started) * 1000
+    if error is None:
+        log.info("Executed 'Functions.%s' (%s, Id=%s, Duration=%.0fms)", name, outcome, invocation_id, duration_ms)
+        return
+    log.error(
+        "Executed 'Functions.%s' (%s, Id=%s, Duration=%.0fms, Exception=%s: %s)",
+        name,
+        outcome,
+        invocation_id,
+        duration_ms,
+        type(error).__name__,
+        error,
+        exc_info=_user_frames(error) if outcome != Outcome.TIMED_OUT else None,
+    )
+
+
+def _user_frames(error: BaseException) -> tuple[type[BaseException], BaseException, TracebackType | None]:
+    """The exception with the runner's own frames dropped from the front of its traceback."""
+    tb = error.__traceback__
+    while tb is not None and _is_internal(tb.tb_frame.f_code.co_filename):
+        tb = tb.tb_next
+    return type(error), error, tb or error.__traceback__
+
+
+def _is_internal(filename: str) -> bool:
+    return filename.startswith(_INTERNAL_PREFIXES)

@@ -1,0 +1,40 @@
+"""HTTP and Event Grid functions for the runner tests."""
+
+import json
+import logging
+import os
+
+import azure.functions as func
+from azure.storage.queue.aio import QueueClient
+
+STORAGE = "AzureWebJobsStorage"
+log = logging.getLogger(__name__)
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+_client: QueueClient | None = None
+
+
+@app.route(route="items/{item_id}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def get_item(req: func.HttpRequest) -> func.HttpResponse:
+    body = {"item_id": req.route_params.get("item_id"), "q": req.params.get("q")}
+    return func.HttpResponse(json.dumps(body), status_code=201, mimetype="application/json")
+
+
+@app.route(route="secure")
+def secure(req: func.HttpRequest) -> func.HttpResponse:
+    return func.HttpResponse("secret")
+
+
+@app.route(route="enqueue", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+async def enqueue(req: func.HttpRequest) -> func.HttpResponse:
+    global _client  # built once per process and reused, like real apps' clients
+    if _client is None:
+        _client = QueueClient.from_connection_string(os.environ[STORAGE], os.environ["ENQUEUE_QUEUE"])
+    await _client.send_message(req.get_body().decode())
+    return func.HttpResponse(json.dumps({"client": id(_client)}), mimetype="application/json")
+
+
+@app.event_grid_trigger(arg_name="event")
+def record_event(event: func.EventGridEvent) -> None:
+    log.info("record_event id=%s", event.id)
+    if (event.get_json() or {}).get("fail"):
+        raise RuntimeError(f"simulated failure for {event.id}")

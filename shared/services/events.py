@@ -118,10 +118,10 @@ class EventService:
 
     async def apply(self, event: AcsEvent) -> EventOutcome:
         """Match and record a report or engagement event (also used to re-match orphans)."""
-        message_id = await self._match(event)
-        if message_id is None:
+        found = await self._match_row(event)
+        if found is None:
             return await self._park(event)
-        outcome = await self._transact(message_id, event)
+        outcome = await self._transact(found[0], event, found[1])
         if outcome == EventOutcome.RECORDED and event.suppress_recipient and event.recipient:
             await self._consent.set_state(
                 Channel.EMAIL,
@@ -150,10 +150,17 @@ class EventService:
     # -- matching ---------------------------------------------------------------------------------
 
     async def _match(self, event: AcsEvent) -> str | None:
-        if event.tag and await self._ledger.get(event.tag) is not None:
-            return event.tag
+        found = await self._match_row(event)
+        return found[0] if found else None
+
+    async def _match_row(self, event: AcsEvent) -> tuple[str, LedgerRow | None] | None:
+        """The matching message id, and its ledger row when the match already read it (SMS tag)."""
+        if event.tag:
+            row = await self._ledger.get(event.tag)
+            if row is not None:
+                return event.tag, row
         stored = await self._t.provider_ids.get(event.provider_message_id, "")
-        return None if stored is None else str(stored.entity["MessageId"])
+        return None if stored is None else (str(stored.entity["MessageId"]), None)
 
     async def _park(self, event: AcsEvent) -> EventOutcome:
         key = _event_key(event)
@@ -183,7 +190,7 @@ class EventService:
 
     # -- the transaction --------------------------------------------------------------------------
 
-    async def _transact(self, message_id: str, event: AcsEvent) -> EventOutcome:
+    async def _transact(self, message_id: str, event: AcsEvent, first_read: LedgerRow | None) -> EventOutcome:
         event_row = {
             "PartitionKey": message_id,
             "RowKey": _event_key(event),
@@ -196,8 +203,9 @@ class EventService:
             "Detail": event.detail,
             "ReceivedAt": iso(self._now()),
         }
+        row = first_read
         for _ in range(MAX_RACE_RETRIES):
-            row = await self._ledger.get(message_id)
+            row = row or await self._ledger.get(message_id)
             if row is None:
                 return await self._park(event)
             fields = self._projection(row, event)
@@ -219,6 +227,7 @@ class EventService:
                 )
                 return EventOutcome.DUPLICATE
             except EtagMismatch:
+                row = None  # read again
                 continue
             self._log_recorded(message_id, event, fields)
             return EventOutcome.RECORDED

@@ -132,7 +132,8 @@ class SendService:
             row = await self._ledger.update(row, {**new_row, "Reason": None, "Errors": None})
             created = True
         if created:
-            await self._due.add(checked.message_id, DueKind.STUCK, now + STUCK_AFTER)
+            if source != "queue":  # a queued request is redelivered by the queue; an HTTP accept may not be
+                await self._due.add(checked.message_id, DueKind.STUCK, now + STUCK_AFTER)
             if self._retention is not None:
                 keep = timedelta(days=self._settings.retention_days["content"])
                 await self._retention.add(checked.message_id, DueKind.PURGE_CONTENT, now + keep)
@@ -236,6 +237,8 @@ class SendService:
 
     async def _send(self, checked: CheckedRequest, row: LedgerRow) -> Outcome:
         ids = SendIds(str(row.get("RepeatabilityId")), parse_iso(str(row.get("FirstSentAt"))))
+        if checked.channel == Channel.EMAIL:  # known before the send: reports can never arrive unmatched
+            await self._index_provider_id(checked, operation_id(checked.message_id))
         try:
             receipt = await self._provider.send(checked, ids)
         except Throttled as exc:
@@ -247,7 +250,7 @@ class SendService:
             last_error = str(exc)[:1000]
             await self._ledger.change(row.message_id, lambda _: {"LastError": last_error})
             raise
-        await self._mark_sent(checked, receipt.provider_message_id)
+        await self._mark_sent(checked, receipt.provider_message_id, row)
         return Outcome.SENT
 
     async def _throttled(self, checked: CheckedRequest, exc: Throttled) -> Outcome:
@@ -262,9 +265,7 @@ class SendService:
         count(log, "throttled", channel=checked.channel.value, retry_after=exc.retry_after, reason="provider-429")
         return Outcome.RESCHEDULED
 
-    async def _mark_sent(self, checked: CheckedRequest, provider_message_id: str) -> None:
-        now = self._now()
-        cost = self._settings.prices[checked.channel] * checked.segments
+    async def _index_provider_id(self, checked: CheckedRequest, provider_message_id: str) -> None:
         with contextlib.suppress(Conflict):  # written by an earlier attempt of the same send
             await self._provider_ids.insert(
                 {
@@ -274,6 +275,14 @@ class SendService:
                     "Channel": checked.channel.value,
                 }
             )
+
+    async def _mark_sent(self, checked: CheckedRequest, provider_message_id: str, row: LedgerRow | None) -> None:
+        """Record Sent. `row` is the claimed row: its etag usually still holds, which saves a read;
+        if a delivery report got there first, fall back to read-decide-write."""
+        now = self._now()
+        cost = self._settings.prices[checked.channel] * checked.segments
+        if checked.channel != Channel.EMAIL:  # email's id is our operation id, indexed before the send
+            await self._index_provider_id(checked, provider_message_id)
 
         def sent(current: LedgerRow) -> dict[str, Any]:
             fields: dict[str, Any] = {
@@ -286,7 +295,12 @@ class SendService:
                 fields |= {"Status": Status.SENT.value, "UpdatedAt": iso(now)}
             return fields
 
-        await self._ledger.change(checked.message_id, sent)
+        try:
+            if row is None:
+                raise EtagMismatch("no claimed row")
+            await self._ledger.update(row, sent(row))
+        except EtagMismatch:
+            await self._ledger.change(checked.message_id, sent)
         sla = timedelta(minutes=self._settings.sla_minutes[checked.channel])
         await self._due.add(checked.message_id, DueKind.SLA, now + sla)
         emit(
@@ -304,7 +318,8 @@ class SendService:
         )
         count(log, "sent", channel=checked.channel.value)
         count(log, "cost_estimate", cost, channel=checked.channel.value)
-        if self._on_sent is not None:
+        if self._on_sent is not None and checked.channel == Channel.WHATSAPP:
+            # Only WhatsApp learns its provider id after the send, so only it can have early orphans.
             await self._on_sent(provider_message_id)
 
     # -- crash safety (design §4.2) -------------------------------------------------------------
@@ -335,7 +350,7 @@ class SendService:
         if status.lower() in {"failed", "canceled"}:
             await self._finish(row, Status.FAILED, f"email operation ended {status}", refresh=True)
             return Outcome.FAILED
-        await self._mark_sent(checked, operation_id(checked.message_id))
+        await self._mark_sent(checked, operation_id(checked.message_id), None)
         return Outcome.SENT
 
     # -- endings ------------------------------------------------------------------------------

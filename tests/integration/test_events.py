@@ -170,7 +170,7 @@ async def test_a_report_before_sent_is_recorded_and_sent_does_not_undo_it(svc: S
     await svc.ledger.change("early", lambda _: {"Status": "Sending"})
     assert await svc.events.record(sms_report("Outgoing_early", "early")) == EventOutcome.RECORDED
     assert await _status(svc, "early") == Status.DELIVERED
-    await svc.sending._mark_sent(checked, "Outgoing_early")
+    await svc.sending._mark_sent(checked, "Outgoing_early", None)
     assert await _status(svc, "early") == Status.DELIVERED
 
 

@@ -145,3 +145,14 @@ def test_settings_list_every_problem_at_once() -> None:
     message = str(info.value)
     for name in ("AzureWebJobsStorage", "ACS_ENDPOINT", "CONSENT_HASH_KEY", "RATE_LIMITS"):
         assert name in message
+
+
+def test_a_request_too_big_for_the_queue_is_a_field_error() -> None:
+    """An email whose attachment cannot fit a queue message is refused with the size, not a crash later."""
+    attachment = {"name": "a.bin", "contentType": "application/octet-stream", "contentInBase64": "QUFB" * 20_000}
+    body = {
+        "channel": "email",
+        "to": "ann@example.com",
+        "content": {"subject": "s", "text": "t", "attachments": [attachment]},
+    }
+    assert _fields(body) == {"content"}

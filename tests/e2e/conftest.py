@@ -70,8 +70,8 @@ async def make_stack(azurite: Azurite, tmp_path: Path) -> AsyncIterator[Callable
     """Build a stack with app-setting overrides; everything is stopped at the end of the test."""
     stacks: list[Stack] = []
 
-    async def make(report_delay: float = 0.2, **overrides: str) -> Stack:
-        acs = AcsEmulator(report_delay=report_delay, late_delay=report_delay * 10).start()
+    async def make(report_delay: float = 0.2, emulator: dict[str, str] | None = None, **overrides: str) -> Stack:
+        acs = AcsEmulator(report_delay=report_delay, late_delay=report_delay * 10, **(emulator or {})).start()
         env = app_env(azurite, acs, **overrides)
         clock = Clock()
         stack = Stack(acs, env, await build_services(load_settings(env), clock=clock), clock, tmp_path)

@@ -182,3 +182,17 @@ async def test_the_same_event_five_times_through_the_webhook_is_one_row(make_sta
     rows = [r async for r in table.query("PartitionKey eq 'redelivered' and RowKey ne 'ledger'")]
     assert len(rows) == 1
     assert (await stack.statuses(["redelivered"]))["redelivered"] == Status.DELIVERED
+
+
+async def test_cloudevents_with_pascal_case_data_through_the_runner(make_stack) -> None:  # type: ignore[no-untyped-def]
+    """A subscription using the CloudEvents schema, with PascalCase data keys, records the same outcomes."""
+    stack = await make_stack(emulator={"event_schema": "cloudevents", "data_casing": "pascal"})
+    bodies = {"ce-sms": sms("ce-sms"), "ce-mail": email("ce-mail"), "ce-wa": whatsapp("ce-wa", to="+14255550107")}
+    for body in bodies.values():
+        await stack.svc.outbound.send(body.decode())
+    expected = {"ce-sms": Status.DELIVERED, "ce-mail": Status.DELIVERED, "ce-wa": Status.READ}
+
+    async def done() -> bool:
+        return await stack.statuses(list(expected)) == expected
+
+    await wait_until(done, 30, "CloudEvents reports to be recorded")

@@ -62,6 +62,10 @@ class ContactMessagesClient:
         await asyncio.gather(*(one(body) for _, body in prepared))
         return [message_id for message_id, _ in prepared]
 
+    async def ensure_queue(self) -> None:
+        """Create the send queue if it does not exist yet (the app creates it on first start too)."""
+        await self._queue.create_if_missing()
+
     async def close(self) -> None:
         await self._queue.close()
 

@@ -117,7 +117,9 @@ async def build_services(
         on_sent=rematch,
         retention=retention_index,
     )
-    dead = DeadLetterService(ledger, storage.table(names.dead_letters), clock)
+    dead = DeadLetterService(
+        ledger, storage.table(names.dead_letters), clock, retention_index, settings.retention_days["content"]
+    )
     intake = IntakeService(settings, sending, clock)
     reconcile = ReconcileService(
         settings=settings,
@@ -131,6 +133,7 @@ async def build_services(
         reports=storage.table(names.reports),
         dead_letters=dead,
         clock=clock,
+        retention=retention_index,
     )
     retention = RetentionService(
         settings=settings,

@@ -18,6 +18,7 @@ from shared.adapters.tables import Conflict, TableStore
 from shared.ledger import Ledger, LedgerRow, iso, transition_fields
 from shared.models import MESSAGE_ID_PATTERN, Status
 from shared.observability import count, emit_warning
+from shared.services.due import DueIndex, schedule_retention
 from shared.status import pipeline_may_set
 from shared.tables import split_payload
 from shared.validation import content_id
@@ -27,10 +28,19 @@ RAW_PARTITION = "raw"
 
 
 class DeadLetterService:
-    def __init__(self, ledger: Ledger, dead_letters: TableStore, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        dead_letters: TableStore,
+        clock: Callable[[], datetime],
+        retention: DueIndex | None = None,
+        content_days: int = 7,
+    ) -> None:
         self._ledger = ledger
         self._dead_letters = dead_letters
         self._now = clock
+        self._retention = retention
+        self._content_days = content_days
 
     async def record(self, body: bytes, queue_message_id: str, reason: str) -> str:
         """Record one poisoned message; returns the id it was recorded under."""
@@ -53,6 +63,7 @@ class DeadLetterService:
             return transition_fields(Status.DEAD_LETTERED, now, Reason=full_reason[:1000], StatusEventTime=iso(now))
 
         await self._ledger.change(row.message_id, decide)
+        await schedule_retention(self._retention, row.message_id, str(row.get("CreatedAt", "")), self._content_days)
         emit_warning(
             log,
             "message.dead_lettered",

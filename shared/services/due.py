@@ -8,7 +8,7 @@ time has come, acts or finds the check moot, and deletes them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from shared.adapters.tables import TableStore
@@ -33,6 +33,15 @@ class DueEntry:
     message_id: str
     kind: DueKind
     due_at: str
+
+
+async def schedule_retention(index: DueIndex | None, message_id: str, created_at: str, content_days: int) -> None:
+    """Schedule the first retention step of a message that reached an end state (idempotent: the
+    entry's key is derived from the creation time, so scheduling twice writes the same row)."""
+    if index is None or not created_at:
+        return
+    created = datetime.fromisoformat(created_at.replace("Z", "+00:00"))
+    await index.add(message_id, DueKind.PURGE_CONTENT, created + timedelta(days=content_days))
 
 
 class DueIndex:

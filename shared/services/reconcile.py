@@ -31,7 +31,7 @@ from shared.ledger import Ledger, LedgerRow, iso, payload_json, transition_field
 from shared.models import Status
 from shared.observability import count, emit
 from shared.services.deadletter import DeadLetterService
-from shared.services.due import DueEntry, DueIndex, DueKind
+from shared.services.due import DueEntry, DueIndex, DueKind, schedule_retention
 from shared.services.events import REJECTED_PARTITION, EventService
 from shared.services.providers import Provider
 from shared.settings import Channel, Settings
@@ -92,6 +92,7 @@ class ReconcileService:
         reports: TableStore,
         dead_letters: DeadLetterService,
         clock: Callable[[], datetime],
+        retention: DueIndex | None = None,
     ) -> None:
         self._settings = settings
         self._ledger = ledger
@@ -104,6 +105,7 @@ class ReconcileService:
         self._reports = reports
         self._dead_letters = dead_letters
         self._now = clock
+        self._retention = retention
 
     async def run(self, limit: int = 5000) -> Summary:
         """One reconciliation pass; returns (and stores) its summary."""
@@ -126,6 +128,9 @@ class ReconcileService:
             summary.actions[await self._stuck(row)] += 1
         elif entry.kind == DueKind.SLA:
             summary.actions[await self._sla(row, entry)] += 1
+            # A sent message's retention clock is scheduled here, off the send path.
+            days = self._settings.retention_days["content"]
+            await schedule_retention(self._retention, row.message_id, str(row.get("CreatedAt", "")), days)
             final = await self._ledger.get(entry.message_id)
             if final is not None:
                 summary.cohort[f"{final.channel.value}|{final.status.value}"] += 1

@@ -36,7 +36,7 @@ from shared.observability import count, emit
 from shared.privacy import mask
 from shared.services.consent import ConsentService
 from shared.services.control import ControlService
-from shared.services.due import DueIndex, DueKind
+from shared.services.due import DueIndex, DueKind, schedule_retention
 from shared.services.providers import Provider
 from shared.services.ratelimit import RateGate
 from shared.settings import Channel, Settings
@@ -134,9 +134,6 @@ class SendService:
         if created:
             if source != "queue":  # a queued request is redelivered by the queue; an HTTP accept may not be
                 await self._due.add(checked.message_id, DueKind.STUCK, now + STUCK_AFTER)
-            if self._retention is not None:
-                keep = timedelta(days=self._settings.retention_days["content"])
-                await self._retention.add(checked.message_id, DueKind.PURGE_CONTENT, now + keep)
             emit(
                 log,
                 "message.accepted",
@@ -281,7 +278,8 @@ class SendService:
         if a delivery report got there first, fall back to read-decide-write."""
         now = self._now()
         cost = self._settings.prices[checked.channel] * checked.segments
-        if checked.channel != Channel.EMAIL:  # email's id is our operation id, indexed before the send
+        if checked.channel == Channel.WHATSAPP:
+            # SMS reports carry our id in their tag; email's operation id was indexed before the send.
             await self._index_provider_id(checked, provider_message_id)
 
         def sent(current: LedgerRow) -> dict[str, Any]:
@@ -365,6 +363,7 @@ class SendService:
             return transition_fields(status, now, Reason=reason[:1000], StatusEventTime=iso(now))
 
         await self._ledger.change(row.message_id, decide)
+        await self._retain(row.message_id, str(row.get("CreatedAt", "")))
         event = {
             Status.EXPIRED: "message.expired",
             Status.SUPPRESSED: "message.suppressed",
@@ -384,6 +383,10 @@ class SendService:
         if metric:
             count(log, metric, channel=row.channel.value)
 
+    async def _retain(self, message_id: str, created_at: str) -> None:
+        """Ended without a send: retention starts now (sent messages get theirs from reconciliation)."""
+        await schedule_retention(self._retention, message_id, created_at, self._settings.retention_days["content"])
+
     async def _reject(self, message_id: str, channel: Channel, exc: ValidationFailed, body: bytes) -> Outcome:
         return await self._record_rejection(message_id, channel.value, exc.errors, body)
 
@@ -402,7 +405,9 @@ class SendService:
             **split_payload(body.decode("utf-8", errors="replace")[:60_000]),
             **transition_fields(Status.REJECTED, now, Reason=reason),
         }
-        if not await self._ledger.record_rejected(message_id, fields):
+        if await self._ledger.record_rejected(message_id, fields):
+            await self._retain(message_id, iso(now))
+        else:
             emit(
                 log,
                 "message.duplicate_skipped",

@@ -11,34 +11,47 @@ from shared.services.sending import QueueDelivery
 from tests.integration.conftest import Clock, sms
 
 
-async def _send(svc: Services, message_id: str) -> None:
+async def _send(svc: Services, message_id: str, clock: Clock) -> None:
+    """Send, then let reconciliation close the report window, which schedules retention."""
     await svc.sending.handle(QueueDelivery(sms(message_id, to="+14255550142"), uuid.uuid4().hex, 1))
+    clock.advance(minutes=61)
+    await svc.reconcile.run()
 
 
 async def test_content_goes_first_and_metadata_stays(svc: Services, clock: Clock) -> None:
     """After 7 days the text is gone; recipient, status and times remain."""
-    await _send(svc, "ret-1")
+    await _send(svc, "ret-1", clock)
     clock.advance(days=6)
-    assert sum((await svc.retention.run()).values()) == 0
+    assert sum((await svc.retention.run()).values()) == 0  # not yet: content is kept 7 days
     clock.advance(days=2)
     assert (await svc.retention.run())["purge-content"] == 1
     row = await svc.ledger.get("ret-1")
     assert row is not None
     payload = json.loads(row.payload or "{}")
     assert "content" not in payload and payload["to"] == "+14255550142"
-    assert row.status == Status.SENT and row.get("SentAt") and row.get("ContentPurgedAt")
+    assert row.status in (Status.SENT, Status.DELIVERED, Status.EXPIRED) and row.get("SentAt") and row.get("ContentPurgedAt")
 
 
 async def test_recipient_goes_at_30_days_and_rows_at_90(svc: Services, clock: Clock) -> None:
     """At 30 days the address is gone everywhere in the row; at 90 days the message is deleted."""
-    await _send(svc, "ret-2")
+    await _send(svc, "ret-2", clock)
     for days in (8, 23):
         clock.advance(days=days)
         await svc.retention.run()
     row = await svc.ledger.get("ret-2")
     assert row is not None
     assert "+14255550142" not in json.dumps(dict(row.entity), default=str)
-    assert row.get("RecipientMasked") == "" and row.status == Status.SENT
+    assert row.get("RecipientMasked") == "" and row.get("SentAt")
     clock.advance(days=60)
     assert (await svc.retention.run())["purge-rows"] == 1
     assert await svc.ledger.get("ret-2") is None
+
+
+async def test_a_message_that_never_sent_gets_its_retention_clock_at_once(svc: Services, clock: Clock) -> None:
+    """A rejected request keeps its content only until the content period ends."""
+    await svc.sending.handle(QueueDelivery(sms("ret-bad", to="not-a-number"), uuid.uuid4().hex, 1))
+    clock.advance(days=8)
+    assert (await svc.retention.run())["purge-content"] == 1
+    row = await svc.ledger.get("ret-bad")
+    assert row is not None and row.status == Status.REJECTED
+    assert "content" not in json.loads(row.payload or "{}")

@@ -1,0 +1,257 @@
+"""End-to-end throughput, latency and memory: N messages from enqueue to a final status through the runner.
+
+value: messages per second from the first enqueue until every message is Delivered (SMS, email) or
+       Read (WhatsApp): the producer client enqueues, the runner's `send_message` sends through the
+       ACS emulator (no added latency), the emulator's Event Grid events come back through the runner's
+       webhook into `record_event`.
+floor: the minimum storage work one message needs, issued directly with the same SDKs against the same
+       Azurite at the same concurrency (batchSize + newBatchThreshold = 24): enqueue, batched dequeue
+       (32 at a time), delete, ledger insert, two etag-guarded updates (Sending, Sent), and the event
+       transaction (event row + guarded ledger merge).
+ratio = value / floor; target >= 0.6. Also p50/p95 of enqueue→Sent and report→recorded, and the
+runner's peak RSS (written to memory.json, against the idle runner measured in the same run).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psutil
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceNotFoundError
+from azure.data.tables import UpdateMode
+from azure.data.tables.aio import TableServiceClient
+from azure.storage.queue import TextBase64EncodePolicy
+from azure.storage.queue.aio import QueueClient
+
+from bench.common import REPO_ROOT, app_env, bounded, parser, storage, verdict, write_result
+from devstack.acs import AcsEmulator
+from devstack.host.process import RunnerProcess
+from shared.client import ContactMessagesClient
+from shared.ledger import parse_iso
+
+CONCURRENCY = 24  # the host's per-function limit: batchSize 16 + newBatchThreshold 8
+FINAL = {"Delivered", "Read"}
+
+
+def requests(n: int) -> list[dict[str, Any]]:
+    """Mixed channels, every recipient on the emulator's 'delivered' path."""
+    out = []
+    for i in range(n):
+        kind = i % 3
+        if kind == 0:
+            out.append({"channel": "sms", "to": "+14255550100", "content": {"text": f"bench {i}"}})
+        elif kind == 1:
+            out.append({"channel": "email", "to": f"u{i}@example.com", "content": {"subject": "s", "text": "t"}})
+        else:
+            out.append({"channel": "whatsapp", "to": "+14255550107", "content": {"text": f"bench {i}"}})
+    return out
+
+
+class PeakRss:
+    """Samples a process's resident set size every 50 ms in a thread."""
+
+    def __init__(self, pid: int) -> None:
+        self._process = psutil.Process(pid)
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.peak = max(self.peak, self._process.memory_info().rss)
+            except psutil.Error:
+                return
+            time.sleep(0.05)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+async def _count_final(tables: TableServiceClient, prefix: str) -> int:
+    client = tables.get_table_client(f"{prefix}messages")
+    rows = client.query_entities("RowKey eq 'ledger'", select=["Status"])
+    try:
+        return sum([1 async for row in rows if row.get("Status") in FINAL])
+    except ResourceNotFoundError:  # the app creates its tables on the first invocation
+        return 0
+
+
+async def pipeline(conn: str, n: int, log_dir: Path) -> dict[str, Any]:
+    env = app_env(conn)
+    acs = AcsEmulator(report_delay=0.0).start()
+    env |= {
+        "ACS_CONNECTION_STRING": acs.connection_string,
+        "EMAIL_SENDERS": "noreply@contoso.example",
+        "WHATSAPP_CHANNELS": "6b36a8e2-0000-4000-8000-000000000001",
+        "RECONCILE_SCHEDULE": "0 0 0 1 1 *",
+        "RETENTION_SCHEDULE": "0 0 0 1 1 *",
+        "RATE_LIMITS": json.dumps({"sms": 1e6, "email": 1e6, "whatsapp": 1e6}),
+    }
+    runner = RunnerProcess(REPO_ROOT, env=env, storage=conn, log_path=log_dir / "runner.log").start()
+    acs.set_webhook(f"{runner.url}/runtime/webhooks/eventgrid?functionName=record_event")
+    client = ContactMessagesClient.from_connection_string(conn, env["SEND_QUEUE"])
+    tables = TableServiceClient.from_connection_string(conn)
+    try:
+        await client.ensure_queue()
+        await client.enqueue({"channel": "sms", "to": "+14255550100", "content": {"text": "warm-up"}})
+        while await _count_final(tables, env["TABLE_PREFIX"]) < 1:  # first invocation builds the clients
+            await asyncio.sleep(0.1)
+        idle_rss = psutil.Process(runner.pid).memory_info().rss
+        batch = [{**r, "id": str(uuid.uuid4())} for r in requests(n)]
+        enqueued: dict[str, float] = {}
+        with PeakRss(runner.pid) as rss:
+            start = time.perf_counter()
+
+            async def enqueue(request: dict[str, Any]) -> None:
+                enqueued[request["id"]] = time.time()
+                await client.enqueue(request)
+
+            await bounded(batch, enqueue, 16)
+            while await _count_final(tables, env["TABLE_PREFIX"]) < n + 1:
+                await asyncio.sleep(0.25)
+            elapsed = time.perf_counter() - start
+        latencies = await _latencies(tables, env["TABLE_PREFIX"], enqueued)
+        return {
+            "rate": n / elapsed,
+            "elapsed": elapsed,
+            "peak_rss": rss.peak,
+            "idle_rss": idle_rss,
+            "duplicates": len(acs.duplicates()),
+            **latencies,
+        }
+    finally:
+        await client.close()
+        await tables.close()
+        runner.terminate()
+        acs.stop()
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1) if ordered else 0.0
+
+
+async def _latencies(tables: TableServiceClient, prefix: str, enqueued: dict[str, float]) -> dict[str, float]:
+    client = tables.get_table_client(f"{prefix}messages")
+    to_sent, to_recorded = [], []
+    async for row in client.query_entities("PartitionKey ne ''"):
+        message_id = row["PartitionKey"]
+        if row["RowKey"] == "ledger" and message_id in enqueued and row.get("SentAt"):
+            to_sent.append((parse_iso(row["SentAt"]).timestamp() - enqueued[message_id]) * 1000)
+        elif row["RowKey"] != "ledger" and row.get("ReceivedAt") and row.get("EventTime"):
+            to_recorded.append((parse_iso(row["ReceivedAt"]) - parse_iso(row["EventTime"])).total_seconds() * 1000)
+    return {
+        "p50_enqueue_to_sent_ms": _pct(to_sent, 0.5),
+        "p95_enqueue_to_sent_ms": _pct(to_sent, 0.95),
+        "p50_report_to_recorded_ms": _pct(to_recorded, 0.5),
+        "p95_report_to_recorded_ms": _pct(to_recorded, 0.95),
+    }
+
+
+async def floor(conn: str, n: int) -> float:
+    """The minimum storage operations per message, issued directly at the pipeline's concurrency."""
+    suffix = uuid.uuid4().hex[:8]
+    queue = QueueClient.from_connection_string(conn, f"floor-{suffix}", message_encode_policy=TextBase64EncodePolicy())
+    tables = TableServiceClient.from_connection_string(conn)
+    table = tables.get_table_client(f"floor{suffix}")
+    await queue.create_queue()
+    await table.create_table()
+    try:
+        start = time.perf_counter()
+        await bounded(range(n), lambda i: queue.send_message(json.dumps({"id": f"m{i}", "text": "x" * 60})), 16)
+        done = 0
+        guarded = {"mode": UpdateMode.MERGE, "match_condition": MatchConditions.IfNotModified}
+
+        async def one(message: Any) -> None:
+            message_id = f"{message.id}"
+            created = await table.create_entity({"PartitionKey": message_id, "RowKey": "ledger", "Status": "Accepted"})
+            etag = created["etag"]
+            for status in ("Sending", "Sent"):
+                result = await table.update_entity(
+                    {"PartitionKey": message_id, "RowKey": "ledger", "Status": status}, etag=etag, **guarded
+                )
+                etag = result["etag"]
+            await queue.delete_message(message)
+            await table.submit_transaction(
+                [
+                    ("create", {"PartitionKey": message_id, "RowKey": "evt|1", "Status": "Delivered"}),
+                    (
+                        "update",
+                        {"PartitionKey": message_id, "RowKey": "ledger", "Status": "Delivered"},
+                        {**guarded, "etag": etag},
+                    ),
+                ]
+            )
+
+        while done < n:
+            batch = [
+                m async for m in queue.receive_messages(messages_per_page=32, max_messages=32, visibility_timeout=600)
+            ]
+            await bounded(batch, one, CONCURRENCY)
+            done += len(batch)
+        return n / (time.perf_counter() - start)
+    finally:
+        await queue.delete_queue()
+        await queue.close()
+        await tables.delete_table(f"floor{suffix}")
+        await tables.close()
+
+
+async def measure(conn: str, n: int, log_dir: Path) -> dict[str, Any]:
+    result = await pipeline(conn, n, log_dir)
+    result["floor"] = await floor(conn, n)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    cli = parser(__doc__ or "")
+    cli.add_argument("--n", type=int, default=2000)
+    args = cli.parse_args(argv)
+    log_dir = args.results_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with storage(args.storage) as conn:
+        m = asyncio.run(measure(conn, args.n, log_dir))
+    latency = {k: m[k] for k in m if k.endswith("_ms")}
+    record = write_result(
+        args.results_dir,
+        "throughput",
+        m["rate"],
+        m["floor"],
+        "msg/s",
+        target=">= 0.6",
+        n=args.n,
+        elapsed_s=round(m["elapsed"], 2),
+        duplicate_sends=m["duplicates"],
+        **latency,
+    )
+    print(f"pipeline {m['rate']:.1f} msg/s, floor {m['floor']:.1f} msg/s; {verdict(record['ratio'], '>= 0.6')}")
+    print("latency (ms): " + ", ".join(f"{k}={v}" for k, v in latency.items()))
+    mb = 1024 * 1024
+    write_result(
+        args.results_dir,
+        "memory",
+        m["peak_rss"] / mb,
+        m["idle_rss"] / mb,
+        "MB",
+        n=args.n,
+        note="peak RSS of the runner during the throughput run; floor = the same runner idle after warm-up",
+    )
+    print(f"runner peak RSS {m['peak_rss'] / mb:.1f} MB (idle {m['idle_rss'] / mb:.1f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

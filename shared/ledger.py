@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.adapters.tables import Conflict, EtagMismatch, Stored, TableStore
+from shared.cache import Lru
 from shared.errors import TransientError
 from shared.models import DeliveryMode, Status
 from shared.privacy import address_hash, mask
@@ -81,16 +82,47 @@ def transition_fields(status: Status, now: datetime, **extra: Any) -> dict[str, 
     return {"Status": status.value, f"{status.value}At": stamp, "UpdatedAt": stamp, **extra}
 
 
-class Ledger:
-    """Reads and writes ledger rows in the messages table."""
+# The fields the event projection needs; the etag cache keeps only these (a few hundred bytes a row).
+_HINT_FIELDS = (
+    "PartitionKey",
+    "Status",
+    "StatusEventTime",
+    "ProviderMessageId",
+    "SentAt",
+    "DeliveryLatencyMs",
+    "Channel",
+    "CreatedAt",
+)
 
-    def __init__(self, table: TableStore, hash_key: bytes) -> None:
+
+class Ledger:
+    """Reads and writes ledger rows in the messages table.
+
+    It remembers the last row it read or wrote per message (bounded): the instance that sent a
+    message usually records its report too, and with the remembered etag the report's transaction
+    needs no read. A stale hint fails the etag check and the caller reads again.
+    """
+
+    def __init__(self, table: TableStore, hash_key: bytes, hint_capacity: int = 20_000) -> None:
         self._table = table
         self._hash_key = hash_key
+        self._hints: Lru[str, LedgerRow] = Lru(hint_capacity)
+
+    def _remember(self, row: LedgerRow) -> LedgerRow:
+        slim = {k: row.entity[k] for k in _HINT_FIELDS if k in row.entity}
+        self._hints.put(row.message_id, LedgerRow(slim, row.etag))
+        return row
+
+    def hint(self, message_id: str) -> LedgerRow | None:
+        """The last known state of a message, for an etag-guarded write only (may be stale)."""
+        return self._hints.get(message_id)
+
+    def forget(self, message_id: str) -> None:
+        self._hints.discard(message_id)
 
     async def get(self, message_id: str) -> LedgerRow | None:
         stored = await self._table.get(message_id, LEDGER_ROW)
-        return None if stored is None else LedgerRow(stored.entity, stored.etag)
+        return None if stored is None else self._remember(LedgerRow(stored.entity, stored.etag))
 
     def new_row(self, checked: CheckedRequest, payload: str, now: datetime, source: str) -> dict[str, Any]:
         request = checked.request
@@ -123,7 +155,7 @@ class Ledger:
             if existing is None:
                 raise TransientError("ledger row vanished during insert") from None
             return existing, False
-        return LedgerRow(dict(row), etag), True
+        return self._remember(LedgerRow(dict(row), etag)), True
 
     async def record_rejected(self, message_id: str, fields: Mapping[str, Any]) -> bool:
         """Insert a row for a request that never became valid; False if the id already exists."""
@@ -137,7 +169,7 @@ class Ledger:
         """Merge `fields` if the row is unchanged since `row` was read (EtagMismatch otherwise)."""
         entity = {"PartitionKey": row.message_id, "RowKey": LEDGER_ROW, **fields}
         etag = await self._table.update(entity, row.etag)
-        return LedgerRow({**row.entity, **fields}, etag)
+        return self._remember(LedgerRow({**row.entity, **fields}, etag))
 
     async def change(
         self, message_id: str, decide: Callable[[LedgerRow], Mapping[str, Any] | None]

@@ -116,6 +116,7 @@ async def build_services(
         clock=clock,
         on_sent=rematch,
         retention=retention_index,
+        remember_provider_id=events.remember_provider_id,
     )
     dead = DeadLetterService(
         ledger, storage.table(names.dead_letters), clock, retention_index, settings.retention_days["content"]

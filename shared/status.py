@@ -40,6 +40,7 @@ TERMINAL = frozenset(
 SYNTHETIC = frozenset({Status.EXPIRED, Status.UNKNOWN, Status.DEAD_LETTERED})
 NEVER_SENT = frozenset({Status.REJECTED, Status.SUPPRESSED})
 REPORTED = frozenset({Status.SENT, Status.DELIVERED, Status.FAILED, Status.READ})
+OUTCOMES = frozenset({Status.DELIVERED, Status.FAILED, Status.READ})
 
 
 def report_wins(current: Status, current_time: str, new: Status, new_time: str) -> bool:
@@ -47,7 +48,9 @@ def report_wins(current: Status, current_time: str, new: Status, new_time: str) 
     if current in NEVER_SENT or new not in REPORTED:
         return False
     if current in SYNTHETIC:
-        return True
+        # A delivery outcome always beats a guess; a bare Sent only proves a send happened, which
+        # settles Unknown and DeadLettered but says nothing new about an expired message.
+        return new in OUTCOMES or current in {Status.UNKNOWN, Status.DEAD_LETTERED}
     if RANK[new] != RANK[current]:
         return RANK[new] > RANK[current]
     if new == current:

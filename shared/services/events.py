@@ -22,6 +22,7 @@ from enum import StrEnum
 from typing import Any
 
 from shared.adapters.tables import Conflict, EtagMismatch, Op, TableStore
+from shared.cache import Lru
 from shared.errors import PermanentError
 from shared.events_model import AcsEvent, EventKind, MalformedEvent, envelope_from_dict, normalise
 from shared.ledger import Ledger, LedgerRow, iso, parse_iso
@@ -76,6 +77,11 @@ class EventService:
         self._t = tables
         self._consent = consent
         self._now = clock
+        self._provider_hints: Lru[str, str] = Lru(20_000)
+
+    def remember_provider_id(self, provider_message_id: str, message_id: str) -> None:
+        """The sender tells us the provider id it just indexed, so its report needs no index read."""
+        self._provider_hints.put(provider_message_id, message_id)
 
     async def record(self, raw: Mapping[str, Any]) -> EventOutcome:
         """Record one Event Grid or CloudEvents event (a dict as delivered)."""
@@ -156,11 +162,17 @@ class EventService:
     async def _match_row(self, event: AcsEvent) -> tuple[str, LedgerRow | None] | None:
         """The matching message id, and its ledger row when the match already read it (SMS tag)."""
         if event.tag:
-            row = await self._ledger.get(event.tag)
+            row = self._ledger.hint(event.tag) or await self._ledger.get(event.tag)
             if row is not None:
                 return event.tag, row
+        known = self._provider_hints.get(event.provider_message_id)
+        if known is not None:
+            return known, self._ledger.hint(known)
         stored = await self._t.provider_ids.get(event.provider_message_id, "")
-        return None if stored is None else (str(stored.entity["MessageId"]), None)
+        if stored is None:
+            return None
+        message_id = str(stored.entity["MessageId"])
+        return message_id, self._ledger.hint(message_id)
 
     async def _park(self, event: AcsEvent) -> EventOutcome:
         key = _event_key(event)
@@ -214,6 +226,8 @@ class EventService:
                 ops.append(Op("merge", {"PartitionKey": message_id, "RowKey": LEDGER_ROW, **fields}, etag=row.etag))
             try:
                 await self._t.messages.transact(ops)
+                if fields:
+                    self._ledger.forget(message_id)  # the etag changed; the next reader fetches it
             except Conflict:
                 count(log, "events_duplicate", channel=event.channel.value)
                 emit(

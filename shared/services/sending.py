@@ -93,6 +93,7 @@ class SendService:
         clock: Callable[[], datetime],
         on_sent: Callable[[str], Awaitable[None]] | None = None,
         retention: DueIndex | None = None,
+        remember_provider_id: Callable[[str, str], None] | None = None,
     ) -> None:
         self._settings = settings
         self._ledger = ledger
@@ -106,6 +107,7 @@ class SendService:
         self._now = clock
         self._on_sent = on_sent
         self._retention = retention
+        self._remember_provider_id = remember_provider_id
 
     # -- entry points -------------------------------------------------------------------------
 
@@ -263,6 +265,8 @@ class SendService:
         return Outcome.RESCHEDULED
 
     async def _index_provider_id(self, checked: CheckedRequest, provider_message_id: str) -> None:
+        if self._remember_provider_id is not None:
+            self._remember_provider_id(provider_message_id, checked.message_id)
         with contextlib.suppress(Conflict):  # written by an earlier attempt of the same send
             await self._provider_ids.insert(
                 {

@@ -45,3 +45,9 @@ def test_the_pipeline_cannot_move_a_terminal_row() -> None:
     assert not pipeline_may_set(Status.SUPPRESSED, Status.FAILED)
     assert pipeline_may_set(Status.SENDING, Status.ACCEPTED)
     assert not pipeline_may_set(Status.ACCEPTED, Status.ACCEPTED)
+
+
+def test_a_bare_sent_report_does_not_revive_an_expired_message() -> None:
+    """Sent after Expired changes nothing; Sent after Unknown proves the send happened."""
+    assert not report_wins(Status.EXPIRED, "t1", Status.SENT, "t0")
+    assert report_wins(Status.UNKNOWN, "t1", Status.SENT, "t0")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import uuid
 from typing import Any
 
@@ -324,3 +325,119 @@ def _checked(svc: Services, message_id: str, body: bytes | None = None):  # type
     from shared.validation import check_request, parse_request
 
     return check_request(parse_request(body or sms(message_id)), svc.settings, message_id, datetime.now(UTC))
+
+
+def _shapes() -> list[tuple[str, dict[str, Any], str, str]]:
+    """One event per ACS type: (name, data, event type, provider id kind)."""
+    return [
+        (
+            "sms-report",
+            {
+                "messageId": "{pid}",
+                "from": "18005550100",
+                "to": "+14255550100",
+                "deliveryStatus": "Delivered",
+                "deliveryStatusDetails": "No error.",
+                "receivedTimestamp": T0,
+                "tag": "{mid}",
+                "deliveryAttempts": [{"timestamp": T0, "segmentsSucceeded": 1, "segmentsFailed": 0}],
+            },
+            "SMSDeliveryReportReceived",
+            "sms",
+        ),
+        (
+            "sms-inbound",
+            {
+                "messageId": "Incoming_1",
+                "from": "+14255550123",
+                "to": "+18005550100",
+                "message": "HELP",
+                "segmentCount": 1,
+                "receivedTimestamp": T0,
+            },
+            "SMSReceived",
+            "none",
+        ),
+        (
+            "email-report",
+            {
+                "sender": "noreply@contoso.example",
+                "recipient": "ann@example.com",
+                "messageId": "{pid}",
+                "status": "Delivered",
+                "deliveryAttemptTimestamp": T0,
+                "deliveryStatusDetails": {"statusMessage": "ok"},
+            },
+            "EmailDeliveryReportReceived",
+            "email",
+        ),
+        (
+            "email-engagement",
+            {
+                "sender": "s",
+                "recipient": "r",
+                "messageId": "{pid}",
+                "engagementType": "view",
+                "userActionTimestamp": T0,
+            },
+            "EmailEngagementTrackingReportReceived",
+            "email",
+        ),
+        (
+            "whatsapp-status",
+            {
+                "messageId": "{pid}",
+                "status": "Delivered",
+                "channelType": "whatsapp",
+                "from": "c",
+                "to": "+14255550100",
+                "receivedTimestamp": T0,
+            },
+            "AdvancedMessageDeliveryStatusUpdated",
+            "whatsapp",
+        ),
+        (
+            "whatsapp-inbound",
+            {
+                "messageId": "in-1",
+                "channelType": "whatsapp",
+                "messageType": "text",
+                "content": "hi",
+                "from": "+14255550123",
+                "to": "chan",
+                "receivedTimestamp": T0,
+            },
+            "AdvancedMessageReceived",
+            "none",
+        ),
+    ]
+
+
+@pytest.mark.parametrize("schema", ["eventgrid", "cloudevents"])
+@pytest.mark.parametrize("casing", ["camel", "pascal"])
+@pytest.mark.parametrize("shape", [s[0] for s in _shapes()])
+async def test_every_acs_event_type_in_every_schema_and_casing(
+    svc: Services, shape: str, schema: str, casing: str
+) -> None:
+    """All six ACS event types, in both schemas and both casings, are recorded (not ignored or rejected)."""
+    name, data, event_type, kind = next(s for s in _shapes() if s[0] == shape)
+    message_id = f"shape-{shape}-{schema}-{casing}"
+    body = {"sms": sms, "email": email, "whatsapp": whatsapp, "none": sms}[kind](message_id)
+    provider_id = await _sent(svc, body, message_id)
+    filled = json.loads(json.dumps(data).replace("{pid}", provider_id).replace("{mid}", message_id))
+    event = {
+        "id": str(uuid.uuid4()),
+        "topic": DEFAULT_TOPIC,
+        "subject": "s",
+        "data": filled,
+        "eventType": f"Microsoft.Communication.{event_type}",
+        "dataVersion": "1.0",
+        "eventTime": T0,
+    }
+    event = pascal(event) if casing == "pascal" else event
+    event = cloud(event) if schema == "cloudevents" else event
+    outcome = await svc.events.record(event)
+    expected = EventOutcome.INBOUND if kind == "none" else EventOutcome.RECORDED
+    assert outcome == expected, name
+    if name in {"sms-report", "email-report", "whatsapp-status"}:
+        assert await _status(svc, message_id) == Status.DELIVERED

@@ -29,7 +29,11 @@ async def test_content_goes_first_and_metadata_stays(svc: Services, clock: Clock
     assert row is not None
     payload = json.loads(row.payload or "{}")
     assert "content" not in payload and payload["to"] == "+14255550142"
-    assert row.status in (Status.SENT, Status.DELIVERED, Status.EXPIRED) and row.get("SentAt") and row.get("ContentPurgedAt")
+    assert (
+        row.status in (Status.SENT, Status.DELIVERED, Status.EXPIRED)
+        and row.get("SentAt")
+        and row.get("ContentPurgedAt")
+    )
 
 
 async def test_recipient_goes_at_30_days_and_rows_at_90(svc: Services, clock: Clock) -> None:

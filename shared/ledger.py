@@ -120,6 +120,13 @@ class Ledger:
     def forget(self, message_id: str) -> None:
         self._hints.discard(message_id)
 
+    def remember_write(self, row: LedgerRow, fields: Mapping[str, Any], etag: str) -> None:
+        """Someone else (an entity-group transaction) wrote `fields` over `row`; keep the new state."""
+        if etag:
+            self._remember(LedgerRow({**row.entity, **fields}, etag))
+        else:
+            self.forget(row.message_id)
+
     async def get(self, message_id: str) -> LedgerRow | None:
         stored = await self._table.get(message_id, LEDGER_ROW)
         return None if stored is None else self._remember(LedgerRow(stored.entity, stored.etag))

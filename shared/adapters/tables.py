@@ -143,11 +143,12 @@ class TableStore:
         except (HttpResponseError, ServiceRequestError) as exc:
             raise _storage_error(exc) from exc
 
-    async def transact(self, ops: Sequence[Op]) -> None:
-        """Run `ops` atomically in one partition; Conflict if a create hit an existing row,
-        EtagMismatch if a guarded update lost a race."""
+    async def transact(self, ops: Sequence[Op]) -> list[str]:
+        """Run `ops` atomically in one partition and return the new etag of each; Conflict if a create
+        hit an existing row, EtagMismatch if a guarded update lost a race."""
         try:
-            await self._client.submit_transaction([_batch_op(op) for op in ops])
+            results = await self._client.submit_transaction([_batch_op(op) for op in ops])
+            return [str(result.get("etag", "")) for result in results]
         except TableTransactionError as exc:
             raise _transaction_error(exc) from exc
         except (HttpResponseError, ServiceRequestError) as exc:

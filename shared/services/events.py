@@ -225,9 +225,9 @@ class EventService:
             if fields:
                 ops.append(Op("merge", {"PartitionKey": message_id, "RowKey": LEDGER_ROW, **fields}, etag=row.etag))
             try:
-                await self._t.messages.transact(ops)
-                if fields:
-                    self._ledger.forget(message_id)  # the etag changed; the next reader fetches it
+                etags = await self._t.messages.transact(ops)
+                if fields:  # keep the new etag so the next report of this message needs no read either
+                    self._ledger.remember_write(row, fields, etags[-1] if len(etags) == len(ops) else "")
             except Conflict:
                 count(log, "events_duplicate", channel=event.channel.value)
                 emit(

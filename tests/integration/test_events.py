@@ -441,3 +441,13 @@ async def test_every_acs_event_type_in_every_schema_and_casing(
     assert outcome == expected, name
     if name in {"sms-report", "email-report", "whatsapp-status"}:
         assert await _status(svc, message_id) == Status.DELIVERED
+
+
+async def test_the_etag_hint_after_a_report_is_the_stored_etag(svc: Services) -> None:
+    """After recording a report, the remembered etag is the row's real one, so the next report skips a read."""
+    provider_id = await _sent(svc, whatsapp("hinted"), "hinted")
+    await svc.events.record(_wa_status(provider_id, "Delivered", "2026-11-28T10:00:01Z"))
+    hint = svc.ledger.hint("hinted")
+    stored = await svc.storage.table(svc.names.messages).get("hinted", "ledger")
+    assert hint is not None and stored is not None
+    assert hint.etag == stored.etag and hint.status == Status.DELIVERED

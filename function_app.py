@@ -1,18 +1,20 @@
 """Contact Messages: the Azure Functions app. Triggers and bindings only.
 
 Each handler decodes its trigger, calls one service from `shared`, and maps the result. Nothing
-here does I/O at import; services are built on the first invocation and reused.
+here does I/O at import, and `shared` itself is imported on the first invocation: indexing the app
+(cold start) costs little more than importing azure.functions. Services are built once and reused.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import azure.functions as func
 
-from shared.runtime import services
+if TYPE_CHECKING:
+    from shared.runtime import Services
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 logging.getLogger("azure").setLevel(logging.WARNING)
@@ -24,7 +26,7 @@ async def send_message(msg: func.QueueMessage) -> None:
     """Send one request from the send queue (bad input is recorded, transient errors raise)."""
     from shared.services.sending import QueueDelivery
 
-    svc = await services()
+    svc = await _services()
     await svc.sending.handle(QueueDelivery(msg.get_body(), msg.id or "", msg.dequeue_count or 1))
 
 
@@ -32,7 +34,7 @@ async def send_message(msg: func.QueueMessage) -> None:
 @app.queue_trigger(arg_name="msg", queue_name="%SEND_QUEUE%-poison", connection="AzureWebJobsStorage")
 async def dead_letter(msg: func.QueueMessage) -> None:
     """Record a poisoned send request as DeadLettered, with its payload kept for replay."""
-    svc = await services()
+    svc = await _services()
     await svc.dead_letters.record(msg.get_body(), msg.id or "", "the host gave up after maxDequeueCount attempts")
 
 
@@ -40,7 +42,7 @@ async def dead_letter(msg: func.QueueMessage) -> None:
 @app.event_grid_trigger(arg_name="event")
 async def record_event(event: func.EventGridEvent) -> None:
     """Record one ACS event from Event Grid (either schema). Raises only for storage failures."""
-    svc = await services()
+    svc = await _services()
     await svc.events.record(_event_dict(event))
 
 
@@ -48,7 +50,7 @@ async def record_event(event: func.EventGridEvent) -> None:
 @app.timer_trigger(arg_name="timer", schedule="%RECONCILE_SCHEDULE%", run_on_startup=False, use_monitor=True)
 async def reconcile(timer: func.TimerRequest) -> None:
     """Reconcile sent against reported (singleton: the host holds a lease per timer)."""
-    svc = await services()
+    svc = await _services()
     await svc.reconcile.run()
 
 
@@ -56,7 +58,7 @@ async def reconcile(timer: func.TimerRequest) -> None:
 @app.timer_trigger(arg_name="timer", schedule="%RETENTION_SCHEDULE%", run_on_startup=False, use_monitor=True)
 async def retention(timer: func.TimerRequest) -> None:
     """Purge content, then recipients, then rows, each when its retention period ends."""
-    svc = await services()
+    svc = await _services()
     await svc.retention.run()
 
 
@@ -64,7 +66,7 @@ async def retention(timer: func.TimerRequest) -> None:
 @app.route(route="messages", methods=["POST"])
 async def submit_message(req: func.HttpRequest) -> func.HttpResponse:
     """POST /api/messages: validate now, 202 with a Location, 400 with field errors."""
-    svc = await services()
+    svc = await _services()
     result = await svc.intake.submit(req.get_body())
     if not result.accepted:
         body = {"error": "invalid send request", "errors": [e.as_dict() for e in result.errors]}
@@ -79,9 +81,15 @@ async def get_message(req: func.HttpRequest) -> func.HttpResponse:
     """GET /api/messages/{id}: status and history; masked recipient, never content."""
     from shared.services.intake import status_view
 
-    svc = await services()
+    svc = await _services()
     view = await status_view(svc.storage.table(svc.names.messages), req.route_params["id"])
     return _json(view, 200) if view else _json({"error": "no such message"}, 404)
+
+
+async def _services() -> Services:
+    from shared.runtime import services  # lazy: keeps indexing (cold start) cheap
+
+    return await services()
 
 
 def _json(body: object, status: int, headers: dict[str, str] | None = None) -> func.HttpResponse:

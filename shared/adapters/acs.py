@@ -106,6 +106,7 @@ class AcsSenders:
                 self._conn.endpoint,
                 self._conn.credential,
                 retry_total=0,
+                use_env_settings=False,
                 per_call_policies=[SmsRepeatabilityPolicy()],
             )
         return self._sms
@@ -114,14 +115,16 @@ class AcsSenders:
         if self._email is None:
             from azure.communication.email.aio import EmailClient
 
-            self._email = EmailClient(self._conn.endpoint, self._conn.credential, retry_total=0)
+            self._email = EmailClient(self._conn.endpoint, self._conn.credential, retry_total=0, use_env_settings=False)
         return self._email
 
     def _messages_client(self) -> Any:
         if self._messages is None:
             from azure.communication.messages.aio import NotificationMessagesClient
 
-            self._messages = NotificationMessagesClient(self._conn.endpoint, self._conn.credential, retry_total=0)
+            self._messages = NotificationMessagesClient(
+                self._conn.endpoint, self._conn.credential, retry_total=0, use_env_settings=False
+            )
         return self._messages
 
     async def send_sms(self, sender: str, to: str, text: str, tag: str, ids: SendIds) -> ProviderReceipt:

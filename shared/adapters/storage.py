@@ -11,6 +11,10 @@ from shared.adapters.queues import QueueWriter
 from shared.adapters.tables import TableStore
 from shared.settings import Settings
 
+# aiohttp's trust_env makes every request look up ~/.netrc and proxy variables on a worker thread;
+# the app needs neither (no proxy in Functions), and those thread hops cost a third of its CPU.
+CLIENT_OPTIONS: dict[str, Any] = {"use_env_settings": False}
+
 
 class StorageClients:
     """Table and queue service clients for the app's storage account."""
@@ -20,15 +24,19 @@ class StorageClients:
         self._credential: Any = None
         if settings.storage_connection_string:
             conn = settings.storage_connection_string
-            self.tables = TableServiceClient.from_connection_string(conn)
-            self.queues = QueueServiceClient.from_connection_string(conn)
+            self.tables = TableServiceClient.from_connection_string(conn, **CLIENT_OPTIONS)
+            self.queues = QueueServiceClient.from_connection_string(conn, **CLIENT_OPTIONS)
         else:
             from azure.identity.aio import DefaultAzureCredential  # lazy: only needed in Azure
 
             account = settings.storage_account_name
             self._credential = DefaultAzureCredential()
-            self.tables = TableServiceClient(f"https://{account}.table.core.windows.net", credential=self._credential)
-            self.queues = QueueServiceClient(f"https://{account}.queue.core.windows.net", credential=self._credential)
+            self.tables = TableServiceClient(
+                f"https://{account}.table.core.windows.net", credential=self._credential, **CLIENT_OPTIONS
+            )
+            self.queues = QueueServiceClient(
+                f"https://{account}.queue.core.windows.net", credential=self._credential, **CLIENT_OPTIONS
+            )
 
     def table(self, name: str) -> TableStore:
         return TableStore(self.tables.get_table_client(name))

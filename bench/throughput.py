@@ -164,8 +164,11 @@ async def _latencies(tables: TableServiceClient, prefix: str, enqueued: dict[str
 async def floor(conn: str, n: int) -> float:
     """The minimum storage operations per message, issued directly at the pipeline's concurrency."""
     suffix = uuid.uuid4().hex[:8]
-    queue = QueueClient.from_connection_string(conn, f"floor-{suffix}", message_encode_policy=TextBase64EncodePolicy())
-    tables = TableServiceClient.from_connection_string(conn)
+    options = {"use_env_settings": False}  # the same client options the app uses (shared/adapters/storage.py)
+    queue = QueueClient.from_connection_string(
+        conn, f"floor-{suffix}", message_encode_policy=TextBase64EncodePolicy(), **options
+    )
+    tables = TableServiceClient.from_connection_string(conn, **options)
     table = tables.get_table_client(f"floor{suffix}")
     await queue.create_queue()
     await table.create_table()

@@ -101,7 +101,7 @@ async def build_services(
     gate = RateGate(lambda sender: settings.rate_per_minute(_channel_of(settings, sender), sender))
 
     async def rematch(provider_id: str) -> None:
-        await events.rematch(provider_id)
+        await events.rematch_if_parked_here(provider_id)
 
     sending = SendService(
         settings=settings,

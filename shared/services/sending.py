@@ -122,8 +122,54 @@ class SendService:
             checked = check_request(request, self._settings, message_id, self._now())
         except ValidationFailed as exc:
             return await self._reject(message_id, request.channel, exc, delivery.body)
-        row = await self.accept(checked, source="queue")
-        return await self._process(checked, row)
+        return await self._first_sight(checked)
+
+    async def _first_sight(self, checked: CheckedRequest) -> Outcome:
+        """A request from the queue. When every check passes, inserting its ledger row is also its claim
+        (one write instead of an insert and an update); a row that already exists takes the usual path."""
+        request = checked.request
+        expired = request.expires_at is not None and request.expires_at <= self._now()
+        if expired or await self._control.is_paused(checked.channel.value, checked.sender):
+            return await self._process(checked, await self.accept(checked, source="queue"))
+        decision = await self._consent.check(checked.channel, request.to, checked.sender)
+        if not decision.allowed:
+            return await self._process(checked, await self.accept(checked, source="queue"))
+        if await self._rate_limited(checked):
+            return Outcome.RESCHEDULED
+        row, created = await self._accept_claimed(checked)
+        if created:
+            return await self._send(checked, row)
+        return await self._process(checked, row, prechecked=True)
+
+    async def _accept_claimed(self, checked: CheckedRequest) -> tuple[LedgerRow, bool]:
+        now = self._now()
+        new_row = self._ledger.new_row(checked, canonical_payload(checked.request, checked.message_id), now, "queue")
+        new_row |= transition_fields(
+            Status.SENDING,
+            now,
+            Attempts=1,
+            Generation=1,
+            IdsGeneration=1,
+            RepeatabilityId=repeatability_id(checked.message_id, 1),
+            FirstSentAt=iso(now),
+        )
+        row, created = await self._ledger.accept(new_row)
+        if not created and row.status == Status.REJECTED:
+            row, created = await self._ledger.update(row, {**new_row, "Reason": None, "Errors": None}), True
+        if created:
+            emit(
+                log,
+                "message.sending",
+                "accepted and sending message_id=%s channel=%s recipient=%s",
+                checked.message_id,
+                checked.channel,
+                mask(checked.request.to),
+                message_id=checked.message_id,
+                channel=checked.channel.value,
+                attempt=1,
+                recipient=mask(checked.request.to),
+            )
+        return row, created
 
     async def accept(self, checked: CheckedRequest, source: str) -> LedgerRow:
         """Insert the Accepted row if absent (and its stuck check); return the row as stored."""
@@ -156,7 +202,9 @@ class SendService:
 
     # -- the recipe ---------------------------------------------------------------------------
 
-    async def _process(self, checked: CheckedRequest, row: LedgerRow) -> Outcome:
+    async def _process(self, checked: CheckedRequest, row: LedgerRow, prechecked: bool = False) -> Outcome:
+        """The recipe for a request whose ledger row exists. `prechecked`: consent and the rate gate
+        were already passed for this delivery."""
         if row.status in TERMINAL or row.status == Status.SENT:
             emit(
                 log,
@@ -168,6 +216,29 @@ class SendService:
                 status=row.status.value,
             )
             return Outcome.DUPLICATE
+        held = await self._expired_or_paused(checked, row)
+        if held is not None:
+            return held
+        request = checked.request
+        if not prechecked:
+            decision = await self._consent.check(checked.channel, request.to, checked.sender)
+            if not decision.allowed:
+                await self._finish(row, Status.SUPPRESSED, decision.reason or "no consent")
+                count(log, "suppressed", channel=checked.channel.value)
+                return Outcome.SUPPRESSED
+        if row.status == Status.SENDING:
+            return await self._recover(checked, row)
+        if not prechecked and await self._rate_limited(checked):
+            return Outcome.RESCHEDULED
+        try:
+            generation = max(row.generation, 1)
+            row = await self._claim(row, generation=generation, fresh_ids=row.get("IdsGeneration") != generation)
+        except EtagMismatch:
+            fresh = await self._ledger.get(checked.message_id)
+            return await self._process(checked, fresh) if fresh else Outcome.DUPLICATE
+        return await self._send(checked, row)
+
+    async def _expired_or_paused(self, checked: CheckedRequest, row: LedgerRow) -> Outcome | None:
         request = checked.request
         if request.expires_at is not None and request.expires_at <= self._now():
             await self._finish(row, Status.EXPIRED, "expiresAt passed before the message could be sent")
@@ -184,22 +255,7 @@ class SendService:
                 channel=checked.channel.value,
             )
             return Outcome.RESCHEDULED
-        decision = await self._consent.check(checked.channel, request.to, checked.sender)
-        if not decision.allowed:
-            await self._finish(row, Status.SUPPRESSED, decision.reason or "no consent")
-            count(log, "suppressed", channel=checked.channel.value)
-            return Outcome.SUPPRESSED
-        if row.status == Status.SENDING:
-            return await self._recover(checked, row)
-        if await self._rate_limited(checked):
-            return Outcome.RESCHEDULED
-        try:
-            generation = max(row.generation, 1)
-            row = await self._claim(row, generation=generation, fresh_ids=row.get("IdsGeneration") != generation)
-        except EtagMismatch:
-            fresh = await self._ledger.get(checked.message_id)
-            return await self._process(checked, fresh) if fresh else Outcome.DUPLICATE
-        return await self._send(checked, row)
+        return None
 
     async def _rate_limited(self, checked: CheckedRequest) -> bool:
         wait = self._gate.wait_for(checked.sender)

@@ -34,18 +34,24 @@ class StorageClients:
         key = (connection_string, name)
         if key not in self._queues:
             if connection_string not in self._queue_services:
-                self._queue_services[connection_string] = QueueServiceClient.from_connection_string(connection_string)
+                self._queue_services[connection_string] = QueueServiceClient.from_connection_string(
+                    connection_string, use_env_settings=False
+                )
             self._queues[key] = self._queue_services[connection_string].get_queue_client(name)
         return self._queues[key]
 
     def tables(self, connection_string: str) -> TableServiceClient:
         if connection_string not in self._tables:
-            self._tables[connection_string] = TableServiceClient.from_connection_string(connection_string)
+            self._tables[connection_string] = TableServiceClient.from_connection_string(
+                connection_string, use_env_settings=False
+            )
         return self._tables[connection_string]
 
     def blobs(self, connection_string: str) -> BlobServiceClient:
         if connection_string not in self._blobs:
-            self._blobs[connection_string] = BlobServiceClient.from_connection_string(connection_string)
+            self._blobs[connection_string] = BlobServiceClient.from_connection_string(
+                connection_string, use_env_settings=False
+            )
         return self._blobs[connection_string]
 
     async def close(self) -> None:

@@ -1,0 +1,77 @@
+"""Smoke tests: each benchmark runs end to end at a tiny size and writes a sane results file.
+
+These check the plumbing only (files, fields, the ratio's definition); timings are never asserted.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import coldstart, events, reconcile, run_all
+from bench.common import write_result
+from devstack.azurite import Azurite
+
+
+def _read(results_dir: Path, name: str) -> dict[str, Any]:
+    record = json.loads((results_dir / f"{name}.json").read_text())
+    assert record["name"] == name
+    assert record["value"] > 0
+    assert record["floor"] > 0
+    assert record["ratio"] == pytest.approx(record["value"] / record["floor"])
+    assert isinstance(record["unit"], str) and record["unit"]
+    assert {"cpu_count", "python", "platform"} <= record["machine"].keys()
+    return record
+
+
+def test_events_benchmark_writes_its_result(azurite: Azurite, tmp_path: Path) -> None:
+    """Reports recorded through EventService against raw transactions, as events/s."""
+    returned = events.main(
+        ["--n", "50", "--concurrency", "4", "--results-dir", str(tmp_path), "--storage", azurite.connection_string]
+    )
+    record = _read(tmp_path, "events")
+    assert record == returned
+    assert record["unit"] == "events/s"
+    assert (record["n"], record["concurrency"]) == (50, 4)
+
+
+def test_reconcile_benchmark_writes_its_result(azurite: Azurite, tmp_path: Path) -> None:
+    """Reconcile with a small and a large history: seconds, large over small."""
+    argv = ["--small", "50", "--large", "200", "--due", "10", "--repeats", "2"]
+    reconcile.main([*argv, "--results-dir", str(tmp_path), "--storage", azurite.connection_string])
+    record = _read(tmp_path, "reconcile")
+    assert record["unit"] == "s"
+    assert (record["small"], record["large"], record["due"]) == (50, 200, 10)
+    assert len(record["runs"]["small"]) == len(record["runs"]["large"]) == 2
+    assert record["point_read_ms"]["small"] > 0 and record["point_read_ms"]["large"] > 0
+
+
+def test_coldstart_benchmark_writes_its_result(tmp_path: Path) -> None:
+    """Import of function_app against azure.functions, in fresh interpreters."""
+    coldstart.main(["--repeats", "2", "--results-dir", str(tmp_path)])
+    record = _read(tmp_path, "coldstart")
+    assert record["unit"] == "s"
+    assert record["repeats"] == 2
+    if record["ratio"] > 2:
+        assert record["heaviest_imports"]["by_package"]
+
+
+def test_run_all_lists_only_modules_that_exist() -> None:
+    for name in run_all.BENCHMARKS:
+        assert callable(importlib.import_module(f"bench.{name}").main)
+
+
+def test_run_all_tabulates_every_result(tmp_path: Path) -> None:
+    """The README table has one row per results file, with the machine."""
+    write_result(tmp_path, "alpha", 2.0, 4.0, "s")
+    write_result(tmp_path, "beta", 3.0, 1.5, "ops/s", ratio=0.5)
+    records = run_all.load_results(tmp_path)
+    readme = run_all.write_readme(tmp_path, records).read_text()
+    rows = [line for line in readme.splitlines() if line.startswith("| ")]
+    assert rows[0].startswith("| name | value | floor | ratio | unit")
+    assert [row.split(" | ")[0] for row in rows[1:]] == ["| alpha", "| beta"]
+    assert "cpu" in rows[1] and "Python" in rows[1]

@@ -75,3 +75,15 @@ def test_run_all_tabulates_every_result(tmp_path: Path) -> None:
     assert rows[0].startswith("| name | value | floor | ratio | unit")
     assert [row.split(" | ")[0] for row in rows[1:]] == ["| alpha", "| beta"]
     assert "cpu" in rows[1] and "Python" in rows[1]
+
+
+def test_throughput_benchmark_writes_throughput_and_memory(azurite: Azurite, tmp_path: Path) -> None:
+    """The pipeline through the runner against the storage floor, plus the runner's peak RSS."""
+    from bench import throughput
+
+    assert throughput.main(["--n", "30", "--results-dir", str(tmp_path), "--storage", azurite.connection_string]) == 0
+    record = _read(tmp_path, "throughput")
+    assert record["unit"] == "msg/s" and record["n"] == 30 and record["duplicate_sends"] == 0
+    assert record["p95_enqueue_to_sent_ms"] >= record["p50_enqueue_to_sent_ms"] > 0
+    memory = _read(tmp_path, "memory")
+    assert memory["unit"] == "MB" and memory["value"] >= memory["floor"]

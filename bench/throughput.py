@@ -21,6 +21,7 @@ import json
 import threading
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,11 @@ from bench.common import REPO_ROOT, app_env, bounded, parser, storage, verdict, 
 from devstack.acs import AcsEmulator
 from devstack.host.process import RunnerProcess
 from shared.client import ContactMessagesClient
-from shared.ledger import parse_iso
+from shared.ledger import Ledger, iso, parse_iso, transition_fields
+from shared.models import Status
+from shared.services.sending import canonical_payload
+from shared.settings import load_settings
+from shared.validation import check_request, parse_request
 
 CONCURRENCY = 24  # the host's per-function limit: batchSize 16 + newBatchThreshold 8
 FINAL = {"Delivered"}
@@ -96,7 +101,7 @@ async def _count_final(tables: TableServiceClient, prefix: str) -> int:
         return 0
 
 
-async def pipeline(conn: str, n: int, log_dir: Path) -> dict[str, Any]:
+async def pipeline(conn: str, n: int, log_dir: Path, instances: int = 1) -> dict[str, Any]:
     env = app_env(conn)
     acs = AcsEmulator(report_delay=0.0).start()
     env |= {
@@ -107,6 +112,11 @@ async def pipeline(conn: str, n: int, log_dir: Path) -> dict[str, Any]:
         "RETENTION_SCHEDULE": "0 0 0 1 1 *",
         "RATE_LIMITS": json.dumps({"sms": 1e6, "email": 1e6, "whatsapp": 1e6}),
     }
+    # More instances = Azure's scale-out: all poll the queue; Event Grid reaches the first one here.
+    extra = [
+        RunnerProcess(REPO_ROOT, env=env, storage=conn, log_path=log_dir / f"runner-{i}.log").start()
+        for i in range(1, instances)
+    ]
     runner = RunnerProcess(REPO_ROOT, env=env, storage=conn, log_path=log_dir / "runner.log").start()
     acs.set_webhook(f"{runner.url}/runtime/webhooks/eventgrid?functionName=record_event")
     client = ContactMessagesClient.from_connection_string(conn, env["SEND_QUEUE"])
@@ -146,7 +156,8 @@ async def pipeline(conn: str, n: int, log_dir: Path) -> dict[str, Any]:
     finally:
         await client.close()
         await tables.close()
-        runner.terminate()
+        for process in (runner, *extra):
+            process.terminate()
         acs.stop()
 
 
@@ -172,7 +183,53 @@ async def _latencies(tables: TableServiceClient, prefix: str, enqueued: dict[str
     }
 
 
-async def floor(conn: str, n: int) -> float:
+def _entity_shapes() -> dict[str, dict[str, Any]]:
+    """The same entities the app writes (built by its own code), so the floor moves the same data."""
+    now = datetime.now(UTC)
+    settings = load_settings({**app_env("UseDevelopmentStorage=true"), "EMAIL_SENDERS": "noreply@contoso.example"})
+    body = json.dumps({"id": "m", "channel": "sms", "to": "+14255550100", "content": {"text": "bench 1"}})
+    checked = check_request(parse_request(body), settings, "m", now)
+    accepted = Ledger(None, b"k").new_row(checked, canonical_payload(checked.request, "m"), now, "queue")  # type: ignore[arg-type]
+    sending = transition_fields(
+        Status.SENDING,
+        now,
+        Attempts=1,
+        Generation=1,
+        IdsGeneration=1,
+        RepeatabilityId=str(uuid.uuid4()),
+        FirstSentAt=iso(now),
+    )
+    sent = {
+        **transition_fields(Status.SENT, now),
+        "ProviderMessageId": "Outgoing_x",
+        "CostEstimate": 0.0075,
+        "SentAt": iso(now),
+        "LastError": "",
+    }
+    delivered = transition_fields(
+        Status.DELIVERED, now, StatusEventTime=iso(now), Reason="No error.", DeliveryLatencyMs=12.5
+    )
+    event = {
+        "Kind": "report",
+        "EventType": "Microsoft.Communication.SMSDeliveryReportReceived",
+        "RawStatus": "Delivered",
+        "Status": "Delivered",
+        "EventTime": iso(now),
+        "ProviderMessageId": "Outgoing_x",
+        "Detail": "No error.",
+        "ReceivedAt": iso(now),
+    }
+    strip = {"PartitionKey", "RowKey"}
+    return {
+        "accepted": {k: v for k, v in accepted.items() if k not in strip and v is not None},
+        "sending": sending,
+        "sent": sent,
+        "delivered": delivered,
+        "event": event,
+    }
+
+
+async def floor(conn: str, n: int, concurrency: int = CONCURRENCY) -> float:
     """The minimum storage operations per message, issued directly at the pipeline's concurrency."""
     suffix = uuid.uuid4().hex[:8]
     options = {"use_env_settings": False}  # the same client options the app uses (shared/adapters/storage.py)
@@ -189,28 +246,25 @@ async def floor(conn: str, n: int) -> float:
         done = 0
         guarded = {"mode": UpdateMode.MERGE, "match_condition": MatchConditions.IfNotModified}
 
+        shapes = _entity_shapes()
+
         async def one(message: Any) -> None:
             message_id = f"{message.id}"
             reports = (
                 2 if json.loads(base64.b64decode(message.content))["i"] % 3 == 2 else 1
             )  # WhatsApp: Sent, Delivered
-            created = await table.create_entity({"PartitionKey": message_id, "RowKey": "ledger", "Status": "Accepted"})
+            keys = {"PartitionKey": message_id, "RowKey": "ledger"}
+            created = await table.create_entity({**shapes["accepted"], **keys})
             etag = created["etag"]
-            for status in ("Sending", "Sent"):
-                result = await table.update_entity(
-                    {"PartitionKey": message_id, "RowKey": "ledger", "Status": status}, etag=etag, **guarded
-                )
+            for step in ("sending", "sent"):
+                result = await table.update_entity({**shapes[step], **keys}, etag=etag, **guarded)
                 etag = result["etag"]
             await queue.delete_message(message)
             for report in range(reports):  # one event transaction per report the pipeline receives
                 results = await table.submit_transaction(
                     [
-                        ("create", {"PartitionKey": message_id, "RowKey": f"evt|{report}", "Status": "Delivered"}),
-                        (
-                            "update",
-                            {"PartitionKey": message_id, "RowKey": "ledger", "Status": "Delivered"},
-                            {**guarded, "etag": etag},
-                        ),
+                        ("create", {**shapes["event"], "PartitionKey": message_id, "RowKey": f"evt|{report}"}),
+                        ("update", {**shapes["delivered"], **keys}, {**guarded, "etag": etag}),
                     ]
                 )
                 etag = results[-1]["etag"]
@@ -219,7 +273,7 @@ async def floor(conn: str, n: int) -> float:
             batch = [
                 m async for m in queue.receive_messages(messages_per_page=32, max_messages=32, visibility_timeout=600)
             ]
-            await bounded(batch, one, CONCURRENCY)
+            await bounded(batch, one, concurrency)
             done += len(batch)
         return n / (time.perf_counter() - start)
     finally:
@@ -229,29 +283,33 @@ async def floor(conn: str, n: int) -> float:
         await tables.close()
 
 
-async def measure(conn: str, n: int, log_dir: Path) -> dict[str, Any]:
-    result = await pipeline(conn, n, log_dir)
-    result["floor"] = await floor(conn, n)
+async def measure(conn: str, n: int, log_dir: Path, instances: int = 1) -> dict[str, Any]:
+    result = await pipeline(conn, n, log_dir, instances)
+    result["floor"] = await floor(conn, n, CONCURRENCY * instances)
     return result
 
 
 def main(argv: list[str] | None = None) -> int:
     cli = parser(__doc__ or "")
     cli.add_argument("--n", type=int, default=2000)
+    cli.add_argument("--instances", type=int, default=1, help="runner instances (the floor scales its concurrency)")
     args = cli.parse_args(argv)
     log_dir = args.results_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     with storage(args.storage) as conn:
-        m = asyncio.run(measure(conn, args.n, log_dir))
+        m = asyncio.run(measure(conn, args.n, log_dir, args.instances))
     latency = {k: m[k] for k in m if k.endswith("_ms")}
+    name = "throughput" if args.instances == 1 else f"throughput-{args.instances}-instances"
     record = write_result(
         args.results_dir,
-        "throughput",
+        name,
         m["rate"],
         m["floor"],
         "msg/s",
         target=">= 0.6",
         n=args.n,
+        instances=args.instances,
+        concurrency=CONCURRENCY * args.instances,
         elapsed_s=round(m["elapsed"], 2),
         duplicate_sends=m["duplicates"],
         **latency,

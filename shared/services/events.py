@@ -168,11 +168,13 @@ class EventService:
         return found[0] if found else None
 
     async def _match_row(self, event: AcsEvent) -> tuple[str, LedgerRow | None] | None:
-        """The matching message id, and its ledger row when the match already read it (SMS tag)."""
-        if event.tag:
-            row = self._ledger.hint(event.tag) or await self._ledger.get(event.tag)
+        """The matching message id, and its ledger row when the match already read it. SMS reports carry
+        our id as their tag; an email's operation id is our id when the id is a GUID."""
+        direct = event.tag or (event.provider_message_id if event.channel == Channel.EMAIL else None)
+        if direct:
+            row = self._ledger.hint(direct) or await self._ledger.get(direct)
             if row is not None:
-                return event.tag, row
+                return direct, row
         known = self._provider_hints.get(event.provider_message_id)
         if known is not None:
             return known, self._ledger.hint(known)

@@ -292,7 +292,9 @@ class SendService:
 
     async def _send(self, checked: CheckedRequest, row: LedgerRow) -> Outcome:
         ids = SendIds(str(row.get("RepeatabilityId")), parse_iso(str(row.get("FirstSentAt"))))
-        if checked.channel == Channel.EMAIL:  # known before the send: reports can never arrive unmatched
+        if checked.channel == Channel.EMAIL and operation_id(checked.message_id) != checked.message_id:
+            # A GUID message id is its own operation id, so reports find the row directly; other ids
+            # map to a uuid5, indexed before the send so that reports can never arrive unmatched.
             await self._index_provider_id(checked, operation_id(checked.message_id))
         try:
             receipt = await self._provider.send(checked, ids)

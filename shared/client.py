@@ -15,22 +15,36 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from azure.storage.blob.aio import ContainerClient
 from azure.storage.queue.aio import QueueClient
 
-from shared.adapters.queues import QueueWriter
+from shared.adapters.blobs import PayloadStore
+from shared.adapters.queues import MAX_PAYLOAD_BYTES, QueueWriter
+from shared.errors import FieldError, ValidationFailed
+from shared.ledger import reference_body
 from shared.models import AnyRequest
+from shared.tables import TableNames
 from shared.validation import parse_request
 
 
 class ContactMessagesClient:
     """Validates requests structurally, gives each an id, and enqueues it base64-encoded."""
 
-    def __init__(self, queue: QueueWriter) -> None:
+    def __init__(self, queue: QueueWriter, payloads: PayloadStore | None = None) -> None:
         self._queue = queue
+        self._payloads = payloads
 
     @classmethod
-    def from_connection_string(cls, connection_string: str, queue_name: str = "outbound") -> ContactMessagesClient:
-        return cls(QueueWriter(QueueClient.from_connection_string(connection_string, queue_name)))
+    def from_connection_string(
+        cls, connection_string: str, queue_name: str = "outbound", table_prefix: str = "cm"
+    ) -> ContactMessagesClient:
+        """A client for the app's storage; large requests go to the app's payload container."""
+        container = ContainerClient.from_connection_string(
+            connection_string, TableNames(table_prefix).payload_container
+        )
+        return cls(
+            QueueWriter(QueueClient.from_connection_string(connection_string, queue_name)), PayloadStore(container)
+        )
 
     @staticmethod
     def prepare(request: Mapping[str, Any] | AnyRequest) -> tuple[str, str]:
@@ -45,8 +59,25 @@ class ContactMessagesClient:
     async def enqueue(self, request: Mapping[str, Any] | AnyRequest) -> str:
         """Enqueue one request; returns its message id (the producer's, or a new uuid)."""
         message_id, body = self.prepare(request)
-        await self._queue.send(body)
+        await self._send(message_id, body)
         return message_id
+
+    async def _send(self, message_id: str, body: str) -> None:
+        if len(body.encode()) > MAX_PAYLOAD_BYTES:  # too big for a queue message: claim-check
+            if self._payloads is None:
+                raise ValidationFailed(
+                    [
+                        FieldError(
+                            "$",
+                            "request is larger than a queue message; give the client a "
+                            "payload store (from_connection_string does)",
+                        )
+                    ]
+                )
+            name = f"{message_id}.json"
+            await self._payloads.put(name, body)
+            body = reference_body(message_id, name)
+        await self._queue.send(body)
 
     async def enqueue_many(
         self, requests: Iterable[Mapping[str, Any] | AnyRequest], concurrency: int = 16
@@ -55,11 +86,11 @@ class ContactMessagesClient:
         prepared = [self.prepare(r) for r in requests]
         gate = asyncio.Semaphore(concurrency)
 
-        async def one(body: str) -> None:
+        async def one(message_id: str, body: str) -> None:
             async with gate:
-                await self._queue.send(body)
+                await self._send(message_id, body)
 
-        await asyncio.gather(*(one(body) for _, body in prepared))
+        await asyncio.gather(*(one(message_id, body) for message_id, body in prepared))
         return [message_id for message_id, _ in prepared]
 
     async def ensure_queue(self) -> None:
@@ -68,6 +99,8 @@ class ContactMessagesClient:
 
     async def close(self) -> None:
         await self._queue.close()
+        if self._payloads is not None:
+            await self._payloads.close()
 
 
 def _json(data: Mapping[str, Any]) -> str:

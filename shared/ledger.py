@@ -72,6 +72,17 @@ class LedgerRow:
         return join_payload(dict(self.entity))
 
     @property
+    def payload_ref(self) -> str | None:
+        return str(self.entity.get("PayloadRef") or "") or None
+
+    @property
+    def queue_body(self) -> str | None:
+        """What to put on the send queue to run this message again: the request, or its blob reference."""
+        if self.payload_ref:
+            return reference_body(self.message_id, self.payload_ref)
+        return self.payload
+
+    @property
     def status_time(self) -> str:
         return str(self.entity.get("StatusEventTime", ""))
 
@@ -131,7 +142,10 @@ class Ledger:
         stored = await self._table.get(message_id, LEDGER_ROW)
         return None if stored is None else self._remember(LedgerRow(stored.entity, stored.etag))
 
-    def new_row(self, checked: CheckedRequest, payload: str, now: datetime, source: str) -> dict[str, Any]:
+    def new_row(
+        self, checked: CheckedRequest, payload: str, now: datetime, source: str, payload_ref: str | None = None
+    ) -> dict[str, Any]:
+        """The Accepted row. A request too large to keep inline is referenced by its blob name."""
         request = checked.request
         return {
             "PartitionKey": checked.message_id,
@@ -149,7 +163,7 @@ class Ledger:
             "Generation": 0,
             "CreatedAt": iso(now),
             "Source": source,
-            **split_payload(payload),
+            **({"PayloadRef": payload_ref} if payload_ref else split_payload(payload)),
             **transition_fields(Status.ACCEPTED, now),
         }
 
@@ -199,6 +213,11 @@ class Ledger:
     @staticmethod
     def stored(stored: Stored) -> LedgerRow:
         return LedgerRow(stored.entity, stored.etag)
+
+
+def reference_body(message_id: str, payload_ref: str) -> str:
+    """The small queue message that stands for a request kept in blob storage."""
+    return json.dumps({"schemaVersion": 1, "id": message_id, "payloadRef": payload_ref})
 
 
 def payload_json(row: LedgerRow) -> dict[str, Any] | None:

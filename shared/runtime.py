@@ -98,6 +98,7 @@ async def build_services(
         clock,
     )
     retention_index = DueIndex(storage.table(names.due), RETENTION_PARTITION)
+    payloads = storage.payloads(names.payload_container)
     gate = RateGate(lambda sender: settings.rate_per_minute(_channel_of(settings, sender), sender))
 
     async def rematch(provider_id: str) -> None:
@@ -117,6 +118,7 @@ async def build_services(
         on_sent=rematch,
         retention=retention_index,
         remember_provider_id=events.remember_provider_id,
+        payloads=payloads,
     )
     dead = DeadLetterService(
         ledger, storage.table(names.dead_letters), clock, retention_index, settings.retention_days["content"]
@@ -146,6 +148,7 @@ async def build_services(
         consent=consent,
         audit=audit,
         clock=clock,
+        payloads=payloads,
     )
     return Services(
         settings=settings,

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 LEDGER_ROW = "ledger"
 DUE_PARTITION = "due"
+MAX_INLINE_PAYLOAD = 60_000  # characters kept in the ledger row; larger requests live in blob storage
 PAYLOAD_CHUNK = 30_000  # characters per string property (Table Storage allows 64 KiB = 32K UTF-16 units)
 
 
@@ -60,6 +61,10 @@ class TableNames:
     @property
     def inbound(self) -> str:
         return f"{self.prefix}inbound"
+
+    @property
+    def payload_container(self) -> str:
+        return f"{self.prefix}-payloads"
 
     @property
     def control(self) -> str:

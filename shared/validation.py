@@ -135,12 +135,6 @@ def _check_content(request: AnyRequest, settings: Settings) -> tuple[int, list[F
     return 1, []
 
 
-# A storage queue message is at most 64 KiB and base64 costs a third: the JSON must fit in 48 KiB.
-# Larger requests (big email attachments, up to ACS's 10 MB) would need a claim-check in blob
-# storage, which is not built yet; they are refused with a clear message instead.
-MAX_QUEUED_BYTES = 48 * 1024
-
-
 def check_request(request: AnyRequest, settings: Settings, message_id: str, now: datetime) -> CheckedRequest:
     """Apply the rules that need settings; raise ValidationFailed with every broken rule."""
     if isinstance(request, SmsRequest | WhatsAppRequest):
@@ -150,9 +144,6 @@ def check_request(request: AnyRequest, settings: Settings, message_id: str, now:
     sender, sender_errors = _check_sender(request, settings)
     segments, content_errors = _check_content(request, settings)
     errors += sender_errors + content_errors
-    size = len(request.model_dump_json(by_alias=True, exclude_none=True).encode())
-    if size > MAX_QUEUED_BYTES:
-        errors.append(FieldError("content", f"request is {size} bytes; the queue takes at most {MAX_QUEUED_BYTES}"))
     if errors:
         raise ValidationFailed(errors)
     return CheckedRequest(request=request, message_id=message_id, sender=sender, segments=segments)

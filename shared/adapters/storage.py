@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from azure.data.tables.aio import TableServiceClient
+from azure.storage.blob.aio import BlobServiceClient
 from azure.storage.queue.aio import QueueServiceClient
 
+from shared.adapters.blobs import PayloadStore
 from shared.adapters.queues import QueueWriter
 from shared.adapters.tables import TableStore
 from shared.settings import Settings
@@ -26,6 +28,7 @@ class StorageClients:
             conn = settings.storage_connection_string
             self.tables = TableServiceClient.from_connection_string(conn, **CLIENT_OPTIONS)
             self.queues = QueueServiceClient.from_connection_string(conn, **CLIENT_OPTIONS)
+            self.blobs = BlobServiceClient.from_connection_string(conn, **CLIENT_OPTIONS)
         else:
             from azure.identity.aio import DefaultAzureCredential  # lazy: only needed in Azure
 
@@ -37,9 +40,15 @@ class StorageClients:
             self.queues = QueueServiceClient(
                 f"https://{account}.queue.core.windows.net", credential=self._credential, **CLIENT_OPTIONS
             )
+            self.blobs = BlobServiceClient(
+                f"https://{account}.blob.core.windows.net", credential=self._credential, **CLIENT_OPTIONS
+            )
 
     def table(self, name: str) -> TableStore:
         return TableStore(self.tables.get_table_client(name))
+
+    def payloads(self, container: str) -> PayloadStore:
+        return PayloadStore(self.blobs.get_container_client(container))
 
     def queue(self, name: str) -> QueueWriter:
         return QueueWriter(self.queues.get_queue_client(name))
@@ -47,5 +56,6 @@ class StorageClients:
     async def close(self) -> None:
         await self.tables.close()
         await self.queues.close()
+        await self.blobs.close()
         if self._credential is not None:
             await self._credential.close()

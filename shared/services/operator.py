@@ -63,9 +63,10 @@ class OperatorService:
         restored = await self._ledger.change(message_id, lambda current: _restore(current, allowed, force_resend, now))
         if restored is None or restored.status not in (Status.ACCEPTED, Status.SENDING):
             return ReplayResult(message_id, "skipped: changed meanwhile")
-        if restored.payload is None:
+        body = restored.queue_body
+        if body is None:
             return ReplayResult(message_id, "skipped: payload purged by retention")
-        await self._outbound.send(restored.payload)
+        await self._outbound.send(body)
         action = "replay-force-resend" if force_resend else "replay"
         await self._audit.record(actor=actor, action=action, subject=message_id, reason=reason, now=now)
         emit(

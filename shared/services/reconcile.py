@@ -27,7 +27,7 @@ from typing import Any
 from shared.adapters.acs import operation_id
 from shared.adapters.queues import QueueWriter
 from shared.adapters.tables import TableStore
-from shared.ledger import Ledger, LedgerRow, iso, payload_json, transition_fields
+from shared.ledger import Ledger, LedgerRow, iso, transition_fields
 from shared.models import Status
 from shared.observability import count, emit
 from shared.services.deadletter import DeadLetterService
@@ -140,10 +140,10 @@ class ReconcileService:
     async def _stuck(self, row: LedgerRow) -> str:
         if row.status not in (Status.ACCEPTED, Status.SENDING):
             return "moot"
-        payload = payload_json(row)
-        if payload is None:
+        body = row.queue_body
+        if body is None:
             return "no-payload"
-        await self._outbound.send(json.dumps(payload))
+        await self._outbound.send(body)
         await self._due.add(row.message_id, DueKind.STUCK, self._now() + STUCK_RECHECK)
         return "requeued" if row.status == Status.ACCEPTED else "redriven"
 

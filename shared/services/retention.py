@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from shared.adapters.blobs import PayloadStore
 from shared.adapters.tables import TableStore
 from shared.ledger import Ledger, LedgerRow, iso, parse_iso, payload_json
 from shared.observability import emit
@@ -48,6 +49,7 @@ class RetentionService:
         consent: ConsentService,
         audit: AuditLog,
         clock: Callable[[], datetime],
+        payloads: PayloadStore | None = None,
     ) -> None:
         self._settings = settings
         self._ledger = ledger
@@ -58,6 +60,7 @@ class RetentionService:
         self._consent = consent
         self._audit = audit
         self._now = clock
+        self._payloads = payloads
 
     async def run(self, limit: int = 5000) -> Counter[str]:
         """Apply every retention step that is due; returns counts per step."""
@@ -87,6 +90,11 @@ class RetentionService:
             await self._delete_message(row)
 
     async def _rewrite_payload(self, row: LedgerRow, keys: tuple[str, ...], extra: dict[str, Any]) -> None:
+        if row.payload_ref:  # a request kept in blob storage: the blob holds all its content, so it goes
+            if self._payloads is not None:
+                await self._payloads.delete(row.payload_ref)
+            await self._ledger.change(row.message_id, lambda _: {"PayloadRef": "", **extra})
+            return
         stripped = _strip(payload_json(row), keys)
         old_chunks = [k for k in row.entity if k.startswith("Payload")]
         fields: dict[str, Any] = dict.fromkeys(old_chunks, "")

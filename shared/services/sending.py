@@ -27,10 +27,11 @@ from enum import StrEnum
 from typing import Any
 
 from shared.adapters.acs import SendIds, operation_id, repeatability_id
-from shared.adapters.queues import QueueWriter
+from shared.adapters.blobs import PayloadStore
+from shared.adapters.queues import MAX_PAYLOAD_BYTES, QueueWriter
 from shared.adapters.tables import Conflict, EtagMismatch, TableStore
 from shared.errors import FieldError, PermanentError, Throttled, TransientError, ValidationFailed
-from shared.ledger import Ledger, LedgerRow, iso, parse_iso, transition_fields
+from shared.ledger import Ledger, LedgerRow, iso, parse_iso, reference_body, transition_fields
 from shared.models import MESSAGE_ID_PATTERN, AnyRequest, DeliveryMode, Status
 from shared.observability import count, emit
 from shared.privacy import mask
@@ -94,6 +95,7 @@ class SendService:
         on_sent: Callable[[str], Awaitable[None]] | None = None,
         retention: DueIndex | None = None,
         remember_provider_id: Callable[[str, str], None] | None = None,
+        payloads: PayloadStore | None = None,
     ) -> None:
         self._settings = settings
         self._ledger = ledger
@@ -108,11 +110,17 @@ class SendService:
         self._on_sent = on_sent
         self._retention = retention
         self._remember_provider_id = remember_provider_id
+        self._payloads = payloads
 
     # -- entry points -------------------------------------------------------------------------
 
     async def handle(self, delivery: QueueDelivery) -> Outcome:
         """Process one send request from the queue (the whole recipe in the module docstring)."""
+        try:
+            body = await self._resolve(delivery.body)
+        except PermanentError as exc:
+            return await self._reject_unparsed(delivery, ValidationFailed([FieldError("payloadRef", str(exc))]))
+        delivery = QueueDelivery(body, delivery.queue_message_id, delivery.dequeue_count)
         try:
             request = parse_request(delivery.body)
         except ValidationFailed as exc:
@@ -123,6 +131,28 @@ class SendService:
         except ValidationFailed as exc:
             return await self._reject(message_id, request.channel, exc, delivery.body)
         return await self._first_sight(checked)
+
+    async def _resolve(self, body: bytes) -> bytes:
+        """A queue message that references a stored request (claim-check) becomes that request."""
+        if self._payloads is None or b'"payloadRef"' not in body[:400]:
+            return body
+        try:
+            data = json.loads(body)
+        except ValueError:
+            return body
+        if isinstance(data, dict) and isinstance(data.get("payloadRef"), str):
+            return (await self._payloads.get(data["payloadRef"])).encode()
+        return body
+
+    async def _payload(self, checked: CheckedRequest) -> tuple[str, str | None]:
+        """The request as stored: inline text, or (for requests too large for a queue message or a table
+        property) the text plus the name of the blob that now holds it."""
+        payload = canonical_payload(checked.request, checked.message_id)
+        if self._payloads is None or len(payload.encode()) <= MAX_PAYLOAD_BYTES:
+            return payload, None
+        name = f"{checked.message_id}.json"
+        await self._payloads.put(name, payload)
+        return payload, name
 
     async def _first_sight(self, checked: CheckedRequest) -> Outcome:
         """A request from the queue. When every check passes, inserting its ledger row is also its claim
@@ -143,7 +173,8 @@ class SendService:
 
     async def _accept_claimed(self, checked: CheckedRequest) -> tuple[LedgerRow, bool]:
         now = self._now()
-        new_row = self._ledger.new_row(checked, canonical_payload(checked.request, checked.message_id), now, "queue")
+        payload, ref = await self._payload(checked)
+        new_row = self._ledger.new_row(checked, payload, now, "queue", ref)
         new_row |= transition_fields(
             Status.SENDING,
             now,
@@ -174,7 +205,8 @@ class SendService:
     async def accept(self, checked: CheckedRequest, source: str) -> LedgerRow:
         """Insert the Accepted row if absent (and its stuck check); return the row as stored."""
         now = self._now()
-        new_row = self._ledger.new_row(checked, canonical_payload(checked.request, checked.message_id), now, source)
+        payload, ref = await self._payload(checked)
+        new_row = self._ledger.new_row(checked, payload, now, source, ref)
         row, created = await self._ledger.accept(new_row)
         if not created and row.status == Status.REJECTED:
             row = await self._ledger.update(row, {**new_row, "Reason": None, "Errors": None})
@@ -198,7 +230,9 @@ class SendService:
 
     async def reschedule(self, checked: CheckedRequest, delay: float) -> None:
         """Put the request back on the queue, visible after `delay` seconds (a fresh dequeue count)."""
-        await self._outbound.send(canonical_payload(checked.request, checked.message_id), delay_seconds=delay)
+        payload, ref = await self._payload(checked)
+        body = reference_body(checked.message_id, ref) if ref else payload
+        await self._outbound.send(body, delay_seconds=delay)
 
     # -- the recipe ---------------------------------------------------------------------------
 

@@ -284,6 +284,7 @@ module storage 'modules/storage.bicep' = {
     deadLetterContainerName: deadLetterContainerName
     sendQueueName: sendQueueName
     tableNames: [for suffix in tableSuffixes: '${tablePrefix}${suffix}']
+    payloadContainerName: '${tablePrefix}-payloads' // shared/tables.py TableNames.payload_container
     deadLetterRetentionDays: deadLetterRetentionDays
     workspaceId: monitoring.outputs.workspaceId
   }

@@ -11,6 +11,8 @@ param name string
 param skuName string = 'Standard_GZRS'
 param deploymentContainerName string
 param deadLetterContainerName string
+@description('Blob container for send requests too large for a queue message (claim-check).')
+param payloadContainerName string
 param sendQueueName string
 param tableNames array
 @description('Days to keep Event Grid dead-letter blobs. They hold raw ACS events (phone numbers, email addresses), so they are purged like other recipient data.')
@@ -91,6 +93,14 @@ resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/con
 resource deadLetterContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
   parent: blobService
   name: deadLetterContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+resource payloadContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: payloadContainerName
   properties: {
     publicAccess: 'None'
   }

@@ -178,12 +178,12 @@ def test_function_app_is_flex_consumption_python_311_with_system_identity() -> N
 
 
 def test_storage_has_queues_containers_and_tables() -> None:
-    """The send queue, its poison queue, the deployment and dead-letter containers, and the tables exist."""
+    """The send queue, its poison queue, the deployment, dead-letter and payload containers, and the tables exist."""
     queues = {r.body["name"] for r in _of_type("Microsoft.Storage/storageAccounts/queueServices/queues")}
     assert queues == {"sendQueueName", "${sendQueueName}-poison"}
     assert parameters(MAIN)["sendQueueName"]["default"] == "outbound"
     containers = {r.body["name"] for r in _of_type("Microsoft.Storage/storageAccounts/blobServices/containers")}
-    assert containers == {"deploymentContainerName", "deadLetterContainerName"}
+    assert containers == {"deploymentContainerName", "deadLetterContainerName", "payloadContainerName"}
     assert _of_type("Microsoft.Storage/storageAccounts/tableServices/tables")
 
 

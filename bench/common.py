@@ -29,10 +29,15 @@ UNUSED_ACS = "endpoint=http://127.0.0.1:9/;accesskey=YWNzLWVtdWxhdG9yLWRldi1rZXk
 
 
 def code_version() -> str:
-    """`git describe --always --dirty` of the repo ("-dirty": uncommitted changes to tracked files)."""
-    command = ["git", "describe", "--always", "--dirty"]
-    done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, check=False)  # noqa: S603
-    return done.stdout.strip() or "unknown"
+    """The commit measured, "-dirty" if tracked files outside bench/results differ from it."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=False)  # noqa: S603, S607
+        return done.stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)bench/results")
+    return f"{commit}-dirty" if changed else commit
 
 
 # Taken when the benchmark process starts, i.e. when it imports the app code it measures.

@@ -33,7 +33,7 @@ from shared.ledger import iso
 from shared.runtime import build_services
 from shared.services.events import EventOutcome
 from shared.settings import load_settings
-from shared.tables import LEDGER_ROW
+from shared.tables import ledger_row_key
 
 NAME = "events"
 TARGET = ">= 0.6"
@@ -42,7 +42,12 @@ WARMUP = 20
 
 def floor_ops(message_id: str, provider_id: str, etag: str, sent_at: datetime, reported: datetime) -> list[Any]:
     """The transaction the app submits for one Delivered report, built before the clock starts."""
-    row = {"PartitionKey": message_id, "RowKey": LEDGER_ROW, "ProviderMessageId": provider_id, "SentAt": iso(sent_at)}
+    row = {
+        "PartitionKey": message_id,
+        "RowKey": ledger_row_key(message_id),
+        "ProviderMessageId": provider_id,
+        "SentAt": iso(sent_at),
+    }
     ledger, event = seed.delivered_pair(row, reported)
     merge = {k: v for k, v in ledger.items() if k not in ("ProviderMessageId", "SentAt")}  # only what changes
     options = {"mode": UpdateMode.MERGE, "etag": etag, "match_condition": MatchConditions.IfNotModified}

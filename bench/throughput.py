@@ -41,6 +41,7 @@ from shared.ledger import Ledger, iso, parse_iso, transition_fields
 from shared.models import Status
 from shared.services.sending import canonical_payload
 from shared.settings import load_settings
+from shared.tables import LEDGER_ROWS_FILTER, is_ledger_row, ledger_row_key
 from shared.validation import check_request, parse_request
 
 CONCURRENCY = 24  # the host's per-function limit: batchSize 16 + newBatchThreshold 8
@@ -94,7 +95,7 @@ def _final_reports(acs: AcsEmulator) -> int:
 
 async def _count_final(tables: TableServiceClient, prefix: str) -> int:
     client = tables.get_table_client(f"{prefix}messages")
-    rows = client.query_entities("RowKey eq 'ledger'", select=["Status"])
+    rows = client.query_entities(LEDGER_ROWS_FILTER, select=["Status"])
     try:
         return sum([1 async for row in rows if row.get("Status") in FINAL])
     except ResourceNotFoundError:  # the app creates its tables on the first invocation
@@ -171,9 +172,9 @@ async def _latencies(tables: TableServiceClient, prefix: str, enqueued: dict[str
     to_sent, to_recorded = [], []
     async for row in client.query_entities("PartitionKey ne ''"):
         message_id = row["PartitionKey"]
-        if row["RowKey"] == "ledger" and message_id in enqueued and row.get("SentAt"):
+        if is_ledger_row(row["RowKey"]) and message_id in enqueued and row.get("SentAt"):
             to_sent.append((parse_iso(row["SentAt"]).timestamp() - enqueued[message_id]) * 1000)
-        elif row["RowKey"] != "ledger" and row.get("ReceivedAt") and row.get("EventTime"):
+        elif not is_ledger_row(row["RowKey"]) and row.get("ReceivedAt") and row.get("EventTime"):
             to_recorded.append((parse_iso(row["ReceivedAt"]) - parse_iso(row["EventTime"])).total_seconds() * 1000)
     return {
         "p50_enqueue_to_sent_ms": _pct(to_sent, 0.5),
@@ -253,7 +254,7 @@ async def floor(conn: str, n: int, concurrency: int = CONCURRENCY) -> float:
             reports = (
                 2 if json.loads(base64.b64decode(message.content))["i"] % 3 == 2 else 1
             )  # WhatsApp: Sent, Delivered
-            keys = {"PartitionKey": message_id, "RowKey": "ledger"}
+            keys = {"PartitionKey": message_id, "RowKey": ledger_row_key(message_id)}
             created = await table.create_entity({**shapes["accepted"], **keys})
             etag = created["etag"]
             for step in ("sending", "sent"):

@@ -19,7 +19,7 @@ from shared.errors import TransientError
 from shared.models import DeliveryMode, Status
 from shared.privacy import address_hash, mask
 from shared.settings import Channel
-from shared.tables import LEDGER_ROW, join_payload, split_payload
+from shared.tables import join_payload, ledger_row_key, split_payload
 from shared.validation import CheckedRequest
 
 MAX_RACE_RETRIES = 8
@@ -139,7 +139,7 @@ class Ledger:
             self.forget(row.message_id)
 
     async def get(self, message_id: str) -> LedgerRow | None:
-        stored = await self._table.get(message_id, LEDGER_ROW)
+        stored = await self._table.get(message_id, ledger_row_key(message_id))
         return None if stored is None else self._remember(LedgerRow(stored.entity, stored.etag))
 
     def new_row(
@@ -149,7 +149,7 @@ class Ledger:
         request = checked.request
         return {
             "PartitionKey": checked.message_id,
-            "RowKey": LEDGER_ROW,
+            "RowKey": ledger_row_key(checked.message_id),
             "Channel": request.channel.value,
             "Purpose": request.purpose.value,
             "Delivery": request.delivery.value,
@@ -181,14 +181,14 @@ class Ledger:
     async def record_rejected(self, message_id: str, fields: Mapping[str, Any]) -> bool:
         """Insert a row for a request that never became valid; False if the id already exists."""
         try:
-            await self._table.insert({"PartitionKey": message_id, "RowKey": LEDGER_ROW, **fields})
+            await self._table.insert({"PartitionKey": message_id, "RowKey": ledger_row_key(message_id), **fields})
         except Conflict:
             return False
         return True
 
     async def update(self, row: LedgerRow, fields: Mapping[str, Any]) -> LedgerRow:
         """Merge `fields` if the row is unchanged since `row` was read (EtagMismatch otherwise)."""
-        entity = {"PartitionKey": row.message_id, "RowKey": LEDGER_ROW, **fields}
+        entity = {"PartitionKey": row.message_id, "RowKey": ledger_row_key(row.message_id), **fields}
         etag = await self._table.update(entity, row.etag)
         return self._remember(LedgerRow({**row.entity, **fields}, etag))
 

@@ -1,8 +1,12 @@
 """Table names and keys: one place that knows how rows are laid out (design §5).
 
-- messages:    PartitionKey = message id; RowKey `ledger` for the ledger row, `evt|<hash>` for event rows,
-               so one entity-group transaction can insert an event and advance the status.
-- providerids: PartitionKey = provider message id -> message id (email operation id, SMS and WhatsApp ids).
+- messages:    PartitionKey = message id; RowKey `ledger|<message id>` for the ledger row, `evt|<hash>` for event
+               rows, so one entity-group transaction can insert an event and advance the status. The ledger
+               row's RowKey repeats the id so that no RowKey is shared across partitions: Azure serves a
+               point read by both keys either way, but Azurite finds a row by RowKey first, and a RowKey
+               shared by every message made each point read there cost O(messages).
+- providerids: PartitionKey = RowKey = provider message id -> message id (email operation id, WhatsApp ids);
+               the RowKey repeats the id for the same reason.
 - due:         PartitionKey = `due`, RowKey = `<iso due time>|<message id>|<kind>`: reconciliation reads
                only what is due (a range query), never the history.
 - orphans:     PartitionKey = provider message id, RowKey = event key: reports that arrived before their
@@ -16,7 +20,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-LEDGER_ROW = "ledger"
+LEDGER_PREFIX = "ledger|"
+# Every ledger row, and nothing else: `|` sorts right before `}`, and event rows start with `evt|`.
+LEDGER_ROWS_FILTER = "RowKey ge 'ledger|' and RowKey lt 'ledger}'"
 DUE_PARTITION = "due"
 MAX_INLINE_PAYLOAD = 60_000  # characters kept in the ledger row; larger requests live in blob storage
 PAYLOAD_CHUNK = 30_000  # characters per string property (Table Storage allows 64 KiB = 32K UTF-16 units)
@@ -83,6 +89,19 @@ class TableNames:
             self.control,
             self.inbound,
         )
+
+
+def ledger_row_key(message_id: str) -> str:
+    return f"{LEDGER_PREFIX}{message_id}"
+
+
+def is_ledger_row(row_key: str) -> bool:
+    return row_key.startswith(LEDGER_PREFIX)
+
+
+def provider_id_keys(provider_message_id: str) -> tuple[str, str]:
+    """(PartitionKey, RowKey) of a provider id's index row."""
+    return provider_message_id, provider_message_id
 
 
 def event_row_key(provider_message_id: str, kind: str, status: str, event_time: str) -> str:

@@ -39,7 +39,7 @@ from shared.services.consent import (
 )
 from shared.settings import Channel, Settings
 from shared.status import report_wins
-from shared.tables import LEDGER_ROW, event_row_key
+from shared.tables import event_row_key, ledger_row_key, provider_id_keys
 
 log = logging.getLogger(__name__)
 MAX_RACE_RETRIES = 8
@@ -178,7 +178,7 @@ class EventService:
         known = self._provider_hints.get(event.provider_message_id)
         if known is not None:
             return known, self._ledger.hint(known)
-        stored = await self._t.provider_ids.get(event.provider_message_id, "")
+        stored = await self._t.provider_ids.get(*provider_id_keys(event.provider_message_id))
         if stored is None:
             return None
         message_id = str(stored.entity["MessageId"])
@@ -234,7 +234,13 @@ class EventService:
             fields = self._projection(row, event)
             ops = [Op("create", event_row)]
             if fields:
-                ops.append(Op("merge", {"PartitionKey": message_id, "RowKey": LEDGER_ROW, **fields}, etag=row.etag))
+                ops.append(
+                    Op(
+                        "merge",
+                        {"PartitionKey": message_id, "RowKey": ledger_row_key(message_id), **fields},
+                        etag=row.etag,
+                    )
+                )
             try:
                 etags = await self._t.messages.transact(ops)
                 if fields:  # keep the new etag so the next report of this message needs no read either

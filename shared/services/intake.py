@@ -18,7 +18,7 @@ from shared.models import Status
 from shared.observability import count, emit
 from shared.services.sending import SendService
 from shared.settings import Settings
-from shared.tables import LEDGER_ROW
+from shared.tables import is_ledger_row
 from shared.validation import check_request, content_id, parse_request
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ class IntakeService:
 async def status_view(messages: TableStore, message_id: str) -> dict[str, Any] | None:
     """Status and history of one message: public ledger fields plus its event rows."""
     rows = [row async for row in messages.query("PartitionKey eq @pk", {"pk": message_id})]
-    ledger = next((r for r in rows if r["RowKey"] == LEDGER_ROW), None)
+    ledger = next((r for r in rows if is_ledger_row(r["RowKey"])), None)
     if ledger is None:
         return None
     events = sorted(
@@ -101,7 +101,7 @@ async def status_view(messages: TableStore, message_id: str) -> dict[str, Any] |
                 "kind": r.get("Kind"),
             }
             for r in rows
-            if r["RowKey"] != LEDGER_ROW
+            if not is_ledger_row(r["RowKey"])
         ),
         key=lambda e: str(e["eventTime"]),
     )

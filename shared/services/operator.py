@@ -20,7 +20,7 @@ from shared.ledger import Ledger, LedgerRow, iso
 from shared.models import Status
 from shared.observability import emit
 from shared.services.audit import AuditLog
-from shared.tables import LEDGER_ROW
+from shared.tables import LEDGER_ROWS_FILTER
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +48,8 @@ class OperatorService:
 
     async def dead_lettered(self) -> list[dict[str, Any]]:
         """Ledger rows in DeadLettered (an operator listing: a filtered scan)."""
-        query = "RowKey eq @rk and Status eq @s"
-        return [r async for r in self._messages.query(query, {"rk": LEDGER_ROW, "s": Status.DEAD_LETTERED.value})]
+        query = f"{LEDGER_ROWS_FILTER} and Status eq @s"
+        return [r async for r in self._messages.query(query, {"s": Status.DEAD_LETTERED.value})]
 
     async def replay(self, message_id: str, *, actor: str, reason: str, force_resend: bool = False) -> ReplayResult:
         """Replay one DeadLettered (or, with force, Unknown) message through the pipeline."""

@@ -23,7 +23,7 @@ from shared.services.audit import AuditLog
 from shared.services.consent import ConsentService
 from shared.services.due import DueEntry, DueIndex, DueKind
 from shared.settings import Channel, Settings
-from shared.tables import LEDGER_ROW, join_payload, split_payload
+from shared.tables import LEDGER_ROWS_FILTER, join_payload, provider_id_keys, split_payload
 
 log = logging.getLogger(__name__)
 CONTENT_FIELDS = ("content",)
@@ -115,7 +115,7 @@ class RetentionService:
             await self._messages.delete(row.message_id, key)
         provider_id = row.get("ProviderMessageId")
         if provider_id:
-            await self._provider_ids.delete(str(provider_id), "")
+            await self._provider_ids.delete(*provider_id_keys(str(provider_id)))
 
     async def erase(self, address: str, *, actor: str, reason: str) -> Counter[str]:
         """Remove every trace of `address`: ledger recipients and payloads, consent, inbound rows, dead letters."""
@@ -123,7 +123,7 @@ class RetentionService:
         digest = address_hash(self._settings.consent_hash_key, address)
         needle = normalise_address(address).lower()
         matches = []
-        async for entity in self._messages.query("RowKey eq @rk", {"rk": LEDGER_ROW}):
+        async for entity in self._messages.query(LEDGER_ROWS_FILTER):
             payload = (join_payload(entity) or "").lower()
             if entity.get("RecipientHash") == digest or needle in payload:
                 matches.append(str(entity["PartitionKey"]))

@@ -42,7 +42,7 @@ from shared.services.providers import Provider
 from shared.services.ratelimit import RateGate
 from shared.settings import Channel, Settings
 from shared.status import TERMINAL, pipeline_may_set
-from shared.tables import split_payload
+from shared.tables import provider_id_keys, split_payload
 from shared.validation import CheckedRequest, check_request, content_id, parse_request
 
 log = logging.getLogger(__name__)
@@ -363,7 +363,7 @@ class SendService:
             await self._provider_ids.insert(
                 {
                     "PartitionKey": provider_message_id,
-                    "RowKey": "",
+                    "RowKey": provider_id_keys(provider_message_id)[1],
                     "MessageId": checked.message_id,
                     "Channel": checked.channel.value,
                 }

@@ -14,7 +14,7 @@ from shared.models import Status
 from shared.runtime import Services
 from shared.services.events import EventOutcome
 from shared.services.sending import Outcome, QueueDelivery
-from shared.tables import LEDGER_ROW
+from shared.tables import is_ledger_row, ledger_row_key
 from tests.integration.conftest import SMS_SENDER, Clock, email, eventually, sms, whatsapp
 
 T0 = "2026-11-28T10:00:00.1234567Z"
@@ -91,7 +91,7 @@ async def _status(svc: Services, message_id: str) -> Status:
 
 async def _event_rows(svc: Services, message_id: str) -> list[dict[str, Any]]:
     table = svc.storage.table(svc.names.messages)
-    return [r async for r in table.query("PartitionKey eq @pk", {"pk": message_id}) if r["RowKey"] != LEDGER_ROW]
+    return [r async for r in table.query("PartitionKey eq @pk", {"pk": message_id}) if not is_ledger_row(r["RowKey"])]
 
 
 @pytest.mark.parametrize("shape", ["eventgrid", "pascal", "cloudevents", "cloud-specVersion"])
@@ -180,7 +180,7 @@ async def test_an_unmatched_event_is_parked_then_rematched(svc: Services) -> Non
     assert await svc.events.record(_wa_status("receipt-x", "Delivered", T0)) == EventOutcome.ORPHANED
     await svc.sending.accept(_checked(svc, "late-index", body=whatsapp("late-index")), source="queue")
     await svc.storage.table(svc.names.provider_ids).insert(
-        {"PartitionKey": "receipt-x", "RowKey": "", "MessageId": "late-index", "Channel": "whatsapp"}
+        {"PartitionKey": "receipt-x", "RowKey": "receipt-x", "MessageId": "late-index", "Channel": "whatsapp"}
     )
     assert await svc.events.rematch("receipt-x") == 1
     assert await _status(svc, "late-index") == Status.DELIVERED
@@ -448,6 +448,6 @@ async def test_the_etag_hint_after_a_report_is_the_stored_etag(svc: Services) ->
     provider_id = await _sent(svc, whatsapp("hinted"), "hinted")
     await svc.events.record(_wa_status(provider_id, "Delivered", "2026-11-28T10:00:01Z"))
     hint = svc.ledger.hint("hinted")
-    stored = await svc.storage.table(svc.names.messages).get("hinted", "ledger")
+    stored = await svc.storage.table(svc.names.messages).get("hinted", ledger_row_key("hinted"))
     assert hint is not None and stored is not None
     assert hint.etag == stored.etag and hint.status == Status.DELIVERED

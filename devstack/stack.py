@@ -15,9 +15,10 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from devstack.azurite import Azurite, free_port
 from devstack.host.process import RunnerProcess
@@ -25,6 +26,7 @@ from devstack.host.process import RunnerProcess
 ROOT = Path(__file__).resolve().parent.parent
 STATE_DIR = ROOT / ".devstack"
 PIDS_FILE = STATE_DIR / "stack.json"
+PROC = Path("/proc")
 DEFAULT_PORTS = {"blob": 10000, "queue": 10001, "table": 10002, "acs": 8765, "app": 7071}
 
 
@@ -151,8 +153,8 @@ class LocalStack:
             f"logs      {self.log_dir}"
         )
 
-    def detach(self) -> None:
-        """Record the processes so `contactmsg stack stop` can end them later."""
+    def detach(self, path: Path = PIDS_FILE) -> None:
+        """Record the processes so `contactmsg stack stop` can end them later, and only them."""
         pids = [
             p
             for p in (
@@ -162,21 +164,27 @@ class LocalStack:
             )
             if p
         ]
-        PIDS_FILE.write_text(json.dumps({"pids": pids}))
+        write_state(path, [ProcessRecord.observe(pid) or ProcessRecord.unverifiable(pid) for pid in pids])
 
     @staticmethod
-    def stop_detached() -> int:
-        if not PIDS_FILE.exists():
-            return 0
-        stopped = 0
-        for pid in json.loads(PIDS_FILE.read_text())["pids"]:
-            try:
-                os.kill(pid, signal.SIGTERM)
-                stopped += 1
-            except ProcessLookupError:
-                continue
-        PIDS_FILE.unlink()
-        return stopped
+    def stop_recorded(path: Path = PIDS_FILE) -> StopReport:
+        """SIGTERM the recorded processes that are still the ones recorded; forget the record."""
+        if not path.exists():
+            return StopReport()
+        stopped: list[int] = []
+        stale: list[int] = []
+        for record in read_state(path):
+            (stopped if _terminate(record) else stale).append(record.pid)
+        path.unlink()
+        return StopReport(stopped=tuple(stopped), stale=tuple(stale))
+
+    @staticmethod
+    def stop_detached(path: Path = PIDS_FILE) -> int:
+        """`stack stop`: end a detached stack; stale entries are left alone and named on stderr."""
+        report = LocalStack.stop_recorded(path)
+        if report.stale:
+            print(report.stale_message(path), file=sys.stderr)
+        return len(report.stopped)
 
     def wait_forever(self) -> None:
         try:
@@ -184,6 +192,111 @@ class LocalStack:
                 time.sleep(1)
         except KeyboardInterrupt:
             self.stop()
+
+
+@dataclass(frozen=True)
+class ProcessRecord:
+    """One process of a detached stack as `stack stop` must find it again: pid, start time, command line.
+
+    A pid alone is not enough: once the stack has died (or the machine rebooted) the pid may belong to
+    an unrelated process. Linux reads /proc (start time in clock ticks since boot, plus the boot id);
+    elsewhere `ps` gives the start time and command. An empty start time never matches: unverifiable.
+    """
+
+    pid: int
+    started: str
+    cmdline: tuple[str, ...]
+
+    @classmethod
+    def observe(cls, pid: int) -> ProcessRecord | None:
+        """The process running as `pid` now; None if there is none or this platform cannot tell."""
+        return _from_proc(pid) if PROC.is_dir() else _from_ps(pid)
+
+    @classmethod
+    def unverifiable(cls, pid: int) -> ProcessRecord:
+        return cls(pid, started="", cmdline=())
+
+    def is_running(self) -> bool:
+        return bool(self.started) and ProcessRecord.observe(self.pid) == self
+
+    def to_json(self) -> dict[str, object]:
+        return {"pid": self.pid, "started": self.started, "cmdline": list(self.cmdline)}
+
+    @classmethod
+    def from_json(cls, entry: Mapping[str, Any]) -> ProcessRecord:
+        return cls(int(entry["pid"]), started=str(entry["started"]), cmdline=tuple(map(str, entry["cmdline"])))
+
+
+@dataclass(frozen=True)
+class StopReport:
+    """What `stop_recorded` did: pids sent SIGTERM, and stale entries (gone, or the pid reused) left alone."""
+
+    stopped: tuple[int, ...] = ()
+    stale: tuple[int, ...] = ()
+
+    def stale_message(self, path: Path) -> str:
+        pids = ", ".join(map(str, self.stale))
+        return f"left alone stale entries of {path} (pid {pids}): exited, or the pid now belongs to another process"
+
+
+def write_state(path: Path, records: Sequence[ProcessRecord]) -> None:
+    path.write_text(json.dumps({"processes": [r.to_json() for r in records]}))
+
+
+def read_state(path: Path) -> list[ProcessRecord]:
+    """The recorded processes; bare `pids` (written before start times were kept) cannot be verified."""
+    state = json.loads(path.read_text())
+    legacy = [ProcessRecord.unverifiable(int(pid)) for pid in state.get("pids", [])]
+    return [*legacy, *(ProcessRecord.from_json(entry) for entry in state.get("processes", []))]
+
+
+def _terminate(record: ProcessRecord) -> bool:
+    """SIGTERM the process if it is still the recorded one; False (nothing sent) if not."""
+    if not record.is_running():
+        return False
+    try:
+        os.kill(record.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _from_proc(pid: int) -> ProcessRecord | None:
+    try:
+        stat = (PROC / str(pid) / "stat").read_text()
+        raw = (PROC / str(pid) / "cmdline").read_bytes()
+    except OSError:  # no such process, or it exited while being read
+        return None
+    # Field 22 (starttime); the fields after the command name, which may hold spaces or ")", start at 3.
+    ticks = stat.rpartition(")")[2].split()[22 - 3]
+    cmdline = tuple(os.fsdecode(arg) for arg in raw.removesuffix(b"\0").split(b"\0")) if raw else ()
+    return ProcessRecord(pid, started=f"{_boot_id()}:{ticks}", cmdline=cmdline)
+
+
+def _boot_id() -> str:
+    try:
+        return (PROC / "sys" / "kernel" / "random" / "boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _from_ps(pid: int) -> ProcessRecord | None:
+    """Where /proc is absent (macOS, BSD): `ps` gives the start time (to the second) and the command."""
+    try:
+        shown = subprocess.run(  # noqa: S603 - fixed argv, no shell
+            ["ps", "-ww", "-p", str(pid), "-o", "lstart=", "-o", "command="],  # noqa: S607 - ps from PATH
+            capture_output=True,
+            text=True,
+            env={**os.environ, "LC_ALL": "C"},
+            check=False,
+            timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):  # no ps (Windows): cannot verify, so never signal
+        return None
+    parts = shown.stdout.split(maxsplit=5)  # lstart is five words: "Mon Jan  1 12:00:00 2024"
+    if shown.returncode != 0 or len(parts) < 6:
+        return None
+    return ProcessRecord(pid, started=" ".join(parts[:5]), cmdline=(parts[5].rstrip("\n"),))
 
 
 def _wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:

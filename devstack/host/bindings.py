@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import traceback
+from dataclasses import dataclass
 from typing import Any
 
 import azure.functions as func
@@ -34,38 +35,81 @@ class Out(func.Out[Any]):
         return self._value
 
 
-class RpcException(azf_abc.RpcException):
-    """The previous attempt's failure, as the worker exposes it on the retry context."""
+@dataclass(frozen=True)
+class RetryState:
+    """What the retry context shows, as plain values: it crosses to worker processes unchanged."""
 
-    def __init__(self, error: BaseException | None) -> None:
-        self._error = error
+    retry_count: int
+    max_retry_count: int
+    source: str = ""
+    stack_trace: str = ""
+    message: str = ""
 
-    @property
-    def source(self) -> str:
-        return type(self._error).__module__ if self._error else ""
+    @classmethod
+    def after(cls, retry_count: int, max_retry_count: int, error: BaseException | None) -> RetryState:
+        """The state for an attempt that follows a failure with `error` (None on the first attempt)."""
+        if error is None:
+            return cls(retry_count, max_retry_count)
+        if isinstance(error, RemoteError):
+            return cls(retry_count, max_retry_count, error.source, error.stack_trace, error.message)
+        stack = "".join(traceback.format_exception(error))
+        return cls(retry_count, max_retry_count, type(error).__module__, stack, f"{type(error).__name__}: {error}")
 
-    @property
-    def stack_trace(self) -> str:
-        return "".join(traceback.format_exception(self._error)) if self._error else ""
+
+class RemoteError(Exception):
+    """A function's exception raised in a worker process, as the host receives it: its type name,
+    module, text and traceback (the exception object itself may not survive pickling)."""
+
+    def __init__(self, type_name: str, source: str, text: str, stack_trace: str) -> None:
+        super().__init__(type_name, source, text, stack_trace)
+        self.type_name = type_name
+        self.source = source
+        self.text = text
+        self.stack_trace = stack_trace
+
+    @classmethod
+    def capture(cls, error: BaseException, stack_trace: str) -> RemoteError:
+        return cls(type(error).__name__, type(error).__module__, str(error), stack_trace)
 
     @property
     def message(self) -> str:
-        return f"{type(self._error).__name__}: {self._error}" if self._error else ""
+        return f"{self.type_name}: {self.text}"
+
+    def __str__(self) -> str:
+        return self.text
+
+
+class RpcException(azf_abc.RpcException):
+    """The previous attempt's failure, as the worker exposes it on the retry context."""
+
+    def __init__(self, state: RetryState) -> None:
+        self._state = state
+
+    @property
+    def source(self) -> str:
+        return self._state.source
+
+    @property
+    def stack_trace(self) -> str:
+        return self._state.stack_trace
+
+    @property
+    def message(self) -> str:
+        return self._state.message
 
 
 class RetryContext(azf_abc.RetryContext):
-    def __init__(self, retry_count: int, max_retry_count: int, error: BaseException | None) -> None:
-        self._retry_count = retry_count
-        self._max_retry_count = max_retry_count
-        self._exception = RpcException(error)
+    def __init__(self, state: RetryState) -> None:
+        self._state = state
+        self._exception = RpcException(state)
 
     @property
     def retry_count(self) -> int:
-        return self._retry_count
+        return self._state.retry_count
 
     @property
     def max_retry_count(self) -> int:
-        return self._max_retry_count
+        return self._state.max_retry_count
 
     @property
     def exception(self) -> RpcException:

@@ -29,11 +29,13 @@ from devstack.host.settings import (
     local_http_port,
     normalize_host_id,
 )
+from devstack.host.worker_pool import WorkerPlan
 
 log = logging.getLogger("devstack.host")
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 NON_STORAGE_TRIGGERS = ("httpTrigger",)
+MAX_WORKER_PROCESSES = 10
 STORAGE_SETTING = "AzureWebJobsStorage"
 
 
@@ -78,15 +80,26 @@ def prepare(args: argparse.Namespace) -> HostContext:
     apply_local_settings(app_dir, os.environ, {"WEBSITE_HOSTNAME": f"localhost:{sock.getsockname()[1]}"})
     os.chdir(app_dir)  # the worker runs with the app root as its working directory
     settings = Settings.from_environ()
-    if (settings.get("FUNCTIONS_WORKER_PROCESS_COUNT") or "1").strip() != "1":
-        log.warning("FUNCTIONS_WORKER_PROCESS_COUNT is ignored: the local runner uses one worker process")
     config = load_host_config(app_dir, host_environment())
-    specs = load_app(app_dir, settings.get("PYTHON_SCRIPT_FILE_NAME") or "function_app.py")
+    script = settings.get("PYTHON_SCRIPT_FILE_NAME") or "function_app.py"
+    specs = load_app(app_dir, script)
+    workers = WorkerPlan(worker_process_count(settings), app_dir, script, args.verbose)
     zone = time_zone(settings)
     catalog = build_catalog(specs, settings, config, zone)
     _require_storage(settings, [spec.trigger.type for spec in specs])
     host_id = args.host_id or settings.get("AzureFunctionsWebHost:hostid") or default_host_id(app_dir)
-    return HostContext(catalog, settings, config, normalize_host_id(host_id), zone, sock, args.grace_period, ready_file)
+    return HostContext(
+        catalog, settings, config, normalize_host_id(host_id), zone, sock, args.grace_period, ready_file, workers
+    )
+
+
+def worker_process_count(settings: Settings) -> int:
+    """FUNCTIONS_WORKER_PROCESS_COUNT: 1 (default) to 10, as the host allows; anything else is 1."""
+    raw = (settings.get("FUNCTIONS_WORKER_PROCESS_COUNT") or "1").strip()
+    if raw.isdigit() and 1 <= int(raw) <= MAX_WORKER_PROCESSES:
+        return int(raw)
+    log.warning("FUNCTIONS_WORKER_PROCESS_COUNT=%s is not a whole number from 1 to 10; using 1", raw)
+    return 1
 
 
 def _bind(address: str, port: int) -> socket.socket:

@@ -9,16 +9,13 @@ invocation). The trigger code only decides what a result means (delete, 202, nex
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
-from pathlib import Path
-from types import TracebackType
-from typing import Any
+from typing import Protocol
 
 from azure.functions import meta
 
@@ -26,14 +23,27 @@ from devstack.host import bindings
 from devstack.host.indexer import FunctionSpec
 from devstack.host.outputs import OutputTarget, OutputWriter
 from devstack.host.retry import RetryPolicy
-from devstack.host.worker import FunctionTimeoutError, Worker
+from devstack.host.worker import FunctionTimeoutError, Invoked, user_frames
 
 log = logging.getLogger("devstack.host.invocations")
-_INTERNAL_PREFIXES = (
-    str(Path(__file__).parent),
-    str(Path(concurrent.futures.__file__).parent),
-    str(Path(asyncio.__file__).parent),
-)
+
+
+class WorkerChannel(Protocol):
+    """Where invocations run: the in-process worker, or worker processes (FUNCTIONS_WORKER_PROCESS_COUNT)."""
+
+    async def start(self) -> None: ...
+
+    async def invoke(
+        self,
+        spec: FunctionSpec,
+        trigger: meta.Datum,
+        metadata: dict[str, meta.Datum] | None,
+        retry: bindings.RetryState,
+        invocation_id: str,
+        timeout: float | None,
+    ) -> Invoked: ...
+
+    def stop(self) -> None: ...
 
 
 class Outcome(StrEnum):
@@ -68,7 +78,7 @@ class LoadedFunction:
 
 
 class Executor:
-    def __init__(self, worker: Worker, writer: OutputWriter, function_timeout: timedelta | None) -> None:
+    def __init__(self, worker: WorkerChannel, writer: OutputWriter, function_timeout: timedelta | None) -> None:
         self._worker = worker
         self._writer = writer
         self._timeout = function_timeout.total_seconds() if function_timeout is not None else None
@@ -81,7 +91,7 @@ class Executor:
         delays = policy.delays() if policy is not None else None
         retries, error = 0, None
         while True:
-            retry = bindings.RetryContext(retries, policy.max_retry_count if policy else 0, error)
+            retry = bindings.RetryState.after(retries, policy.max_retry_count if policy else 0, error)
             result = await self._attempt(function, trigger, metadata, retry)
             if result.outcome is not Outcome.FAILED or policy is None or delays is None or not policy.allows(retries):
                 return result
@@ -93,7 +103,7 @@ class Executor:
         function: LoadedFunction,
         trigger: meta.Datum,
         metadata: dict[str, meta.Datum] | None,
-        retry: bindings.RetryContext,
+        retry: bindings.RetryState,
     ) -> InvocationResult:
         invocation_id = str(uuid.uuid4())
         started = time.perf_counter()
@@ -116,28 +126,13 @@ class Executor:
         function: LoadedFunction,
         trigger: meta.Datum,
         metadata: dict[str, meta.Datum] | None,
-        retry: bindings.RetryContext,
+        retry: bindings.RetryState,
         invocation_id: str,
     ) -> meta.Datum | None:
-        spec = function.spec
-        kwargs: dict[str, Any] = {p.name: bindings.decode(p.bind_type, trigger, metadata) for p in spec.inputs}
-        slots = {p.name: bindings.Out() for p in spec.outputs}
-        if spec.needs_context:
-            kwargs["context"] = bindings.Context(spec.name, spec.directory, invocation_id, retry)
-        result = await self._worker.call(spec.func, spec.is_async, {**kwargs, **slots}, invocation_id, self._timeout)
-        if result is not None and spec.return_binding is None:
-            raise RuntimeError(f"function {spec.name!r} without a $return binding returned a non-None value")
-        writes = [
-            (function.outputs[p.name], bindings.encode(p.bind_type, slots[p.name].get(), p.pytype))
-            for p in spec.outputs
-            if slots[p.name].get() is not None
-        ]
-        returned = (
-            bindings.encode(spec.return_binding.type, result, spec.return_pytype) if spec.return_binding else None
-        )
-        for target, datum in writes:
-            await self._writer.write(target, datum)
-        return returned
+        invoked = await self._worker.invoke(function.spec, trigger, metadata, retry, invocation_id, self._timeout)
+        for name, datum in invoked.writes:
+            await self._writer.write(function.outputs[name], datum)
+        return invoked.returned
 
 
 def _log_line(name: str, invocation_id: str, started: float, outcome: str, error: BaseException | None) -> None:
@@ -145,25 +140,15 @@ def _log_line(name: str, invocation_id: str, started: float, outcome: str, error
     if error is None:
         log.info("Executed 'Functions.%s' (%s, Id=%s, Duration=%.0fms)", name, outcome, invocation_id, duration_ms)
         return
+    remote = error if isinstance(error, bindings.RemoteError) else None  # raised in a worker process
     log.error(
-        "Executed 'Functions.%s' (%s, Id=%s, Duration=%.0fms, Exception=%s: %s)",
+        "Executed 'Functions.%s' (%s, Id=%s, Duration=%.0fms, Exception=%s: %s)%s",
         name,
         outcome,
         invocation_id,
         duration_ms,
-        type(error).__name__,
+        remote.type_name if remote else type(error).__name__,
         error,
-        exc_info=_user_frames(error) if outcome != Outcome.TIMED_OUT else None,
+        f"\n{remote.stack_trace.rstrip()}" if remote else "",
+        exc_info=None if remote or outcome == Outcome.TIMED_OUT else user_frames(error),
     )
-
-
-def _user_frames(error: BaseException) -> tuple[type[BaseException], BaseException, TracebackType | None]:
-    """The exception with the runner's own frames dropped from the front of its traceback."""
-    tb = error.__traceback__
-    while tb is not None and _is_internal(tb.tb_frame.f_code.co_filename):
-        tb = tb.tb_next
-    return type(error), error, tb or error.__traceback__
-
-
-def _is_internal(filename: str) -> bool:
-    return filename.startswith(_INTERNAL_PREFIXES)

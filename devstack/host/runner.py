@@ -25,7 +25,7 @@ from devstack.host.catalog import Catalog
 from devstack.host.config import HostConfig
 from devstack.host.eventgrid import EventGridWebhook
 from devstack.host.http_server import HttpFront, process_uptime_ms
-from devstack.host.invoker import Executor
+from devstack.host.invoker import Executor, WorkerChannel
 from devstack.host.keys import HostKeys
 from devstack.host.outputs import OutputWriter
 from devstack.host.queue_listener import QueueListener
@@ -36,6 +36,7 @@ from devstack.host.singleton import HOSTS_CONTAINER, ListenerLock, lock_blob_nam
 from devstack.host.storage import QueueWatcher, StorageClients
 from devstack.host.timers import LeasedTimer, TimerTrigger
 from devstack.host.worker import Worker
+from devstack.host.worker_pool import ProcessWorkers, WorkerPlan
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class HostContext:
     sock: socket.socket
     grace_period: float
     ready_file: Path | None
+    workers: WorkerPlan
 
 
 class Host:
@@ -64,7 +66,9 @@ class Host:
         self._started = time.monotonic()
         self._stop_requested = asyncio.Event()
         self._clients = StorageClients()
-        self._worker = Worker.from_environ()
+        self._worker: WorkerChannel = (
+            ProcessWorkers(context.workers) if context.workers.processes > 1 else Worker.from_environ()
+        )
         self._watcher = QueueWatcher()
         writer = OutputWriter(self._clients, self._watcher, context.config.queues.message_encoding)
         self._executor = Executor(self._worker, writer, context.config.function_timeout)
@@ -99,7 +103,7 @@ class Host:
         self._stop_requested.set()
 
     async def _start(self) -> None:
-        self._worker.start()
+        await self._worker.start()
         self._queues = [self._queue_listener(trigger) for trigger in self._ctx.catalog.queues]
         self._timers = [self._leased_timer(trigger) for trigger in self._ctx.catalog.timers]
         for listener in self._queues:

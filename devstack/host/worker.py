@@ -14,13 +14,35 @@ import concurrent.futures
 import os
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
 from typing import Any
 
+from azure.functions import meta
+
+from devstack.host import bindings
 from devstack.host.bindings import INVOCATION_LOCAL
+from devstack.host.indexer import FunctionSpec
+
+_INTERNAL_PREFIXES = (
+    str(Path(__file__).parent),
+    str(Path(concurrent.futures.__file__).parent),
+    str(Path(asyncio.__file__).parent),
+)
 
 
 class FunctionTimeoutError(TimeoutError):
     """The invocation ran past host.json `functionTimeout`."""
+
+
+@dataclass(frozen=True)
+class Invoked:
+    """What a successful invocation hands back to the host: the `$return` value and the output
+    bindings to write (by binding name), already encoded as the worker encodes them."""
+
+    returned: meta.Datum | None
+    writes: tuple[tuple[str, meta.Datum], ...]
 
 
 class Worker:
@@ -39,8 +61,19 @@ class Worker:
         value = environ.get("PYTHON_THREADPOOL_THREAD_COUNT", "").strip()
         return cls(int(value) if value else None)
 
-    def start(self) -> None:
+    async def start(self) -> None:
         self._thread.start()
+
+    async def invoke(
+        self,
+        spec: FunctionSpec,
+        trigger: meta.Datum,
+        metadata: dict[str, meta.Datum] | None,
+        retry: bindings.RetryState,
+        invocation_id: str,
+        timeout: float | None,
+    ) -> Invoked:
+        return await run_function(self, spec, trigger, metadata, retry, invocation_id, timeout)
 
     def _run_loop(self) -> None:
         asyncio.set_event_loop(self._loop)
@@ -92,3 +125,38 @@ class Worker:
         """Stop accepting work; running threads are abandoned (the process is about to exit)."""
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._loop.call_soon_threadsafe(self._loop.stop)
+
+
+async def run_function(
+    worker: Worker,
+    spec: FunctionSpec,
+    trigger: meta.Datum,
+    metadata: dict[str, meta.Datum] | None,
+    retry: bindings.RetryState,
+    invocation_id: str,
+    timeout: float | None,
+) -> Invoked:
+    """The worker's side of one invocation: decode with the converters, fresh `Out` slots and
+    `context`, call, apply the `$return` rule, encode what the function set."""
+    kwargs: dict[str, Any] = {p.name: bindings.decode(p.bind_type, trigger, metadata) for p in spec.inputs}
+    slots = {p.name: bindings.Out() for p in spec.outputs}
+    if spec.needs_context:
+        kwargs["context"] = bindings.Context(spec.name, spec.directory, invocation_id, bindings.RetryContext(retry))
+    result = await worker.call(spec.func, spec.is_async, {**kwargs, **slots}, invocation_id, timeout)
+    if result is not None and spec.return_binding is None:
+        raise RuntimeError(f"function {spec.name!r} without a $return binding returned a non-None value")
+    writes = tuple(
+        (p.name, bindings.encode(p.bind_type, slots[p.name].get(), p.pytype))
+        for p in spec.outputs
+        if slots[p.name].get() is not None
+    )
+    returned = bindings.encode(spec.return_binding.type, result, spec.return_pytype) if spec.return_binding else None
+    return Invoked(returned, writes)
+
+
+def user_frames(error: BaseException) -> tuple[type[BaseException], BaseException, TracebackType | None]:
+    """The exception with the runner's own frames dropped from the front of its traceback."""
+    tb = error.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_INTERNAL_PREFIXES):
+        tb = tb.tb_next
+    return type(error), error, tb or error.__traceback__

@@ -38,3 +38,20 @@ def record_event(event: func.EventGridEvent) -> None:
     log.info("record_event id=%s", event.id)
     if (event.get_json() or {}).get("fail"):
         raise RuntimeError(f"simulated failure for {event.id}")
+
+
+@app.route(route="whoami", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def whoami(req: func.HttpRequest) -> func.HttpResponse:
+    """Which process ran this invocation (the runner itself, or one of its worker processes)."""
+    return func.HttpResponse(json.dumps({"pid": os.getpid()}), mimetype="application/json")
+
+
+@app.route(route="boom", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def boom(req: func.HttpRequest) -> func.HttpResponse:
+    raise ValueError("boom from the function")
+
+
+@app.route(route="crash", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+def crash(req: func.HttpRequest) -> func.HttpResponse:
+    """Ends the process running it: only called with worker processes, where it ends one worker."""
+    os._exit(3)

@@ -1,0 +1,126 @@
+"""One Python worker process (`FUNCTIONS_WORKER_PROCESS_COUNT` > 1): `python -m devstack.host.worker_process`.
+
+Why: in Azure the host and the Python worker are separate processes and the host may start several
+workers, spreading invocations over them, so that functions use more than one core despite the GIL.
+This process indexes the app itself, as a worker does, then runs each invocation it is sent with
+the same in-process `Worker` the single-process runner uses (async functions on the worker loop,
+sync ones in the thread pool), so both modes share one set of binding semantics.
+
+Lifecycle: SIGINT/SIGTERM are ignored (a Ctrl-C reaches the whole process group, and the host
+decides when work stops); the process exits as soon as its socket to the host closes, which also
+happens when the host is killed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from devstack.host.bindings import RemoteError, RetryState
+from devstack.host.cli import configure_logging
+from devstack.host.indexer import FunctionSpec, load_app
+from devstack.host.worker import FunctionTimeoutError, Worker, run_function, user_frames
+from devstack.host.worker_ipc import frame, read_frame
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m devstack.host.worker_process")
+    parser.add_argument("--fd", type=int, required=True, help="inherited socket to the host")
+    parser.add_argument("--app-dir", type=Path, required=True)
+    parser.add_argument("--script", default="function_app.py")
+    parser.add_argument("--verbose", action="store_true")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
+    configure_logging(args.verbose)
+    sock = socket.socket(fileno=args.fd)
+    specs = {spec.name: spec for spec in load_app(args.app_dir, args.script)}
+    asyncio.run(WorkerServer(specs).serve(sock))
+    os._exit(0)  # never join a sync function still running on a pool thread
+
+
+class WorkerServer:
+    def __init__(self, specs: dict[str, FunctionSpec]) -> None:
+        self._specs = specs
+        self._worker = Worker.from_environ()
+        self._running: dict[int, asyncio.Task[None]] = {}
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def serve(self, sock: socket.socket) -> None:
+        reader, self._writer = await asyncio.open_unix_connection(sock=sock)
+        await self._worker.start()
+        self._send(("ready", os.getpid(), sorted(self._specs)))
+        while (message := await read_frame(reader)) is not None:
+            kind, call_id, *rest = message
+            if kind == "invoke":
+                self._running[call_id] = asyncio.create_task(self._invoke(call_id, *rest))
+            elif kind == "cancel" and call_id in self._running:
+                self._running[call_id].cancel()
+        # The host closed the socket or died: nothing is left to report to.
+        self._worker.stop()
+
+    async def _invoke(
+        self,
+        call_id: int,
+        name: str,
+        trigger: Any,
+        metadata: Any,
+        retry: RetryState,
+        invocation_id: str,
+        timeout: float | None,
+    ) -> None:
+        try:
+            reply = await self._outcome(call_id, name, trigger, metadata, retry, invocation_id, timeout)
+        finally:
+            self._running.pop(call_id, None)
+        try:
+            self._send(reply)
+        except Exception as exc:  # an output value pickle cannot carry
+            self._send(("error", call_id, _remote(exc)))
+
+    async def _outcome(
+        self,
+        call_id: int,
+        name: str,
+        trigger: Any,
+        metadata: Any,
+        retry: RetryState,
+        invocation_id: str,
+        timeout: float | None,
+    ) -> tuple[str, int, Any]:
+        """The reply for one invocation: ok with what to write, timeout, error, or cancelled."""
+        try:
+            spec = self._specs[name]
+            invoked = await run_function(self._worker, spec, trigger, metadata, retry, invocation_id, timeout)
+        except asyncio.CancelledError:
+            return ("cancelled", call_id, None)
+        except FunctionTimeoutError as exc:
+            return ("timeout", call_id, str(exc))
+        except Exception as exc:
+            return ("error", call_id, _remote(exc))
+        return ("ok", call_id, invoked)
+
+    def _send(self, message: tuple[Any, ...]) -> None:
+        assert self._writer is not None
+        data = frame(message)  # pickled before writing: a failure leaves the stream intact
+        if not self._writer.is_closing():
+            self._writer.write(data)
+
+
+def _remote(error: BaseException) -> RemoteError:
+    return RemoteError.capture(error, "".join(traceback.format_exception(*user_frames(error))))
+
+
+if __name__ == "__main__":
+    main()

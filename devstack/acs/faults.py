@@ -28,7 +28,8 @@ class FaultKind(StrEnum):
 
 
 class DropPhase(StrEnum):
-    """Drop the connection before the send is processed, or after (the response is lost, the send is not)."""
+    """When a fault strikes: before the send is processed, or after it (for `drop`: the response is lost,
+    the send is not; for `latency`: the send and its events happen at once, only the response is slow)."""
 
     BEFORE = "before"
     AFTER = "after"

@@ -109,6 +109,10 @@ async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse
 
 async def _faulted(request: web.Request, handler: Handler, fault: Fault) -> web.StreamResponse:
     logger.info("fault injected kind=%s route=%s", fault.kind, route_name(request.path))
+    if fault.kind is FaultKind.LATENCY and fault.phase is DropPhase.AFTER:
+        response = await _guarded(request, handler)  # its events may reach the webhook before the response
+        await asyncio.sleep(fault.latency_ms / 1000)
+        return response
     if fault.kind is FaultKind.LATENCY:
         await asyncio.sleep(fault.latency_ms / 1000)
         return await _guarded(request, handler)

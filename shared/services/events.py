@@ -78,7 +78,6 @@ class EventService:
         self._consent = consent
         self._now = clock
         self._provider_hints: Lru[str, str] = Lru(20_000)
-        self._parked_here: Lru[str, bool] = Lru(20_000)
 
     def remember_provider_id(self, provider_message_id: str, message_id: str) -> None:
         """The sender tells us the provider id it just indexed, so its report needs no index read."""
@@ -141,13 +140,6 @@ class EventService:
             )
         return outcome
 
-    async def rematch_if_parked_here(self, provider_message_id: str) -> int:
-        """After a send: re-match orphans this instance parked for the id (others wait for the timer)."""
-        if self._parked_here.get(provider_message_id) is None:
-            return 0
-        self._parked_here.discard(provider_message_id)
-        return await self.rematch(provider_message_id)
-
     async def rematch(self, provider_message_id: str) -> int:
         """Re-apply the orphans of one provider id; returns how many found their message."""
         matched = 0
@@ -198,7 +190,11 @@ class EventService:
             )
         except Conflict:
             return EventOutcome.DUPLICATE
-        self._parked_here.put(event.provider_message_id, True)
+        # The sender may have indexed the id after our match and looked for orphans before this insert
+        # landed (another instance, say). It looks after indexing and we look after parking, so one of
+        # the two always sees the other.
+        if await self._match(event) is not None and await self.rematch(event.provider_message_id):
+            return EventOutcome.RECORDED
         emit(
             log,
             "event.orphaned",

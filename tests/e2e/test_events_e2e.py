@@ -196,3 +196,18 @@ async def test_cloudevents_with_pascal_case_data_through_the_runner(make_stack) 
         return await stack.statuses(list(expected)) == expected
 
     await wait_until(done, 30, "CloudEvents reports to be recorded")
+
+
+async def test_statuses_that_beat_their_send_are_matched_whichever_worker_parked_them(make_stack) -> None:  # type: ignore[no-untyped-def]
+    """WhatsApp statuses reach the webhook before the send's (slow) response, so whichever worker
+    process receives one parks it. The sending worker looks for parked statuses after indexing the
+    id, and the parking one looks for the index after parking, so every status is applied at once
+    instead of waiting for the reconcile timer (disabled here)."""
+    stack = await make_stack(report_delay=0.0, FUNCTIONS_WORKER_PROCESS_COUNT="2", RECONCILE_SCHEDULE="0 0 0 1 1 *")
+    ids = [f"early-{i}" for i in range(8)]
+    stack.acs.add_fault("latency", channel="whatsapp", phase="after", latencyMs=1500, count=len(ids))
+    for message_id in ids:
+        await stack.svc.outbound.send(whatsapp(message_id).decode())
+    await wait_until(lambda: all_final(stack, ids), 30, "every early status to be applied")
+    log = (stack.log_dir / "runner-0.log").read_text()
+    assert log.count("event parked until its message is known") >= len(ids)  # the race did happen

@@ -62,8 +62,13 @@ def requests(n: int) -> list[dict[str, Any]]:
     return out
 
 
+def tree_rss(process: psutil.Process) -> int:
+    """Resident set size of a process and its children (the runner's worker processes)."""
+    return process.memory_info().rss + sum(child.memory_info().rss for child in process.children(recursive=True))
+
+
 class PeakRss:
-    """Samples a process's resident set size every 50 ms in a thread."""
+    """Samples the resident set size of a process and its children every 50 ms in a thread."""
 
     def __init__(self, pid: int) -> None:
         self._process = psutil.Process(pid)
@@ -74,7 +79,7 @@ class PeakRss:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self.peak = max(self.peak, self._process.memory_info().rss)
+                self.peak = max(self.peak, tree_rss(self._process))
             except psutil.Error:
                 return
             time.sleep(0.05)
@@ -102,7 +107,7 @@ async def _count_final(tables: TableServiceClient, prefix: str) -> int:
         return 0
 
 
-async def pipeline(conn: str, n: int, log_dir: Path, instances: int = 1) -> dict[str, Any]:
+async def pipeline(conn: str, n: int, log_dir: Path, instances: int = 1, workers: int = 1) -> dict[str, Any]:
     env = app_env(conn)
     acs = AcsEmulator(report_delay=0.0).start()
     env |= {
@@ -112,6 +117,7 @@ async def pipeline(conn: str, n: int, log_dir: Path, instances: int = 1) -> dict
         "RECONCILE_SCHEDULE": "0 0 0 1 1 *",
         "RETENTION_SCHEDULE": "0 0 0 1 1 *",
         "RATE_LIMITS": json.dumps({"sms": 1e6, "email": 1e6, "whatsapp": 1e6}),
+        "FUNCTIONS_WORKER_PROCESS_COUNT": str(workers),
     }
     # More instances = Azure's scale-out: all poll the queue; Event Grid reaches the first one here.
     extra = [
@@ -127,7 +133,7 @@ async def pipeline(conn: str, n: int, log_dir: Path, instances: int = 1) -> dict
         await client.enqueue({"channel": "sms", "to": "+14255550100", "content": {"text": "warm-up"}})
         while await _count_final(tables, env["TABLE_PREFIX"]) < 1:  # first invocation builds the clients
             await asyncio.sleep(0.1)
-        idle_rss = psutil.Process(runner.pid).memory_info().rss
+        idle_rss = tree_rss(psutil.Process(runner.pid))
         batch = [{**r, "id": str(uuid.uuid4())} for r in requests(n)]
         enqueued: dict[str, float] = {}
         with PeakRss(runner.pid) as rss:
@@ -284,8 +290,8 @@ async def floor(conn: str, n: int, concurrency: int = CONCURRENCY) -> float:
         await tables.close()
 
 
-async def measure(conn: str, n: int, log_dir: Path, instances: int = 1) -> dict[str, Any]:
-    result = await pipeline(conn, n, log_dir, instances)
+async def measure(conn: str, n: int, log_dir: Path, instances: int = 1, workers: int = 1) -> dict[str, Any]:
+    result = await pipeline(conn, n, log_dir, instances, workers)
     result["floor"] = await floor(conn, n, CONCURRENCY * instances)
     return result
 
@@ -294,13 +300,17 @@ def main(argv: list[str] | None = None) -> int:
     cli = parser(__doc__ or "")
     cli.add_argument("--n", type=int, default=2000)
     cli.add_argument("--instances", type=int, default=1, help="runner instances (the floor scales its concurrency)")
+    cli.add_argument("--workers", type=int, default=1, help="FUNCTIONS_WORKER_PROCESS_COUNT for each runner")
     args = cli.parse_args(argv)
     log_dir = args.results_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     with storage(args.storage) as conn:
-        m = asyncio.run(measure(conn, args.n, log_dir, args.instances))
+        m = asyncio.run(measure(conn, args.n, log_dir, args.instances, args.workers))
     latency = {k: m[k] for k in m if k.endswith("_ms")}
-    name = "throughput" if args.instances == 1 else f"throughput-{args.instances}-instances"
+    variant = (f"-{args.instances}-instances" if args.instances > 1 else "") + (
+        f"-{args.workers}-workers" if args.workers > 1 else ""
+    )
+    name = f"throughput{variant}"
     record = write_result(
         args.results_dir,
         name,
@@ -310,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         target=">= 0.6",
         n=args.n,
         instances=args.instances,
+        worker_processes=args.workers,
         concurrency=CONCURRENCY * args.instances,
         elapsed_s=round(m["elapsed"], 2),
         duplicate_sends=m["duplicates"],
@@ -320,12 +331,13 @@ def main(argv: list[str] | None = None) -> int:
     mb = 1024 * 1024
     write_result(
         args.results_dir,
-        "memory",
+        f"memory{variant}",
         m["peak_rss"] / mb,
         m["idle_rss"] / mb,
         "MB",
         n=args.n,
-        note="peak RSS of the runner during the throughput run; floor = the same runner idle after warm-up",
+        note="peak RSS of the runner (and its worker processes) during the throughput run; "
+        "floor = the same runner idle after warm-up",
     )
     print(f"runner peak RSS {m['peak_rss'] / mb:.1f} MB (idle {m['idle_rss'] / mb:.1f} MB)")
     return 0

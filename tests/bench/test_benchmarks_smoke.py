@@ -87,3 +87,15 @@ def test_throughput_benchmark_writes_throughput_and_memory(azurite: Azurite, tmp
     assert record["p95_enqueue_to_sent_ms"] >= record["p50_enqueue_to_sent_ms"] > 0
     memory = _read(tmp_path, "memory")
     assert memory["unit"] == "MB" and memory["value"] >= memory["floor"]
+
+
+def test_throughput_with_worker_processes_counts_their_memory(azurite: Azurite, tmp_path: Path) -> None:
+    """`--workers 2` runs the runner with two worker processes; their memory is part of the peak."""
+    from bench import throughput
+
+    argv = ["--n", "20", "--workers", "2", "--results-dir", str(tmp_path), "--storage", azurite.connection_string]
+    assert throughput.main(argv) == 0
+    record = _read(tmp_path, "throughput-2-workers")
+    assert record["worker_processes"] == 2 and record["duplicate_sends"] == 0
+    single_process_idle_mb = 60  # one runner process with the app loaded measures 80-90 MB
+    assert _read(tmp_path, "memory-2-workers")["floor"] > 2 * single_process_idle_mb

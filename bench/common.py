@@ -87,6 +87,10 @@ def parser(description: str) -> argparse.ArgumentParser:
     return cli
 
 
+# Azurite processes this run started, by connection string, so a benchmark can account their CPU time.
+AZURITE_PIDS: dict[str, int] = {}
+
+
 @contextlib.contextmanager
 def storage(connection_string: str | None) -> Iterator[str]:
     """The given storage, or a fresh in-memory Azurite for the length of the benchmark."""
@@ -94,9 +98,12 @@ def storage(connection_string: str | None) -> Iterator[str]:
         yield connection_string
         return
     azurite = Azurite().start()
+    if azurite.pid is not None:
+        AZURITE_PIDS[azurite.connection_string] = azurite.pid
     try:
         yield azurite.connection_string
     finally:
+        AZURITE_PIDS.pop(azurite.connection_string, None)
         azurite.stop()
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import threading
 import time
 import uuid
@@ -33,7 +34,7 @@ from azure.data.tables.aio import TableServiceClient
 from azure.storage.queue import TextBase64EncodePolicy
 from azure.storage.queue.aio import QueueClient
 
-from bench.common import REPO_ROOT, app_env, bounded, parser, storage, verdict, write_result
+from bench.common import AZURITE_PIDS, REPO_ROOT, app_env, bounded, parser, storage, verdict, write_result
 from devstack.acs import AcsEmulator
 from devstack.host.process import RunnerProcess
 from shared.client import ContactMessagesClient
@@ -65,6 +66,38 @@ def requests(n: int) -> list[dict[str, Any]]:
 def tree_rss(process: psutil.Process) -> int:
     """Resident set size of a process and its children (the runner's worker processes)."""
     return process.memory_info().rss + sum(child.memory_info().rss for child in process.children(recursive=True))
+
+
+class CpuMeter:
+    """CPU seconds (user + system) each named process used inside the `with` block. A process listed
+    with `tree=True` counts its children too (the runner's worker processes)."""
+
+    def __init__(self, processes: dict[str, tuple[int, bool]]) -> None:
+        self._processes = {name: (psutil.Process(pid), tree) for name, (pid, tree) in processes.items()}
+        self._start: dict[str, float] = {}
+        self.used: dict[str, float] = {}
+
+    def _read(self) -> dict[str, float]:
+        def cpu(process: psutil.Process) -> float:
+            times = process.cpu_times()
+            return float(times.user + times.system)
+
+        readings = {}
+        for name, (process, tree) in self._processes.items():
+            children = process.children(recursive=True) if tree else []
+            readings[name] = cpu(process) + sum(cpu(child) for child in children)
+        return readings
+
+    def __enter__(self) -> CpuMeter:
+        self._start = self._read()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.used = {name: seconds - self._start[name] for name, seconds in self._read().items()}
+
+    def per_message_ms(self, n: int) -> dict[str, float]:
+        shares = {name: round(seconds * 1000 / n, 2) for name, seconds in self.used.items()}
+        return shares | {"total": round(sum(self.used.values()) * 1000 / n, 2)}
 
 
 class PeakRss:
@@ -136,7 +169,10 @@ async def pipeline(conn: str, n: int, log_dir: Path, instances: int = 1, workers
         idle_rss = tree_rss(psutil.Process(runner.pid))
         batch = [{**r, "id": str(uuid.uuid4())} for r in requests(n)]
         enqueued: dict[str, float] = {}
-        with PeakRss(runner.pid) as rss:
+        meter = CpuMeter(
+            _meter_processes(conn, {"runner": (runner.pid, True), "bench + ACS emulator": (os.getpid(), False)})
+        )
+        with PeakRss(runner.pid) as rss, meter:
             start = time.perf_counter()
 
             async def enqueue(request: dict[str, Any]) -> None:
@@ -158,6 +194,7 @@ async def pipeline(conn: str, n: int, log_dir: Path, instances: int = 1, workers
             "peak_rss": rss.peak,
             "idle_rss": idle_rss,
             "duplicates": len(acs.duplicates()),
+            "cpu_ms_per_message": meter.per_message_ms(n),
             **latencies,
         }
     finally:
@@ -236,7 +273,13 @@ def _entity_shapes() -> dict[str, dict[str, Any]]:
     }
 
 
-async def floor(conn: str, n: int, concurrency: int = CONCURRENCY) -> float:
+def _meter_processes(conn: str, processes: dict[str, tuple[int, bool]]) -> dict[str, tuple[int, bool]]:
+    """The processes to account, plus Azurite when this run started it."""
+    azurite = AZURITE_PIDS.get(conn)
+    return processes | ({"azurite": (azurite, False)} if azurite is not None else {})
+
+
+async def floor(conn: str, n: int, concurrency: int = CONCURRENCY) -> tuple[float, dict[str, float]]:
     """The minimum storage operations per message, issued directly at the pipeline's concurrency."""
     suffix = uuid.uuid4().hex[:8]
     options = {"use_env_settings": False}  # the same client options the app uses (shared/adapters/storage.py)
@@ -247,42 +290,46 @@ async def floor(conn: str, n: int, concurrency: int = CONCURRENCY) -> float:
     table = tables.get_table_client(f"floor{suffix}")
     await queue.create_queue()
     await table.create_table()
+    meter = CpuMeter(_meter_processes(conn, {"client": (os.getpid(), False)}))
     try:
-        start = time.perf_counter()
-        await bounded(range(n), lambda i: queue.send_message(json.dumps({"i": i, "text": "x" * 60})), 16)
-        done = 0
-        guarded = {"mode": UpdateMode.MERGE, "match_condition": MatchConditions.IfNotModified}
+        with meter:
+            start = time.perf_counter()
+            await bounded(range(n), lambda i: queue.send_message(json.dumps({"i": i, "text": "x" * 60})), 16)
+            done = 0
+            guarded = {"mode": UpdateMode.MERGE, "match_condition": MatchConditions.IfNotModified}
 
-        shapes = _entity_shapes()
+            shapes = _entity_shapes()
 
-        async def one(message: Any) -> None:
-            message_id = f"{message.id}"
-            reports = (
-                2 if json.loads(base64.b64decode(message.content))["i"] % 3 == 2 else 1
-            )  # WhatsApp: Sent, Delivered
-            keys = {"PartitionKey": message_id, "RowKey": ledger_row_key(message_id)}
-            created = await table.create_entity({**shapes["accepted"], **keys})
-            etag = created["etag"]
-            for step in ("sending", "sent"):
-                result = await table.update_entity({**shapes[step], **keys}, etag=etag, **guarded)
-                etag = result["etag"]
-            await queue.delete_message(message)
-            for report in range(reports):  # one event transaction per report the pipeline receives
-                results = await table.submit_transaction(
-                    [
-                        ("create", {**shapes["event"], "PartitionKey": message_id, "RowKey": f"evt|{report}"}),
-                        ("update", {**shapes["delivered"], **keys}, {**guarded, "etag": etag}),
-                    ]
-                )
-                etag = results[-1]["etag"]
+            async def one(message: Any) -> None:
+                message_id = f"{message.id}"
+                reports = (
+                    2 if json.loads(base64.b64decode(message.content))["i"] % 3 == 2 else 1
+                )  # WhatsApp: Sent, Delivered
+                keys = {"PartitionKey": message_id, "RowKey": ledger_row_key(message_id)}
+                created = await table.create_entity({**shapes["accepted"], **keys})
+                etag = created["etag"]
+                for step in ("sending", "sent"):
+                    result = await table.update_entity({**shapes[step], **keys}, etag=etag, **guarded)
+                    etag = result["etag"]
+                await queue.delete_message(message)
+                for report in range(reports):  # one event transaction per report the pipeline receives
+                    results = await table.submit_transaction(
+                        [
+                            ("create", {**shapes["event"], "PartitionKey": message_id, "RowKey": f"evt|{report}"}),
+                            ("update", {**shapes["delivered"], **keys}, {**guarded, "etag": etag}),
+                        ]
+                    )
+                    etag = results[-1]["etag"]
 
-        while done < n:
-            batch = [
-                m async for m in queue.receive_messages(messages_per_page=32, max_messages=32, visibility_timeout=600)
-            ]
-            await bounded(batch, one, concurrency)
-            done += len(batch)
-        return n / (time.perf_counter() - start)
+            while done < n:
+                batch = [
+                    m
+                    async for m in queue.receive_messages(messages_per_page=32, max_messages=32, visibility_timeout=600)
+                ]
+                await bounded(batch, one, concurrency)
+                done += len(batch)
+            rate = n / (time.perf_counter() - start)
+        return rate, meter.per_message_ms(n)
     finally:
         await queue.delete_queue()
         await queue.close()
@@ -292,7 +339,7 @@ async def floor(conn: str, n: int, concurrency: int = CONCURRENCY) -> float:
 
 async def measure(conn: str, n: int, log_dir: Path, instances: int = 1, workers: int = 1) -> dict[str, Any]:
     result = await pipeline(conn, n, log_dir, instances, workers)
-    result["floor"] = await floor(conn, n, CONCURRENCY * instances)
+    result["floor"], result["floor_cpu_ms_per_message"] = await floor(conn, n, CONCURRENCY * instances)
     return result
 
 
@@ -322,12 +369,16 @@ def main(argv: list[str] | None = None) -> int:
         instances=args.instances,
         worker_processes=args.workers,
         concurrency=CONCURRENCY * args.instances,
+        cpu_ms_per_message={"pipeline": m["cpu_ms_per_message"], "floor": m["floor_cpu_ms_per_message"]},
         elapsed_s=round(m["elapsed"], 2),
         duplicate_sends=m["duplicates"],
         **latency,
     )
     print(f"pipeline {m['rate']:.1f} msg/s, floor {m['floor']:.1f} msg/s; {verdict(record['ratio'], '>= 0.6')}")
     print("latency (ms): " + ", ".join(f"{k}={v}" for k, v in latency.items()))
+    for side in ("pipeline", "floor"):
+        shares = m["cpu_ms_per_message"] if side == "pipeline" else m["floor_cpu_ms_per_message"]
+        print(f"CPU ms per message, {side}: " + ", ".join(f"{k} {v}" for k, v in shares.items()))
     mb = 1024 * 1024
     write_result(
         args.results_dir,

@@ -46,23 +46,29 @@ class Invoked:
 
 
 class Worker:
-    """Runs user functions: async ones on the worker loop, sync ones in the thread pool."""
+    """Runs user functions: async ones on the worker loop, sync ones in the thread pool.
 
-    def __init__(self, thread_count: int | None = None) -> None:
-        self._loop = asyncio.new_event_loop()
+    `own_loop=False` runs async functions on the caller's loop instead: for a worker process, whose
+    loop does nothing else but read invocations (the host's polling and HTTP live in another process).
+    """
+
+    def __init__(self, thread_count: int | None = None, *, own_loop: bool = True) -> None:
+        self._own_loop = own_loop
+        self._loop = asyncio.new_event_loop() if own_loop else None
         self._thread = threading.Thread(target=self._run_loop, name="python-worker-loop", daemon=True)
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=thread_count, thread_name_prefix="python-worker")
         self._busy = 0
         self._lock = threading.Lock()
 
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str] = os.environ) -> Worker:
+    def from_environ(cls, environ: Mapping[str, str] = os.environ, *, own_loop: bool = True) -> Worker:
         """PYTHON_THREADPOOL_THREAD_COUNT, unset = Python's default (min(32, cpu + 4))."""
         value = environ.get("PYTHON_THREADPOOL_THREAD_COUNT", "").strip()
-        return cls(int(value) if value else None)
+        return cls(int(value) if value else None, own_loop=own_loop)
 
     async def start(self) -> None:
-        self._thread.start()
+        if self._own_loop:
+            self._thread.start()
 
     async def invoke(
         self,
@@ -76,6 +82,7 @@ class Worker:
         return await run_function(self, spec, trigger, metadata, retry, invocation_id, timeout)
 
     def _run_loop(self) -> None:
+        assert self._loop is not None
         asyncio.set_event_loop(self._loop)
         self._loop.run_forever()
 
@@ -94,11 +101,13 @@ class Worker:
         timeout: float | None,
     ) -> Any:
         """Run one invocation; on timeout the async task is cancelled (a sync thread cannot be)."""
-        if is_async:
-            future = asyncio.run_coroutine_threadsafe(function(**kwargs), self._loop)
+        wrapped: asyncio.Future[Any]
+        if is_async and self._loop is not None:
+            wrapped = asyncio.wrap_future(asyncio.run_coroutine_threadsafe(function(**kwargs), self._loop))
+        elif is_async:
+            wrapped = asyncio.ensure_future(function(**kwargs))
         else:
-            future = self._pool.submit(self._run_sync, function, kwargs, invocation_id)
-        wrapped = asyncio.wrap_future(future)
+            wrapped = asyncio.wrap_future(self._pool.submit(self._run_sync, function, kwargs, invocation_id))
         if timeout is None:
             return await wrapped
         scope = asyncio.timeout(timeout)
@@ -124,7 +133,8 @@ class Worker:
     def stop(self) -> None:
         """Stop accepting work; running threads are abandoned (the process is about to exit)."""
         self._pool.shutdown(wait=False, cancel_futures=True)
-        self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
 
 
 async def run_function(

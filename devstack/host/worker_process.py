@@ -3,8 +3,9 @@
 Why: in Azure the host and the Python worker are separate processes and the host may start several
 workers, spreading invocations over them, so that functions use more than one core despite the GIL.
 This process indexes the app itself, as a worker does, then runs each invocation it is sent with
-the same in-process `Worker` the single-process runner uses (async functions on the worker loop,
-sync ones in the thread pool), so both modes share one set of binding semantics.
+the same `Worker` the single-process runner uses (sync functions in the thread pool; async ones on
+this process's loop, which only reads invocations, so no second loop thread is needed), so both
+modes share one set of binding semantics.
 
 Lifecycle: SIGINT/SIGTERM are ignored (a Ctrl-C reaches the whole process group, and the host
 decides when work stops); the process exits as soon as its socket to the host closes, which also
@@ -53,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 class WorkerServer:
     def __init__(self, specs: dict[str, FunctionSpec]) -> None:
         self._specs = specs
-        self._worker = Worker.from_environ()
+        self._worker = Worker.from_environ(own_loop=False)
         self._running: dict[int, asyncio.Task[None]] = {}
         self._writer: asyncio.StreamWriter | None = None
 

@@ -85,6 +85,10 @@ def test_throughput_benchmark_writes_throughput_and_memory(azurite: Azurite, tmp
     record = _read(tmp_path, "throughput")
     assert record["unit"] == "msg/s" and record["n"] == 30 and record["duplicate_sends"] == 0
     assert record["p95_enqueue_to_sent_ms"] >= record["p50_enqueue_to_sent_ms"] > 0
+    cpu = record["cpu_ms_per_message"]  # Azurite is not listed: the test passes its own storage
+    assert cpu["pipeline"]["runner"] > 0 and cpu["floor"]["client"] > 0
+    parts = sum(v for k, v in cpu["pipeline"].items() if k != "total")
+    assert abs(cpu["pipeline"]["total"] - parts) < 0.05  # the shares add up (each rounded to 0.01)
     memory = _read(tmp_path, "memory")
     assert memory["unit"] == "MB" and memory["value"] >= memory["floor"]
 

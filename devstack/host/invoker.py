@@ -23,7 +23,7 @@ from devstack.host import bindings
 from devstack.host.indexer import FunctionSpec
 from devstack.host.outputs import OutputTarget, OutputWriter
 from devstack.host.retry import RetryPolicy
-from devstack.host.worker import FunctionTimeoutError, Invoked, user_frames
+from devstack.host.worker import FunctionTimeoutError, Invocation, Invoked, user_frames
 
 log = logging.getLogger("devstack.host.invocations")
 
@@ -33,15 +33,7 @@ class WorkerChannel(Protocol):
 
     async def start(self) -> None: ...
 
-    async def invoke(
-        self,
-        spec: FunctionSpec,
-        trigger: meta.Datum,
-        metadata: dict[str, meta.Datum] | None,
-        retry: bindings.RetryState,
-        invocation_id: str,
-        timeout: float | None,
-    ) -> Invoked: ...
+    async def invoke(self, spec: FunctionSpec, call: Invocation) -> Invoked: ...
 
     def stop(self) -> None: ...
 
@@ -129,7 +121,8 @@ class Executor:
         retry: bindings.RetryState,
         invocation_id: str,
     ) -> meta.Datum | None:
-        invoked = await self._worker.invoke(function.spec, trigger, metadata, retry, invocation_id, self._timeout)
+        call = Invocation(function.name, trigger, metadata, retry, invocation_id, self._timeout)
+        invoked = await self._worker.invoke(function.spec, call)
         for name, datum in invoked.writes:
             await self._writer.write(function.outputs[name], datum)
         return invoked.returned

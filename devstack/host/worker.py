@@ -37,6 +37,18 @@ class FunctionTimeoutError(TimeoutError):
 
 
 @dataclass(frozen=True)
+class Invocation:
+    """One call as the host hands it to a worker: plain values, so it crosses to a worker process as is."""
+
+    function: str
+    trigger: meta.Datum
+    metadata: dict[str, meta.Datum] | None
+    retry: bindings.RetryState
+    invocation_id: str
+    timeout: float | None
+
+
+@dataclass(frozen=True)
 class Invoked:
     """What a successful invocation hands back to the host: the `$return` value and the output
     bindings to write (by binding name), already encoded as the worker encodes them."""
@@ -70,16 +82,8 @@ class Worker:
         if self._own_loop:
             self._thread.start()
 
-    async def invoke(
-        self,
-        spec: FunctionSpec,
-        trigger: meta.Datum,
-        metadata: dict[str, meta.Datum] | None,
-        retry: bindings.RetryState,
-        invocation_id: str,
-        timeout: float | None,
-    ) -> Invoked:
-        return await run_function(self, spec, trigger, metadata, retry, invocation_id, timeout)
+    async def invoke(self, spec: FunctionSpec, call: Invocation) -> Invoked:
+        return await run_function(self, spec, call)
 
     def _run_loop(self) -> None:
         assert self._loop is not None
@@ -137,22 +141,15 @@ class Worker:
             self._loop.call_soon_threadsafe(self._loop.stop)
 
 
-async def run_function(
-    worker: Worker,
-    spec: FunctionSpec,
-    trigger: meta.Datum,
-    metadata: dict[str, meta.Datum] | None,
-    retry: bindings.RetryState,
-    invocation_id: str,
-    timeout: float | None,
-) -> Invoked:
+async def run_function(worker: Worker, spec: FunctionSpec, call: Invocation) -> Invoked:
     """The worker's side of one invocation: decode with the converters, fresh `Out` slots and
     `context`, call, apply the `$return` rule, encode what the function set."""
-    kwargs: dict[str, Any] = {p.name: bindings.decode(p.bind_type, trigger, metadata) for p in spec.inputs}
+    kwargs: dict[str, Any] = {p.name: bindings.decode(p.bind_type, call.trigger, call.metadata) for p in spec.inputs}
     slots = {p.name: bindings.Out() for p in spec.outputs}
     if spec.needs_context:
-        kwargs["context"] = bindings.Context(spec.name, spec.directory, invocation_id, bindings.RetryContext(retry))
-    result = await worker.call(spec.func, spec.is_async, {**kwargs, **slots}, invocation_id, timeout)
+        retry = bindings.RetryContext(call.retry)
+        kwargs["context"] = bindings.Context(spec.name, spec.directory, call.invocation_id, retry)
+    result = await worker.call(spec.func, spec.is_async, {**kwargs, **slots}, call.invocation_id, call.timeout)
     if result is not None and spec.return_binding is None:
         raise RuntimeError(f"function {spec.name!r} without a $return binding returned a non-None value")
     writes = tuple(

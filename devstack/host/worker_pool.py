@@ -17,11 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from azure.functions import meta
-
-from devstack.host.bindings import RemoteError, RetryState
+from devstack.host.bindings import RemoteError
 from devstack.host.indexer import FunctionSpec
-from devstack.host.worker import FunctionTimeoutError, Invoked
+from devstack.host.worker import FunctionTimeoutError, Invocation, Invoked
 from devstack.host.worker_ipc import frame, read_frame
 
 log = logging.getLogger(__name__)
@@ -69,19 +67,11 @@ class WorkerProcess:
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
-    async def invoke(
-        self,
-        spec: FunctionSpec,
-        trigger: meta.Datum,
-        metadata: dict[str, meta.Datum] | None,
-        retry: RetryState,
-        invocation_id: str,
-        timeout: float | None,
-    ) -> Invoked:
+    async def invoke(self, call: Invocation) -> Invoked:
         call_id = next(self._ids)
         reply: asyncio.Future[tuple[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[call_id] = reply
-        self._send(("invoke", call_id, spec.name, trigger, metadata, retry, invocation_id, timeout))
+        self._send(("invoke", call_id, call))
         try:
             kind, payload = await reply
         except asyncio.CancelledError:  # shutdown or the caller gave up: the worker cancels it too
@@ -162,19 +152,12 @@ class ProcessWorkers:
         self._workers.append(replacement)
         self._watch(replacement)
 
-    async def invoke(
-        self,
-        spec: FunctionSpec,
-        trigger: meta.Datum,
-        metadata: dict[str, meta.Datum] | None,
-        retry: RetryState,
-        invocation_id: str,
-        timeout: float | None,
-    ) -> Invoked:
+    async def invoke(self, spec: FunctionSpec, call: Invocation) -> Invoked:
+        """The function's spec stays here: the worker process indexed the app itself."""
         if not self._workers:
             raise RemoteError("WorkerProcessExited", __name__, "no worker process is running", "")
         worker = self._workers[next(self._turn) % len(self._workers)]
-        return await worker.invoke(spec, trigger, metadata, retry, invocation_id, timeout)
+        return await worker.invoke(call)
 
     def stop(self) -> None:
         self._stopping = True

@@ -24,10 +24,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from devstack.host.bindings import RemoteError, RetryState
+from devstack.host.bindings import RemoteError
 from devstack.host.cli import configure_logging
 from devstack.host.indexer import FunctionSpec, load_app
-from devstack.host.worker import FunctionTimeoutError, Worker, run_function, user_frames
+from devstack.host.worker import FunctionTimeoutError, Invocation, Worker, run_function, user_frames
 from devstack.host.worker_ipc import frame, read_frame
 
 
@@ -65,24 +65,15 @@ class WorkerServer:
         while (message := await read_frame(reader)) is not None:
             kind, call_id, *rest = message
             if kind == "invoke":
-                self._running[call_id] = asyncio.create_task(self._invoke(call_id, *rest))
+                self._running[call_id] = asyncio.create_task(self._invoke(call_id, rest[0]))
             elif kind == "cancel" and call_id in self._running:
                 self._running[call_id].cancel()
         # The host closed the socket or died: nothing is left to report to.
         self._worker.stop()
 
-    async def _invoke(
-        self,
-        call_id: int,
-        name: str,
-        trigger: Any,
-        metadata: Any,
-        retry: RetryState,
-        invocation_id: str,
-        timeout: float | None,
-    ) -> None:
+    async def _invoke(self, call_id: int, call: Invocation) -> None:
         try:
-            reply = await self._outcome(call_id, name, trigger, metadata, retry, invocation_id, timeout)
+            reply = await self._outcome(call_id, call)
         finally:
             self._running.pop(call_id, None)
         try:
@@ -90,20 +81,10 @@ class WorkerServer:
         except Exception as exc:  # an output value pickle cannot carry
             self._send(("error", call_id, _remote(exc)))
 
-    async def _outcome(
-        self,
-        call_id: int,
-        name: str,
-        trigger: Any,
-        metadata: Any,
-        retry: RetryState,
-        invocation_id: str,
-        timeout: float | None,
-    ) -> tuple[str, int, Any]:
+    async def _outcome(self, call_id: int, call: Invocation) -> tuple[str, int, Any]:
         """The reply for one invocation: ok with what to write, timeout, error, or cancelled."""
         try:
-            spec = self._specs[name]
-            invoked = await run_function(self._worker, spec, trigger, metadata, retry, invocation_id, timeout)
+            invoked = await run_function(self._worker, self._specs[call.function], call)
         except asyncio.CancelledError:
             return ("cancelled", call_id, None)
         except FunctionTimeoutError as exc:

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from devstack.host.catalog import build_catalog
 from devstack.host.config import HostConfigError, host_environment, load_host_config
 from devstack.host.indexer import FunctionLoadError, IndexingError, load_app
+from devstack.host.log_levels import apply_log_levels
 from devstack.host.runner import Host, HostContext
 from devstack.host.settings import (
     SettingError,
@@ -66,6 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (HostConfigError, SettingError, IndexingError, FunctionLoadError, ValueError, OSError) as exc:
         log.error("Host failed to start: %s", exc)
         return 1
+    apply_log_levels(context.config.log_levels)
     code = asyncio.run(Host(context).run())
     _exit_now(code)
     return code

@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from devstack.host.log_levels import LogLevels
 from devstack.host.retry import RetryPolicy, from_host_json
 from devstack.host.timespan import parse_timespan
 
@@ -65,6 +66,7 @@ class HostConfig:
     function_timeout: timedelta | None
     route_prefix: str
     functions: tuple[str, ...] | None
+    log_levels: LogLevels = field(default_factory=LogLevels)
 
 
 def load_host_config(app_dir: Path, env: HostEnvironment) -> HostConfig:
@@ -81,6 +83,7 @@ def load_host_config(app_dir: Path, env: HostEnvironment) -> HostConfig:
         function_timeout=_function_timeout(root.get("functiontimeout"), env),
         route_prefix=str(_ci(extensions.get("http") or {}).get("routeprefix", "api")).strip("/"),
         functions=tuple(str(name) for name in functions) if functions is not None else None,
+        log_levels=LogLevels.from_config(_ci(root.get("logging") or {}).get("loglevel") or {}, os.environ),
     )
 
 

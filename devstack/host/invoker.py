@@ -131,7 +131,14 @@ class Executor:
 def _log_line(name: str, invocation_id: str, started: float, outcome: str, error: BaseException | None) -> None:
     duration_ms = (time.perf_counter() - started) * 1000
     if error is None:
-        log.info("Executed 'Functions.%s' (%s, Id=%s, Duration=%.0fms)", name, outcome, invocation_id, duration_ms)
+        log.info(
+            "Executed 'Functions.%s' (%s, Id=%s, Duration=%.0fms)",
+            name,
+            outcome,
+            invocation_id,
+            duration_ms,
+            extra={"function_name": name},
+        )
         return
     remote = error if isinstance(error, bindings.RemoteError) else None  # raised in a worker process
     log.error(
@@ -144,4 +151,5 @@ def _log_line(name: str, invocation_id: str, started: float, outcome: str, error
         error,
         f"\n{remote.stack_trace.rstrip()}" if remote else "",
         exc_info=None if remote or outcome == Outcome.TIMED_OUT else user_frames(error),
+        extra={"function_name": name},
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import os
 import threading
 from collections.abc import Callable, Mapping
@@ -24,6 +25,7 @@ from azure.functions import meta
 from devstack.host import bindings
 from devstack.host.bindings import INVOCATION_LOCAL
 from devstack.host.indexer import FunctionSpec
+from devstack.host.log_levels import CURRENT_FUNCTION
 
 _INTERNAL_PREFIXES = (
     str(Path(__file__).parent),
@@ -111,7 +113,10 @@ class Worker:
         elif is_async:
             wrapped = asyncio.ensure_future(function(**kwargs))
         else:
-            wrapped = asyncio.wrap_future(self._pool.submit(self._run_sync, function, kwargs, invocation_id))
+            context = contextvars.copy_context()  # CURRENT_FUNCTION for log categories, as async calls get it
+            wrapped = asyncio.wrap_future(
+                self._pool.submit(context.run, self._run_sync, function, kwargs, invocation_id)
+            )
         if timeout is None:
             return await wrapped
         scope = asyncio.timeout(timeout)
@@ -149,7 +154,11 @@ async def run_function(worker: Worker, spec: FunctionSpec, call: Invocation) -> 
     if spec.needs_context:
         retry = bindings.RetryContext(call.retry)
         kwargs["context"] = bindings.Context(spec.name, spec.directory, call.invocation_id, retry)
-    result = await worker.call(spec.func, spec.is_async, {**kwargs, **slots}, call.invocation_id, call.timeout)
+    running = CURRENT_FUNCTION.set(spec.name)
+    try:
+        result = await worker.call(spec.func, spec.is_async, {**kwargs, **slots}, call.invocation_id, call.timeout)
+    finally:
+        CURRENT_FUNCTION.reset(running)
     if result is not None and spec.return_binding is None:
         raise RuntimeError(f"function {spec.name!r} without a $return binding returned a non-None value")
     writes = tuple(

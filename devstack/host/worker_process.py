@@ -26,7 +26,9 @@ from typing import Any
 
 from devstack.host.bindings import RemoteError
 from devstack.host.cli import configure_logging
+from devstack.host.config import host_environment, load_host_config
 from devstack.host.indexer import FunctionSpec, load_app
+from devstack.host.log_levels import apply_log_levels
 from devstack.host.worker import FunctionTimeoutError, Invocation, Worker, run_function, user_frames
 from devstack.host.worker_ipc import frame, read_frame
 
@@ -45,6 +47,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_IGN)
     configure_logging(args.verbose)
+    apply_log_levels(load_host_config(args.app_dir, host_environment()).log_levels)
     sock = socket.socket(fileno=args.fd)
     specs = {spec.name: spec for spec in load_app(args.app_dir, args.script)}
     asyncio.run(WorkerServer(specs).serve(sock))

@@ -72,7 +72,11 @@ async def make_stack(azurite: Azurite, tmp_path: Path) -> AsyncIterator[Callable
 
     async def make(report_delay: float = 0.2, emulator: dict[str, str] | None = None, **overrides: str) -> Stack:
         acs = AcsEmulator(report_delay=report_delay, late_delay=report_delay * 10, **(emulator or {})).start()
-        env = app_env(azurite, acs, **overrides)
+        # host.json keeps Function logs at Warning (Azure gets them through OpenTelemetry); the suite
+        # wants the app's Information records in the runner log too, for the PII scan and for tests.
+        env = app_env(
+            azurite, acs, **{"AzureFunctionsJobHost__logging__logLevel__Function": "Information", **overrides}
+        )
         clock = Clock()
         stack = Stack(acs, env, await build_services(load_settings(env), clock=clock), clock, tmp_path)
         stacks.append(stack)

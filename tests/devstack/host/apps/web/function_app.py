@@ -55,3 +55,11 @@ def boom(req: func.HttpRequest) -> func.HttpResponse:
 def crash(req: func.HttpRequest) -> func.HttpResponse:
     """Ends the process running it: only called with worker processes, where it ends one worker."""
     os._exit(3)
+
+
+@app.route(route="logs", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def logs(req: func.HttpRequest) -> func.HttpResponse:
+    """Logs one line per level, for the host.json logLevel tests."""
+    log.info("information from the logs function")
+    log.warning("warning from the logs function")
+    return func.HttpResponse("logged")

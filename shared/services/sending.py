@@ -74,6 +74,23 @@ class QueueDelivery:
     dequeue_count: int
 
 
+def _emit_about(checked: CheckedRequest, event: str, text: str, **dims: object) -> None:
+    """A structured record about one request: its id, channel and masked recipient, plus `dims`."""
+    recipient = mask(checked.request.to)
+    emit(
+        log,
+        event,
+        f"{text} message_id=%s channel=%s recipient=%s",
+        checked.message_id,
+        checked.channel,
+        recipient,
+        message_id=checked.message_id,
+        channel=checked.channel.value,
+        recipient=recipient,
+        **dims,
+    )
+
+
 def canonical_payload(request: AnyRequest, message_id: str) -> str:
     return request.model_copy(update={"id": message_id}).model_dump_json(by_alias=True, exclude_none=True)
 
@@ -188,18 +205,7 @@ class SendService:
         if not created and row.status == Status.REJECTED:
             row, created = await self._ledger.update(row, {**new_row, "Reason": None, "Errors": None}), True
         if created:
-            emit(
-                log,
-                "message.sending",
-                "accepted and sending message_id=%s channel=%s recipient=%s",
-                checked.message_id,
-                checked.channel,
-                mask(checked.request.to),
-                message_id=checked.message_id,
-                channel=checked.channel.value,
-                attempt=1,
-                recipient=mask(checked.request.to),
-            )
+            _emit_about(checked, "message.sending", "accepted and sending", attempt=1)
         return row, created
 
     async def accept(self, checked: CheckedRequest, source: str) -> LedgerRow:
@@ -214,18 +220,7 @@ class SendService:
         if created:
             if source != "queue":  # a queued request is redelivered by the queue; an HTTP accept may not be
                 await self._due.add(checked.message_id, DueKind.STUCK, now + STUCK_AFTER)
-            emit(
-                log,
-                "message.accepted",
-                "message accepted message_id=%s channel=%s recipient=%s",
-                checked.message_id,
-                checked.channel,
-                mask(checked.request.to),
-                message_id=checked.message_id,
-                channel=checked.channel.value,
-                status=Status.ACCEPTED.value,
-                recipient=mask(checked.request.to),
-            )
+            _emit_about(checked, "message.accepted", "message accepted", status=Status.ACCEPTED.value)
         return row
 
     async def reschedule(self, checked: CheckedRequest, delay: float) -> None:
@@ -397,19 +392,7 @@ class SendService:
             await self._ledger.change(checked.message_id, sent)
         sla = timedelta(minutes=self._settings.sla_minutes[checked.channel])
         await self._due.add(checked.message_id, DueKind.SLA, now + sla)
-        emit(
-            log,
-            "message.sent",
-            "sent message_id=%s channel=%s recipient=%s",
-            checked.message_id,
-            checked.channel,
-            mask(checked.request.to),
-            message_id=checked.message_id,
-            channel=checked.channel.value,
-            status=Status.SENT.value,
-            provider_message_id=provider_message_id,
-            recipient=mask(checked.request.to),
-        )
+        _emit_about(checked, "message.sent", "sent", status=Status.SENT.value, provider_message_id=provider_message_id)
         count(log, "sent", channel=checked.channel.value)
         count(log, "cost_estimate", cost, channel=checked.channel.value)
         if self._on_sent is not None and checked.channel == Channel.WHATSAPP:

@@ -7,8 +7,10 @@ retried from a fresh read when someone else got there first.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -106,6 +108,14 @@ _HINT_FIELDS = (
 )
 
 
+class _RowWriters:
+    """The lock on one row's writes in this instance, and how many are holding or waiting for it."""
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0
+
+
 class Ledger:
     """Reads and writes ledger rows in the messages table.
 
@@ -118,6 +128,23 @@ class Ledger:
         self._table = table
         self._hash_key = hash_key
         self._hints: Lru[str, LedgerRow] = Lru(hint_capacity)
+        self._writers: dict[str, _RowWriters] = {}
+
+    @contextlib.asynccontextmanager
+    async def writing(self, message_id: str) -> AsyncIterator[None]:
+        """Take turns with this instance's other writers of the same row. A report racing the send's
+        Sent write, or two reports of one message, would otherwise present the same etag, and the loser
+        would pay a failed write and a read. Inside, `hint()` is the newest state this instance knows.
+        Other instances still meet at the etag check. Not re-entrant."""
+        writers = self._writers.setdefault(message_id, _RowWriters())
+        writers.users += 1
+        try:
+            async with writers.lock:
+                yield
+        finally:
+            writers.users -= 1
+            if not writers.users:
+                del self._writers[message_id]
 
     def _remember(self, row: LedgerRow) -> LedgerRow:
         slim = {k: row.entity[k] for k in _HINT_FIELDS if k in row.entity}

@@ -224,41 +224,47 @@ class EventService:
         }
         row = first_read
         for _ in range(MAX_RACE_RETRIES):
-            row = row or await self._ledger.get(message_id)
+            async with self._ledger.writing(message_id):
+                row = self._ledger.hint(message_id) or row or await self._ledger.get(message_id)
+                outcome = None if row is None else await self._record_once(message_id, event, event_row, row)
             if row is None:
                 return await self._park(event)
-            fields = self._projection(row, event)
-            ops = [Op("create", event_row)]
-            if fields:
-                ops.append(
-                    Op(
-                        "merge",
-                        {"PartitionKey": message_id, "RowKey": ledger_row_key(message_id), **fields},
-                        etag=row.etag,
-                    )
-                )
-            try:
-                etags = await self._t.messages.transact(ops)
-                if fields:  # keep the new etag so the next report of this message needs no read either
-                    self._ledger.remember_write(row, fields, etags[-1] if len(etags) == len(ops) else "")
-            except Conflict:
-                count(log, "events_duplicate", channel=event.channel.value)
-                emit(
-                    log,
-                    "event.duplicate",
-                    "duplicate event message_id=%s",
-                    message_id,
-                    message_id=message_id,
-                    channel=event.channel.value,
-                    event_type=event.event_type,
-                )
-                return EventOutcome.DUPLICATE
-            except EtagMismatch:
-                row = None  # read again
-                continue
-            self._log_recorded(message_id, event, fields)
-            return EventOutcome.RECORDED
+            if outcome is not None:
+                return outcome
+            self._ledger.forget(message_id)  # another instance wrote the row: read it again
+            row = None
         raise EtagMismatch(f"ledger row {message_id} kept changing")
+
+    async def _record_once(
+        self, message_id: str, event: AcsEvent, event_row: dict[str, Any], row: LedgerRow
+    ) -> EventOutcome | None:
+        """One entity-group transaction: the event row, and the projection guarded by `row`'s etag.
+        None when the etag no longer holds."""
+        fields = self._projection(row, event)
+        ops = [Op("create", event_row)]
+        if fields:
+            ledger_key = {"PartitionKey": message_id, "RowKey": ledger_row_key(message_id)}
+            ops.append(Op("merge", {**ledger_key, **fields}, etag=row.etag))
+        try:
+            etags = await self._t.messages.transact(ops)
+        except Conflict:
+            count(log, "events_duplicate", channel=event.channel.value)
+            emit(
+                log,
+                "event.duplicate",
+                "duplicate event message_id=%s",
+                message_id,
+                message_id=message_id,
+                channel=event.channel.value,
+                event_type=event.event_type,
+            )
+            return EventOutcome.DUPLICATE
+        except EtagMismatch:
+            return None
+        if fields:  # keep the new etag so the next report of this message needs no read either
+            self._ledger.remember_write(row, fields, etags[-1] if len(etags) == len(ops) else "")
+        self._log_recorded(message_id, event, fields)
+        return EventOutcome.RECORDED
 
     def _projection(self, row: LedgerRow, event: AcsEvent) -> dict[str, Any] | None:
         if event.status is None or not report_wins(row.status, row.status_time, event.status, event.event_time):

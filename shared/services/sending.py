@@ -384,12 +384,15 @@ class SendService:
                 fields |= {"Status": Status.SENT.value, "UpdatedAt": iso(now)}
             return fields
 
-        try:
-            if row is None:
-                raise EtagMismatch("no claimed row")
-            await self._ledger.update(row, sent(row))
-        except EtagMismatch:
-            await self._ledger.change(checked.message_id, sent)
+        async with self._ledger.writing(checked.message_id):
+            # A report may have been recorded here since the claim: its write is the newest state.
+            current = self._ledger.hint(checked.message_id) or row
+            try:
+                if current is None:
+                    raise EtagMismatch("no claimed row")
+                await self._ledger.update(current, sent(current))
+            except EtagMismatch:
+                await self._ledger.change(checked.message_id, sent)
         sla = timedelta(minutes=self._settings.sla_minutes[checked.channel])
         await self._due.add(checked.message_id, DueKind.SLA, now + sla)
         _emit_about(checked, "message.sent", "sent", status=Status.SENT.value, provider_message_id=provider_message_id)

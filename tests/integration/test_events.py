@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import uuid
@@ -451,3 +452,28 @@ async def test_the_etag_hint_after_a_report_is_the_stored_etag(svc: Services) ->
     stored = await svc.storage.table(svc.names.messages).get("hinted", ledger_row_key("hinted"))
     assert hint is not None and stored is not None
     assert hint.etag == stored.etag and hint.status == Status.DELIVERED
+
+
+async def test_concurrent_reports_of_one_message_take_turns_instead_of_racing(
+    svc: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Statuses of one message arriving together are written one after the other in this instance,
+    each with the etag the previous one left, so none pays a failed transaction and a read."""
+    provider_id = await _sent(svc, whatsapp("together"), "together")
+    reads: list[str] = []
+    real_get = svc.ledger.get
+
+    async def counting_get(message_id: str):  # type: ignore[no-untyped-def]
+        reads.append(message_id)
+        return await real_get(message_id)
+
+    monkeypatch.setattr(svc.ledger, "get", counting_get)  # a spy: storage stays real
+    statuses = [
+        ("Sent", "2026-11-28T10:00:01Z"),
+        ("Delivered", "2026-11-28T10:00:02Z"),
+        ("Read", "2026-11-28T10:00:03Z"),
+    ]
+    outcomes = await asyncio.gather(*(svc.events.record(_wa_status(provider_id, s, t)) for s, t in statuses))
+    assert outcomes == [EventOutcome.RECORDED] * 3
+    assert reads == []
+    assert await _status(svc, "together") == Status.READ

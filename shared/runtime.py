@@ -119,6 +119,7 @@ async def build_services(
         on_sent=rematch,
         retention=retention_index,
         remember_provider_id=events.remember_provider_id,
+        whatsapp_in_flight=events.whatsapp_send_in_flight,
         payloads=payloads,
     )
     dead = DeadLetterService(

@@ -13,9 +13,11 @@ The recipe for one event:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -63,6 +65,10 @@ class Tables:
     inbound: TableStore
 
 
+# How long a WhatsApp status for an unknown id waits for a send still in flight here to learn its id.
+WAIT_FOR_SEND_SECONDS = 1.0
+
+
 class EventService:
     def __init__(
         self,
@@ -78,10 +84,40 @@ class EventService:
         self._consent = consent
         self._now = clock
         self._provider_hints: Lru[str, str] = Lru(20_000)
+        self._whatsapp_sends = 0
+        self._id_waiters: dict[str, asyncio.Future[str]] = {}
 
     def remember_provider_id(self, provider_message_id: str, message_id: str) -> None:
         """The sender tells us the provider id it just indexed, so its report needs no index read."""
         self._provider_hints.put(provider_message_id, message_id)
+        waiter = self._id_waiters.pop(provider_message_id, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(message_id)
+
+    @contextlib.contextmanager
+    def whatsapp_send_in_flight(self) -> Iterator[None]:
+        """A WhatsApp send is waiting for ACS's answer in this instance. Its statuses can arrive before
+        that answer tells us their id; while sends are in flight, such a status waits briefly for it
+        instead of being parked and re-matched through storage."""
+        self._whatsapp_sends += 1
+        try:
+            yield
+        finally:
+            self._whatsapp_sends -= 1
+
+    async def _wait_for_send(self, event: AcsEvent) -> str | None:
+        """The message id of an unknown WhatsApp status, if a send in flight here learns it in time."""
+        if event.channel != Channel.WHATSAPP or not self._whatsapp_sends:
+            return None
+        waiter = self._id_waiters.get(event.provider_message_id)
+        if waiter is None:
+            waiter = self._id_waiters[event.provider_message_id] = asyncio.get_running_loop().create_future()
+        try:
+            return await asyncio.wait_for(asyncio.shield(waiter), WAIT_FOR_SEND_SECONDS)
+        except TimeoutError:
+            if self._id_waiters.get(event.provider_message_id) is waiter:
+                del self._id_waiters[event.provider_message_id]
+            return None
 
     async def record(self, raw: Mapping[str, Any]) -> EventOutcome:
         """Record one Event Grid or CloudEvents event (a dict as delivered)."""
@@ -125,6 +161,8 @@ class EventService:
     async def apply(self, event: AcsEvent) -> EventOutcome:
         """Match and record a report or engagement event (also used to re-match orphans)."""
         found = await self._match_row(event)
+        if found is None and (waited := await self._wait_for_send(event)) is not None:
+            found = waited, self._ledger.hint(waited)
         if found is None:
             return await self._park(event)
         outcome = await self._transact(found[0], event, found[1])

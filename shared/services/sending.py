@@ -21,6 +21,7 @@ import logging
 import random
 import re
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -112,6 +113,7 @@ class SendService:
         on_sent: Callable[[str], Awaitable[None]] | None = None,
         retention: DueIndex | None = None,
         remember_provider_id: Callable[[str, str], None] | None = None,
+        whatsapp_in_flight: Callable[[], AbstractContextManager[None]] | None = None,
         payloads: PayloadStore | None = None,
     ) -> None:
         self._settings = settings
@@ -127,6 +129,7 @@ class SendService:
         self._on_sent = on_sent
         self._retention = retention
         self._remember_provider_id = remember_provider_id
+        self._whatsapp_in_flight = whatsapp_in_flight
         self._payloads = payloads
 
     # -- entry points -------------------------------------------------------------------------
@@ -325,8 +328,11 @@ class SendService:
             # A GUID message id is its own operation id, so reports find the row directly; other ids
             # map to a uuid5, indexed before the send so that reports can never arrive unmatched.
             await self._index_provider_id(checked, operation_id(checked.message_id))
+        in_flight = self._whatsapp_in_flight if checked.channel == Channel.WHATSAPP else None
         try:
-            receipt = await self._provider.send(checked, ids)
+            # The id is remembered (in _mark_sent) before anything else awaits, so the window is exact.
+            with in_flight() if in_flight else contextlib.nullcontext():
+                receipt = await self._provider.send(checked, ids)
         except Throttled as exc:
             return await self._throttled(checked, exc)
         except PermanentError as exc:

@@ -477,3 +477,24 @@ async def test_concurrent_reports_of_one_message_take_turns_instead_of_racing(
     assert outcomes == [EventOutcome.RECORDED] * 3
     assert reads == []
     assert await _status(svc, "together") == Status.READ
+
+
+async def test_a_status_that_beats_its_send_waits_for_the_id_instead_of_parking(svc: Services) -> None:
+    """While a WhatsApp send is in flight here, its status (unknown id so far) waits for the send to
+    learn the id, and is recorded directly: no orphan row, no re-match through storage."""
+    await svc.sending.accept(_checked(svc, "in-flight", body=whatsapp("in-flight")), source="queue")
+    with svc.events.whatsapp_send_in_flight():
+        recording = asyncio.ensure_future(svc.events.record(_wa_status("receipt-early", "Delivered", T0)))
+        await asyncio.sleep(0.2)  # ACS has not answered yet
+        assert not recording.done()
+    svc.events.remember_provider_id("receipt-early", "in-flight")  # the answer arrives
+    assert await recording == EventOutcome.RECORDED
+    assert await _status(svc, "in-flight") == Status.DELIVERED
+    orphans = svc.storage.table(svc.names.orphans)
+    assert [r async for r in orphans.query("PartitionKey eq @pk", {"pk": "receipt-early"})] == []
+
+
+async def test_a_status_whose_send_never_learns_its_id_is_parked_after_the_wait(svc: Services) -> None:
+    with svc.events.whatsapp_send_in_flight():
+        outcome = await svc.events.record(_wa_status("receipt-never", "Delivered", T0))
+    assert outcome == EventOutcome.ORPHANED

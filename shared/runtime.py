@@ -102,7 +102,7 @@ async def build_services(
     gate = RateGate(lambda sender: settings.rate_per_minute(_channel_of(settings, sender), sender))
 
     async def rematch(provider_id: str) -> None:
-        # A WhatsApp status can beat its send's response and be parked, here or on another instance.
+        # A WhatsApp status beat its send's response and was parked, here or on another instance.
         await events.rematch(provider_id)
 
     sending = SendService(

@@ -209,10 +209,32 @@ class EventService:
         if known is not None:
             return known, self._ledger.hint(known)
         stored = await self._t.provider_ids.get(*provider_id_keys(event.provider_message_id))
-        if stored is None:
+        if stored is None or not stored.entity.get("MessageId"):  # absent, or a parked status's placeholder
             return None
         message_id = str(stored.entity["MessageId"])
         return message_id, self._ledger.hint(message_id)
+
+    async def _meet_the_sender(self, event: AcsEvent) -> bool:
+        """Leave a placeholder where the sender (on any instance) will index this WhatsApp id. If the
+        sender writes later, its insert meets the placeholder and it re-matches what is parked; if it
+        wrote first, our insert meets its row and we re-match now. True if this status was applied."""
+        partition, row_key = provider_id_keys(event.provider_message_id)
+        placeholder = {"PartitionKey": partition, "RowKey": row_key, "Channel": event.channel.value}
+        try:
+            await self._t.provider_ids.insert(placeholder)
+        except Conflict:
+            return await self._match(event) is not None and await self.rematch(event.provider_message_id) > 0
+        return False
+
+    async def forget_placeholder(self, provider_message_id: str) -> None:
+        """After its parked statuses are given up: drop the placeholder no sender ever filled in."""
+        still_parked = self._t.orphans.query("PartitionKey eq @pk", {"pk": provider_message_id}, select=["RowKey"])
+        if [row async for row in still_parked]:
+            return
+        keys = provider_id_keys(provider_message_id)
+        stored = await self._t.provider_ids.get(*keys)
+        if stored is not None and not stored.entity.get("MessageId"):
+            await self._t.provider_ids.delete(*keys)
 
     async def _park(self, event: AcsEvent) -> EventOutcome:
         key = _event_key(event)
@@ -228,10 +250,7 @@ class EventService:
             )
         except Conflict:
             return EventOutcome.DUPLICATE
-        # The sender may have indexed the id after our match and looked for orphans before this insert
-        # landed (another instance, say). It looks after indexing and we look after parking, so one of
-        # the two always sees the other.
-        if await self._match(event) is not None and await self.rematch(event.provider_message_id):
+        if event.channel == Channel.WHATSAPP and await self._meet_the_sender(event):
             return EventOutcome.RECORDED
         emit(
             log,

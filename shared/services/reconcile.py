@@ -196,6 +196,8 @@ class ReconcileService:
             if await self._orphans.get(partition, row_key) is not None:
                 await self._orphans.delete(partition, row_key)
                 summary.orphans_given_up += 1
+        for partition in {partition for partition, _ in stale}:
+            await self._events.forget_placeholder(partition)
 
     async def _poison_pass(self) -> int:
         """Measure poison depth; keep undecodable messages (the host cannot hand them to a function)."""

@@ -357,27 +357,35 @@ class SendService:
         count(log, "throttled", channel=checked.channel.value, retry_after=exc.retry_after, reason="provider-429")
         return Outcome.RESCHEDULED
 
-    async def _index_provider_id(self, checked: CheckedRequest, provider_message_id: str) -> None:
+    async def _index_provider_id(self, checked: CheckedRequest, provider_message_id: str) -> bool:
+        """Map the provider's id to ours. True if the row was already there: an earlier attempt of this
+        send wrote it, or a status that arrived first left a placeholder and waits to be re-matched."""
         if self._remember_provider_id is not None:
             self._remember_provider_id(provider_message_id, checked.message_id)
-        with contextlib.suppress(Conflict):  # written by an earlier attempt of the same send
-            await self._provider_ids.insert(
-                {
-                    "PartitionKey": provider_message_id,
-                    "RowKey": provider_id_keys(provider_message_id)[1],
-                    "MessageId": checked.message_id,
-                    "Channel": checked.channel.value,
-                }
-            )
+        row = {
+            "PartitionKey": provider_message_id,
+            "RowKey": provider_id_keys(provider_message_id)[1],
+            "MessageId": checked.message_id,
+            "Channel": checked.channel.value,
+        }
+        try:
+            await self._provider_ids.insert(row)
+        except Conflict:
+            await self._provider_ids.upsert(row)
+            return True
+        return False
 
     async def _mark_sent(self, checked: CheckedRequest, provider_message_id: str, row: LedgerRow | None) -> None:
         """Record Sent. `row` is the claimed row: its etag usually still holds, which saves a read;
         if a delivery report got there first, fall back to read-decide-write."""
         now = self._now()
         cost = self._settings.prices[checked.channel] * checked.segments
-        if checked.channel == Channel.WHATSAPP:
-            # SMS reports carry our id in their tag; email's operation id was indexed before the send.
-            await self._index_provider_id(checked, provider_message_id)
+        # SMS reports carry our id in their tag; email's operation id was indexed before the send.
+        # A WhatsApp status can beat the send's answer and be parked (on any instance): the index row
+        # is where the two meet.
+        statuses_parked = checked.channel == Channel.WHATSAPP and await self._index_provider_id(
+            checked, provider_message_id
+        )
 
         def sent(current: LedgerRow) -> dict[str, Any]:
             fields: dict[str, Any] = {
@@ -404,8 +412,7 @@ class SendService:
         _emit_about(checked, "message.sent", "sent", status=Status.SENT.value, provider_message_id=provider_message_id)
         count(log, "sent", channel=checked.channel.value)
         count(log, "cost_estimate", cost, channel=checked.channel.value)
-        if self._on_sent is not None and checked.channel == Channel.WHATSAPP:
-            # Only WhatsApp learns its provider id after the send, so only it can have early orphans.
+        if self._on_sent is not None and statuses_parked:
             await self._on_sent(provider_message_id)
 
     # -- crash safety (design §4.2) -------------------------------------------------------------

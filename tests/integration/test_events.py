@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 
 from devstack.acs import DEFAULT_TOPIC, AcsEmulator
+from shared.adapters.tables import Conflict
+from shared.events_model import envelope_from_dict, normalise
 from shared.models import Status
 from shared.runtime import Services
 from shared.services.events import EventOutcome
@@ -177,14 +179,39 @@ async def test_a_report_before_sent_is_recorded_and_sent_does_not_undo_it(svc: S
 
 
 async def test_an_unmatched_event_is_parked_then_rematched(svc: Services) -> None:
-    """A WhatsApp status for an unknown receipt waits as an orphan and is applied once the id is known."""
+    """A WhatsApp status for an unknown receipt waits as an orphan, leaving a placeholder where the
+    sender will index the id; it is applied once the id is known, and the placeholder is filled in."""
     assert await svc.events.record(_wa_status("receipt-x", "Delivered", T0)) == EventOutcome.ORPHANED
+    index = svc.storage.table(svc.names.provider_ids)
+    placeholder = await index.get("receipt-x", "receipt-x")
+    assert placeholder is not None and "MessageId" not in placeholder.entity
     await svc.sending.accept(_checked(svc, "late-index", body=whatsapp("late-index")), source="queue")
-    await svc.storage.table(svc.names.provider_ids).insert(
-        {"PartitionKey": "receipt-x", "RowKey": "receipt-x", "MessageId": "late-index", "Channel": "whatsapp"}
-    )
+    row = {"PartitionKey": "receipt-x", "RowKey": "receipt-x", "MessageId": "late-index", "Channel": "whatsapp"}
+    with pytest.raises(Conflict):  # the sender's insert meets the placeholder, so it knows to re-match
+        await index.insert(row)
+    await index.upsert(row)
     assert await svc.events.rematch("receipt-x") == 1
     assert await _status(svc, "late-index") == Status.DELIVERED
+
+
+async def test_a_status_parked_after_the_sender_indexed_is_applied_by_the_parker(svc: Services) -> None:
+    """The sender indexed the id between the status's lookup and its parking: the parker's placeholder
+    insert meets the index row, so the parker applies the status itself."""
+    await svc.sending.accept(_checked(svc, "early-index", body=whatsapp("early-index")), source="queue")
+    await svc.storage.table(svc.names.provider_ids).insert(
+        {"PartitionKey": "receipt-y", "RowKey": "receipt-y", "MessageId": "early-index", "Channel": "whatsapp"}
+    )
+    event = normalise(envelope_from_dict(_wa_status("receipt-y", "Delivered", T0)))
+    assert event is not None
+    assert await svc.events._park(event) == EventOutcome.RECORDED  # the race, made to happen
+    assert await _status(svc, "early-index") == Status.DELIVERED
+
+
+async def test_given_up_statuses_take_their_placeholder_with_them(svc: Services, clock: Clock) -> None:
+    assert await svc.events.record(_wa_status("receipt-z", "Delivered", T0)) == EventOutcome.ORPHANED
+    clock.advance(hours=25)
+    await svc.reconcile.run()
+    assert await svc.storage.table(svc.names.provider_ids).get("receipt-z", "receipt-z") is None
 
 
 async def test_events_from_another_topic_change_nothing(svc: Services) -> None:

@@ -27,9 +27,17 @@ class AzuriteError(RuntimeError):
 
 def free_port() -> int:
     """Return a TCP port that is free on the loopback interface right now."""
-    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct ports free on the loopback interface right now. They are held open together
+    while chosen: asked one at a time, the kernel may hand out the same port twice."""
+    with contextlib.ExitStack() as held:
+        sockets = [held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
 
 
 def _port_answers(port: int) -> bool:
@@ -61,9 +69,10 @@ class Azurite:
     _log: IO[bytes] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.blob_port = self.blob_port or free_port()
-        self.queue_port = self.queue_port or free_port()
-        self.table_port = self.table_port or free_port()
+        spare = iter(free_ports(3))
+        self.blob_port = self.blob_port or next(spare)
+        self.queue_port = self.queue_port or next(spare)
+        self.table_port = self.table_port or next(spare)
 
     @property
     def connection_string(self) -> str:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from devstack.azurite import Azurite, free_port
+from devstack.azurite import Azurite, free_ports
 from devstack.host.process import RunnerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,7 +60,8 @@ class LocalStack:
 
     @classmethod
     def on_free_ports(cls, **kwargs: object) -> LocalStack:
-        return cls(ports={name: free_port() for name in DEFAULT_PORTS}, **kwargs)  # type: ignore[arg-type]
+        ports = dict(zip(DEFAULT_PORTS, free_ports(len(DEFAULT_PORTS)), strict=True))
+        return cls(ports=ports, **kwargs)  # type: ignore[arg-type]
 
     @property
     def app_url(self) -> str:

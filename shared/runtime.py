@@ -101,10 +101,6 @@ async def build_services(
     payloads = storage.payloads(names.payload_container)
     gate = RateGate(lambda sender: settings.rate_per_minute(_channel_of(settings, sender), sender))
 
-    async def rematch(provider_id: str) -> None:
-        # A WhatsApp status beat its send's response and was parked, here or on another instance.
-        await events.rematch(provider_id)
-
     sending = SendService(
         settings=settings,
         ledger=ledger,
@@ -116,7 +112,7 @@ async def build_services(
         due=due,
         provider_ids=storage.table(names.provider_ids),
         clock=clock,
-        on_sent=rematch,
+        on_sent=events.rematch,  # a WhatsApp status beat its send's answer and was parked (any instance)
         retention=retention_index,
         remember_provider_id=events.remember_provider_id,
         whatsapp_in_flight=events.whatsapp_send_in_flight,

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from devstack.host.catalog import build_catalog
 from devstack.host.config import HostConfigError, host_environment, load_host_config
 from devstack.host.indexer import FunctionLoadError, IndexingError, load_app
-from devstack.host.log_levels import apply_log_levels
+from devstack.host.log_levels import apply_log_levels, configure_logging
 from devstack.host.runner import Host, HostContext
 from devstack.host.settings import (
     SettingError,
@@ -34,7 +34,6 @@ from devstack.host.worker_pool import WorkerPlan
 
 log = logging.getLogger("devstack.host")
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 NON_STORAGE_TRIGGERS = ("httpTrigger",)
 MAX_WORKER_PROCESSES = 10
 STORAGE_SETTING = "AzureWebJobsStorage"
@@ -51,12 +50,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ready-file", type=Path, help="write {url, pid} JSON here once running")
     parser.add_argument("--verbose", action="store_true", help="debug logging")
     return parser.parse_args(argv)
-
-
-def configure_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
-    for noisy in ("azure", "aiohttp.access", "asyncio"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

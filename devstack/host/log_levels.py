@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +34,7 @@ LEVELS = {
     "critical": logging.CRITICAL,
     "none": logging.CRITICAL + 100,
 }
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 HOST_LOGGERS = "devstack."
 INVOCATION_LOGGER = "devstack.host.invocations"
 
@@ -82,6 +84,13 @@ class CategoryFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return record.levelno >= self._levels.minimum(category_of(record))
+
+
+def configure_logging(verbose: bool) -> None:
+    """The runner's (and each worker process's) log output: stderr, one line per record."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
+    for noisy in ("azure", "aiohttp.access", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def apply_log_levels(levels: LogLevels) -> None:

@@ -67,12 +67,8 @@ class Worker:
     """
 
     def __init__(self, thread_count: int | None = None, *, own_loop: bool = True) -> None:
-        self._own_loop = own_loop
         self._loop = asyncio.new_event_loop() if own_loop else None
-        self._thread = threading.Thread(target=self._run_loop, name="python-worker-loop", daemon=True)
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=thread_count, thread_name_prefix="python-worker")
-        self._busy = 0
-        self._lock = threading.Lock()
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] = os.environ, *, own_loop: bool = True) -> Worker:
@@ -81,22 +77,16 @@ class Worker:
         return cls(int(value) if value else None, own_loop=own_loop)
 
     async def start(self) -> None:
-        if self._own_loop:
-            self._thread.start()
+        if self._loop is not None:
+            threading.Thread(target=self._run_loop, args=(self._loop,), name="python-worker-loop", daemon=True).start()
 
     async def invoke(self, spec: FunctionSpec, call: Invocation) -> Invoked:
         return await run_function(self, spec, call)
 
-    def _run_loop(self) -> None:
-        assert self._loop is not None
-        asyncio.set_event_loop(self._loop)
-        self._loop.run_forever()
-
-    @property
-    def busy(self) -> bool:
-        """True while any sync function is still running on a pool thread."""
-        with self._lock:
-            return self._busy > 0
+    @staticmethod
+    def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_forever()
 
     async def call(
         self,
@@ -128,16 +118,13 @@ class Worker:
                 raise FunctionTimeoutError(f"Timeout value of {timeout:g}s was exceeded by function.") from exc
             raise
 
-    def _run_sync(self, function: Callable[..., Any], kwargs: dict[str, Any], invocation_id: str) -> Any:
-        with self._lock:
-            self._busy += 1
+    @staticmethod
+    def _run_sync(function: Callable[..., Any], kwargs: dict[str, Any], invocation_id: str) -> Any:
         INVOCATION_LOCAL.invocation_id = invocation_id
         try:
             return function(**kwargs)
         finally:
             INVOCATION_LOCAL.invocation_id = None
-            with self._lock:
-                self._busy -= 1
 
     def stop(self) -> None:
         """Stop accepting work; running threads are abandoned (the process is about to exit)."""

@@ -25,10 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from devstack.host.bindings import RemoteError
-from devstack.host.cli import configure_logging
 from devstack.host.config import host_environment, load_host_config
 from devstack.host.indexer import FunctionSpec, load_app
-from devstack.host.log_levels import apply_log_levels
+from devstack.host.log_levels import apply_log_levels, configure_logging
 from devstack.host.worker import FunctionTimeoutError, Invocation, Worker, run_function, user_frames
 from devstack.host.worker_ipc import frame, read_frame
 

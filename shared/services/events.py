@@ -298,14 +298,17 @@ class EventService:
         """One entity-group transaction: the event row, and the projection guarded by `row`'s etag.
         None when the etag no longer holds."""
         fields = self._projection(row, event)
-        ops = [Op("create", event_row)]
-        if fields:
-            ledger_key = {"PartitionKey": message_id, "RowKey": ledger_row_key(message_id)}
-            ops.append(Op("merge", {**ledger_key, **fields}, etag=row.etag))
         try:
-            # An event that changes nothing in the ledger is a plain insert: same outcome, and without the
-            # multipart body of a batch, which costs the SDK several times a single request.
-            etags = await self._t.messages.transact(ops) if fields else [await self._t.messages.insert(event_row)]
+            if fields:
+                ledger_key = {"PartitionKey": message_id, "RowKey": ledger_row_key(message_id)}
+                merge = Op("merge", {**ledger_key, **fields}, etag=row.etag)
+                etags = await self._t.messages.transact([Op("create", event_row), merge])
+                # Keep the new etag, so the next report of this message needs no read either.
+                self._ledger.remember_write(row, fields, etags[-1] if len(etags) == 2 else "")
+            else:
+                # Nothing changes in the ledger: a plain insert, without the multipart body of a batch,
+                # which costs the SDK several times a single request.
+                await self._t.messages.insert(event_row)
         except Conflict:
             count(log, "events_duplicate", channel=event.channel.value)
             emit(
@@ -320,8 +323,6 @@ class EventService:
             return EventOutcome.DUPLICATE
         except EtagMismatch:
             return None
-        if fields:  # keep the new etag so the next report of this message needs no read either
-            self._ledger.remember_write(row, fields, etags[-1] if len(etags) == len(ops) else "")
         self._log_recorded(message_id, event, fields)
         return EventOutcome.RECORDED
 

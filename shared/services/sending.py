@@ -110,7 +110,7 @@ class SendService:
         due: DueIndex,
         provider_ids: TableStore,
         clock: Callable[[], datetime],
-        on_sent: Callable[[str], Awaitable[None]] | None = None,
+        on_sent: Callable[[str], Awaitable[object]] | None = None,
         retention: DueIndex | None = None,
         remember_provider_id: Callable[[str, str], None] | None = None,
         whatsapp_in_flight: Callable[[], AbstractContextManager[None]] | None = None,

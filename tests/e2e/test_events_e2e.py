@@ -7,6 +7,7 @@ import uuid
 
 from devstack.acs import DEFAULT_TOPIC
 from shared.models import Status
+from shared.services.events import WAIT_FOR_SEND_SECONDS
 from shared.status import TERMINAL
 from tests.e2e.conftest import all_final, wait_until
 from tests.integration.conftest import SMS_SENDER, email, sms, whatsapp
@@ -205,7 +206,8 @@ async def test_statuses_that_beat_their_send_are_matched_whichever_worker_parked
     instead of waiting for the reconcile timer (disabled here)."""
     stack = await make_stack(report_delay=0.0, FUNCTIONS_WORKER_PROCESS_COUNT="2", RECONCILE_SCHEDULE="0 0 0 1 1 *")
     ids = [f"early-{i}" for i in range(8)]
-    stack.acs.add_fault("latency", channel="whatsapp", phase="after", latencyMs=1500, count=len(ids))
+    slower_than_the_wait = int((WAIT_FOR_SEND_SECONDS + 0.5) * 1000)  # so the statuses are parked
+    stack.acs.add_fault("latency", channel="whatsapp", phase="after", latencyMs=slower_than_the_wait, count=len(ids))
     for message_id in ids:
         await stack.svc.outbound.send(whatsapp(message_id).decode())
     await wait_until(lambda: all_final(stack, ids), 30, "every early status to be applied")

@@ -6,6 +6,7 @@ read per message. Held messages are re-scheduled, never lost and never sent whil
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -31,14 +32,37 @@ class ControlService:
         self._clock = clock
         self._paused: frozenset[str] = frozenset()
         self._loaded_at: float | None = None
+        self._loading: asyncio.Future[None] | None = None
+        self._changes = 0  # pauses and resumes made by this instance
+
+    def _fresh(self) -> bool:
+        return self._loaded_at is not None and self._clock() - self._loaded_at < self._cache_seconds
 
     async def paused_targets(self) -> frozenset[str]:
-        now = self._clock()
-        if self._loaded_at is None or now - self._loaded_at >= self._cache_seconds:
-            rows = self._table.query("PartitionKey eq @pk", {"pk": PAUSE_PARTITION})
-            self._paused = frozenset([str(row["RowKey"]) async for row in rows])
-            self._loaded_at = now
+        if self._fresh():
+            return self._paused
+        if self._loading is None or self._loading.done():
+            # One read refreshes the cache for every caller: when it expires under load, the sends in
+            # flight would otherwise each read the same row at once.
+            self._loading = asyncio.ensure_future(self._load())
+        loading = self._loading
+        try:
+            await asyncio.shield(loading)
+        finally:
+            if loading.done() and self._loading is loading:
+                self._loading = None
         return self._paused
+
+    async def _load(self) -> None:
+        started, changes = self._clock(), self._changes
+        rows = self._table.query("PartitionKey eq @pk", {"pk": PAUSE_PARTITION})
+        self._paused = frozenset([str(row["RowKey"]) async for row in rows])
+        # A pause or resume made here during the read may be missing from it: then read again next time.
+        self._loaded_at = started if changes == self._changes else None
+
+    def _forget(self) -> None:
+        """This instance changed the switch: the next check reads it, and waits for no older read."""
+        self._loaded_at, self._loading, self._changes = None, None, self._changes + 1
 
     async def is_paused(self, channel: str, sender: str) -> bool:
         targets = await self.paused_targets()
@@ -48,10 +72,10 @@ class ControlService:
         await self._table.upsert(
             {"PartitionKey": PAUSE_PARTITION, "RowKey": target, "Actor": actor, "Reason": reason, "At": iso(now)}
         )
-        self._loaded_at = None
+        self._forget()
         await self._audit.record(actor=actor, action="pause", subject=target, reason=reason, now=now)
 
     async def resume(self, target: str, *, actor: str, reason: str, now: datetime) -> None:
         await self._table.delete(PAUSE_PARTITION, target)
-        self._loaded_at = None
+        self._forget()
         await self._audit.record(actor=actor, action="resume", subject=target, reason=reason, now=now)

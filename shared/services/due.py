@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from shared.adapters.group_commit import GroupUpserts
 from shared.adapters.tables import TableStore
 from shared.ledger import iso
 from shared.tables import DUE_PARTITION, due_row_key
@@ -50,10 +51,13 @@ class DueIndex:
     def __init__(self, table: TableStore, partition: str = DUE_PARTITION) -> None:
         self._table = table
         self._partition = partition
+        # Every sent message adds an entry here, all in this partition: concurrent adds share one write.
+        self._writes = GroupUpserts(table, partition)
 
     async def add(self, message_id: str, kind: DueKind, due_at: datetime) -> None:
+        """Add (or overwrite) an entry; returns once it is stored."""
         stamp = iso(due_at)
-        await self._table.upsert(
+        await self._writes.upsert(
             {
                 "PartitionKey": self._partition,
                 "RowKey": due_row_key(stamp, message_id, kind.value),

@@ -28,6 +28,7 @@ from typing import Any
 
 from bench.common import REPO_ROOT, app_env, parser, write_result
 from devstack.acs import AcsEmulator
+from devstack.acs.config import DEPLOYED_MAX_EVENTS_PER_BATCH
 from devstack.azurite import Azurite
 from devstack.host.process import RunnerProcess
 from shared.client import ContactMessagesClient
@@ -77,7 +78,7 @@ class Soak:
         random.seed(seed)
         self.data_dir = Path(tempfile.mkdtemp(prefix="soak-azurite-"))
         self.azurite = Azurite(data_dir=self.data_dir, log_path=log_dir / "azurite.log")
-        self.acs = AcsEmulator(report_delay=0.3, late_delay=3)
+        self.acs = AcsEmulator(report_delay=0.3, late_delay=3, max_events_per_batch=DEPLOYED_MAX_EVENTS_PER_BATCH)
         self.env: dict[str, str] = {}
         self.runner: RunnerProcess | None = None
         self.kills = 0

@@ -38,6 +38,7 @@ from azure.storage.queue.aio import QueueClient
 
 from bench.common import AZURITE_PIDS, REPO_ROOT, app_env, bounded, parser, storage, verdict, write_result
 from devstack.acs import AcsEmulator
+from devstack.acs.config import DEPLOYED_MAX_EVENTS_PER_BATCH
 from devstack.host.process import RunnerProcess
 from shared.client import ContactMessagesClient
 from shared.ledger import Ledger, iso, parse_iso, transition_fields
@@ -144,7 +145,7 @@ async def _count_final(tables: TableServiceClient, prefix: str) -> int:
 
 async def pipeline(conn: str, n: int, log_dir: Path, instances: int = 1, workers: int = 1) -> dict[str, Any]:
     env = app_env(conn)
-    acs = AcsEmulator(report_delay=0.0).start()
+    acs = AcsEmulator(report_delay=0.0, max_events_per_batch=DEPLOYED_MAX_EVENTS_PER_BATCH).start()
     env |= {
         "ACS_CONNECTION_STRING": acs.connection_string,
         "EMAIL_SENDERS": "noreply@contoso.example",

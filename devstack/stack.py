@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from devstack.acs.config import DEPLOYED_MAX_EVENTS_PER_BATCH
 from devstack.azurite import Azurite, free_ports
 from devstack.host.process import RunnerProcess
 
@@ -112,6 +113,8 @@ class LocalStack:
                 webhook,
                 "--report-delay",
                 str(self.report_delay),
+                "--max-events-per-batch",
+                str(DEPLOYED_MAX_EVENTS_PER_BATCH),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -85,7 +85,8 @@ class AcsAdminClient:
         return result
 
     def configure(self, **changes: Any) -> JsonObject:
-        """Change settings; keys as in the admin API (reportDelay, lateDelay, webhook, schema, casing, topic)."""
+        """Change settings; keys as in the admin API (reportDelay, lateDelay, webhook, schema, casing, topic,
+        maxEventsPerBatch, preferredBatchSizeInKilobytes)."""
         result: JsonObject = self._call("PUT", "/config", changes)
         return result
 

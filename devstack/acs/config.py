@@ -7,6 +7,7 @@ through `PUT /admin/config` swaps in a new object instead of mutating one that a
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -15,6 +16,12 @@ from devstack.acs.models import DEFAULT_TOPIC, DataCasing, EventSchema
 # base64("acs-emulator-dev-key-not-secret!"): a published development key, like Azurite's.
 DEFAULT_KEY = base64.b64encode(b"acs-emulator-dev-key-not-secret!").decode("ascii")
 DEFAULT_SUBSCRIPTION = "LOCAL-ACS-EVENTS"
+# What infra/main.bicep sets for the record_event subscription (eventMaxEventsPerBatch): the local stack
+# and the benchmarks deliver as the deployment does. Tests turn batching on where they need it.
+DEPLOYED_MAX_EVENTS_PER_BATCH = 1
+# Event Grid's ranges for a subscription's batching settings (maxEventsPerBatch, preferredBatchSizeInKilobytes)
+MAX_EVENTS_PER_BATCH = 5000
+MAX_PREFERRED_BATCH_KB = 1024
 
 
 class ConfigError(ValueError):
@@ -35,7 +42,11 @@ class DeliveryPolicy:
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything that shapes the emulator's behaviour."""
+    """Everything that shapes the emulator's behaviour.
+
+    `max_events_per_batch` and `preferred_batch_kb` are the webhook subscription's batching settings;
+    1 event (Event Grid's default) means one event per request.
+    """
 
     access_key: str = DEFAULT_KEY
     webhook_url: str | None = None
@@ -48,6 +59,8 @@ class Settings:
     subscription_name: str = DEFAULT_SUBSCRIPTION
     allow_bearer: bool = False
     lenient_host: bool = False
+    max_events_per_batch: int = 1
+    preferred_batch_kb: int = 64
     delivery: DeliveryPolicy = field(default_factory=DeliveryPolicy)
 
     def __post_init__(self) -> None:
@@ -57,6 +70,10 @@ class Settings:
             raise ConfigError("access key must be base64, as in an ACS connection string") from exc
         if self.report_delay < 0 or (self.late_delay is not None and self.late_delay < 0):
             raise ConfigError("delays must not be negative")
+        if not 1 <= self.max_events_per_batch <= MAX_EVENTS_PER_BATCH:
+            raise ConfigError(f"max events per batch must be 1 to {MAX_EVENTS_PER_BATCH}, as in Event Grid")
+        if not 1 <= self.preferred_batch_kb <= MAX_PREFERRED_BATCH_KB:
+            raise ConfigError(f"preferred batch size must be 1 to {MAX_PREFERRED_BATCH_KB} KB, as in Event Grid")
 
     @property
     def effective_late_delay(self) -> float:
@@ -79,10 +96,19 @@ class Settings:
             "topic": self.topic,
             "allowBearer": self.allow_bearer,
             "lenientHost": self.lenient_host,
+            "maxEventsPerBatch": self.max_events_per_batch,
+            "preferredBatchSizeInKilobytes": self.preferred_batch_kb,
         }
 
 
-_ADMIN_KEYS = {
+def _whole_number(value: Any) -> int:
+    """A JSON integer as it is: `int()` would quietly turn 2.5 into 2 and true into 1."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"not a whole number: {value!r}")
+    return value
+
+
+_ADMIN_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "reportDelay": ("report_delay", float),
     "lateDelay": ("late_delay", float),
     "operationDelay": ("operation_delay", float),
@@ -90,6 +116,8 @@ _ADMIN_KEYS = {
     "schema": ("schema", EventSchema),
     "casing": ("casing", DataCasing),
     "topic": ("topic", str),
+    "maxEventsPerBatch": ("max_events_per_batch", _whole_number),
+    "preferredBatchSizeInKilobytes": ("preferred_batch_kb", _whole_number),
 }
 _NULLABLE = {"webhook", "lateDelay", "operationDelay"}
 

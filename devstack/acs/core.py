@@ -50,7 +50,7 @@ class EmulatorCore:
         logger.info("send recorded channel=%s message_id=%s outcome=%s", facts.channel, facts.message_id, plan.final)
 
     def configure(self, body: dict[str, Any]) -> Settings:
-        """Apply admin changes (report delay, webhook, schema, casing, topic)."""
+        """Apply admin changes (report delay, webhook, schema, casing, topic, batching)."""
         self.settings = updated(self.settings, body)
         logger.info("settings changed keys=%s", ",".join(sorted(body)))
         return self.settings

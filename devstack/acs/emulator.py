@@ -51,6 +51,8 @@ class AcsEmulator:
         topic: str = DEFAULT_TOPIC,
         allow_bearer: bool = False,
         lenient_host: bool = False,
+        max_events_per_batch: int = 1,
+        preferred_batch_kb: int = 64,
         delivery: DeliveryPolicy | None = None,
     ) -> None:
         settings = Settings(
@@ -64,6 +66,8 @@ class AcsEmulator:
             topic=topic,
             allow_bearer=allow_bearer,
             lenient_host=lenient_host,
+            max_events_per_batch=max_events_per_batch,
+            preferred_batch_kb=preferred_batch_kb,
             delivery=delivery or DeliveryPolicy(),
         )
         self._server = EmulatorServer(settings, Listen(host, port, tls_port))
@@ -125,7 +129,8 @@ class AcsEmulator:
         self._thread.call(lambda: core.set_webhook(url))
 
     def configure(self, **changes: Any) -> Settings:
-        """Change settings as `PUT /admin/config` does, with Python names (report_delay, schema, …)."""
+        """Change settings as `PUT /admin/config` does, with Python names (report_delay, schema,
+        max_events_per_batch, …); a value out of range raises `ConfigError`."""
         core = self._server.core
 
         if "schema" in changes:

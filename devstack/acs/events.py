@@ -2,13 +2,14 @@
 
 Why: the app's `record_event` function is written against real payloads, so the emulator builds the
 same envelopes, subjects and data fields, in either delivery schema and either data-key casing. An
-`EventSpec` is schema-neutral; `render` turns it into the request body at delivery time, so a
-change of schema or casing through the admin API applies to events already scheduled.
+`EventSpec` is schema-neutral; `request_body` renders it at delivery time, so a change of schema or
+casing through the admin API applies to events already scheduled.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -28,6 +29,10 @@ CONTENT_TYPES = {
     EventSchema.EVENTGRID: "application/json; charset=utf-8",
     EventSchema.CLOUDEVENTS: "application/cloudevents+json; charset=utf-8",
 }
+# a CloudEvents subscription with batching on delivers arrays under the batch media type
+CLOUDEVENTS_BATCH_CONTENT_TYPE = "application/cloudevents-batch+json; charset=utf-8"
+# what `json.dumps` puts between array items, so a body built from `encoded` items is byte-identical
+ARRAY_SEPARATOR = b", "
 
 
 @dataclass(frozen=True)
@@ -45,12 +50,17 @@ class EventSpec:
 
 @dataclass(frozen=True)
 class Rendering:
-    """What to put on the wire for one event (the fixed parts of one delivery request)."""
+    """What to put on the wire for one event (the fixed parts of one delivery request).
+
+    `batched` says the subscription has batching on (max events per batch above 1); it only changes
+    the CloudEvents content type, since the Event Grid schema is an array either way.
+    """
 
     schema: EventSchema
     casing: DataCasing
     topic: str
     subscription_name: str
+    batched: bool = False
 
 
 def pascal_keys(value: Any) -> Any:
@@ -87,21 +97,37 @@ def envelope(spec: EventSpec, rendering: Rendering) -> dict[str, Any]:
     }
 
 
-def request_body(spec: EventSpec, rendering: Rendering) -> bytes:
-    """A JSON array of one event: Event Grid delivers one event per request unless batching is on."""
-    return json.dumps([envelope(spec, rendering)]).encode("utf-8")
+def encoded(spec: EventSpec, rendering: Rendering) -> bytes:
+    """One event as the JSON bytes it takes up inside the delivered array (how batches are measured)."""
+    return json.dumps(envelope(spec, rendering)).encode("utf-8")
 
 
-def request_headers(spec: EventSpec, rendering: Rendering, delivery_count: int) -> dict[str, str]:
-    """The `aeg-*` headers Event Grid puts on every webhook delivery (acs-contract §8)."""
+def request_body(specs: Sequence[EventSpec], rendering: Rendering) -> bytes:
+    """A JSON array of the events: one per request unless batching is on (the same bytes as
+    `json.dumps` of the list, so a body's size is known from its items' `encoded` sizes)."""
+    return b"[" + ARRAY_SEPARATOR.join(encoded(spec, rendering) for spec in specs) + b"]"
+
+
+def content_type(rendering: Rendering) -> str:
+    if rendering.batched and rendering.schema is EventSchema.CLOUDEVENTS:
+        return CLOUDEVENTS_BATCH_CONTENT_TYPE
+    return CONTENT_TYPES[rendering.schema]
+
+
+def request_headers(specs: Sequence[EventSpec], rendering: Rendering, delivery_count: int) -> dict[str, str]:
+    """The `aeg-*` headers Event Grid puts on every webhook delivery (acs-contract §8).
+
+    Event Grid sends `aeg-event-type: Notification` for batches too. Which id `aeg-output-event-id`
+    carries for a batch is not documented; the emulator uses the first event's.
+    """
     return {
-        "Content-Type": CONTENT_TYPES[rendering.schema],
+        "Content-Type": content_type(rendering),
         "aeg-event-type": "Notification",
         "aeg-subscription-name": rendering.subscription_name,
         "aeg-delivery-count": str(delivery_count),
         "aeg-data-version": DATA_VERSION,
         "aeg-metadata-version": METADATA_VERSION,
-        "aeg-output-event-id": spec.event_id,
+        "aeg-output-event-id": specs[0].event_id,
     }
 
 

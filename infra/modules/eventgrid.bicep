@@ -13,6 +13,8 @@ param functionAppName string
 param subscriptionEnabled bool
 param maxDeliveryAttempts int
 param eventTimeToLiveMinutes int
+@description('Most events per delivery; a delivery still ends at about 64 KB (preferredBatchSizeInKilobytes).')
+param maxEventsPerBatch int
 param workspaceId string
 
 var storageBlobDataContributor = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
@@ -75,7 +77,7 @@ resource recordEvent 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-0
       endpointType: 'AzureFunction'
       properties: {
         resourceId: '${functionApp.id}/functions/record_event'
-        maxEventsPerBatch: 1
+        maxEventsPerBatch: maxEventsPerBatch
         preferredBatchSizeInKilobytes: 64
       }
     }

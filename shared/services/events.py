@@ -107,8 +107,12 @@ class EventService:
 
     async def _wait_for_send(self, event: AcsEvent) -> str | None:
         """The message id of an unknown WhatsApp status, if a send in flight here learns it in time."""
-        if event.channel != Channel.WHATSAPP or not self._whatsapp_sends:
+        if event.channel != Channel.WHATSAPP:
             return None
+        # The send may have learnt the id while the index was being read: no wait, and no parking.
+        learnt = self._provider_hints.get(event.provider_message_id)
+        if learnt is not None or not self._whatsapp_sends:
+            return learnt
         waiter = self._id_waiters.get(event.provider_message_id)
         if waiter is None:
             waiter = self._id_waiters[event.provider_message_id] = asyncio.get_running_loop().create_future()

@@ -70,7 +70,7 @@ async def make_stack(azurite: Azurite, tmp_path: Path) -> AsyncIterator[Callable
     """Build a stack with app-setting overrides; everything is stopped at the end of the test."""
     stacks: list[Stack] = []
 
-    async def make(report_delay: float = 0.2, emulator: dict[str, str] | None = None, **overrides: str) -> Stack:
+    async def make(report_delay: float = 0.2, emulator: dict[str, Any] | None = None, **overrides: str) -> Stack:
         acs = AcsEmulator(report_delay=report_delay, late_delay=report_delay * 10, **(emulator or {})).start()
         # host.json keeps Function logs at Warning (Azure gets them through OpenTelemetry); the suite
         # wants the app's Information records in the runner log too, for the PII scan and for tests.

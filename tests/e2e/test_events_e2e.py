@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections import Counter
 
 from devstack.acs import DEFAULT_TOPIC
 from shared.models import Status
@@ -62,11 +63,24 @@ def _scenario(n: int) -> dict[str, bytes]:
 async def test_500_mixed_outcomes_match_the_emulators_ground_truth(make_stack) -> None:  # type: ignore[no-untyped-def]
     """Duplicates, reordering, late and missing reports: every ledger row ends where the emulator says."""
     stack = await make_stack(report_delay=0.2)
-    bodies = _scenario(500)
+    await _mixed_outcomes_match(stack, 500)
+
+
+async def test_batched_deliveries_match_the_emulators_ground_truth(make_stack) -> None:  # type: ignore[no-untyped-def]
+    """With up to 10 events per delivery (the deployment's setting), every event of every batch is recorded."""
+    stack = await make_stack(report_delay=0.2, emulator={"max_events_per_batch": 10})
+    await _mixed_outcomes_match(stack, 200)
+    ended_together = Counter(record.at for record in stack.acs.events())
+    assert max(ended_together.values()) > 1, "no delivery carried more than one event"
+    assert max(ended_together.values()) <= 10
+
+
+async def _mixed_outcomes_match(stack, n: int) -> None:  # type: ignore[no-untyped-def]
+    bodies = _scenario(n)
     for body in bodies.values():
         await stack.svc.outbound.send(body.decode())
     settled = frozenset(TERMINAL | {Status.SENT})
-    await wait_until(lambda: all_final(stack, list(bodies), settled), 120, "500 messages to be sent")
+    await wait_until(lambda: all_final(stack, list(bodies), settled), 120, f"{n} messages to be sent")
 
     by_recipient = {json.loads(body)["to"]: message_id for message_id, body in bodies.items()}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from devstack.acs.config import DEPLOYED_MAX_EVENTS_PER_BATCH
 from tests.infra.bicep import MAIN, Resource, declared_resources, parameters, parse
 
 RESOURCES = declared_resources()
@@ -144,12 +145,22 @@ def test_event_subscription_targets_record_event_with_filter_retry_and_dead_lett
     assert props["destination"]["properties"]["resourceId"].endswith("/functions/record_event")
     assert set(props["filter"]["includedEventTypes"]) == EVENT_TYPES
     assert set(props["retryPolicy"]) == {"maxDeliveryAttempts", "eventTimeToLiveInMinutes"}
+    destination = props["destination"]["properties"]
+    assert (destination["maxEventsPerBatch"], destination["preferredBatchSizeInKilobytes"]) == ("maxEventsPerBatch", 64)
     dead_letter = props["deadLetterWithResourceIdentity"]
     assert dead_letter["identity"]["type"] == "SystemAssigned"
     assert dead_letter["deadLetterDestination"]["endpointType"] == "StorageBlob"
     topic = _one("Microsoft.EventGrid/systemTopics")
     assert topic.body["identity"]["type"] == "SystemAssigned"
     assert topic.properties["topicType"] == "Microsoft.Communication.CommunicationServices"
+
+
+def test_event_batch_size_is_a_parameter_within_event_grids_limits() -> None:
+    """One event per delivery unless the deployment says otherwise (Event Grid allows 1 to 5000)."""
+    batch = parameters(MAIN)["eventMaxEventsPerBatch"]
+    assert batch["default"] == DEPLOYED_MAX_EVENTS_PER_BATCH == 1  # the local stack delivers the same way
+    limits = {d["type"]: d["argument"] for d in batch["decorators"]}
+    assert (limits["min_value"], limits["max_value"]) == (1, 5000)
 
 
 def test_no_keys_anywhere() -> None:

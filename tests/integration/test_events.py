@@ -6,12 +6,13 @@ import asyncio
 import copy
 import json
 import uuid
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from devstack.acs import DEFAULT_TOPIC, AcsEmulator
-from shared.adapters.tables import Conflict
+from shared.adapters.tables import Conflict, Stored, TableStore
 from shared.events_model import envelope_from_dict, normalise
 from shared.models import Status
 from shared.runtime import Services
@@ -205,6 +206,31 @@ async def test_a_status_parked_after_the_sender_indexed_is_applied_by_the_parker
     assert event is not None
     assert await svc.events._park(event) == EventOutcome.RECORDED  # the race, made to happen
     assert await _status(svc, "early-index") == Status.DELIVERED
+
+
+async def test_a_status_whose_send_ends_during_its_index_read_is_applied_not_parked(svc: Services) -> None:
+    """The status arrives while its send is in flight; the send learns the id (and ends) while the
+    status is reading the index, which does not have it yet. The status must use what the send learnt
+    instead of parking itself for a re-match through storage."""
+    await svc.sending.accept(_checked(svc, "mid-read", body=whatsapp("mid-read")), source="queue")
+    await svc.ledger.change("mid-read", lambda _: {"Status": "Sending"})
+    in_flight = svc.events.whatsapp_send_in_flight()
+    in_flight.__enter__()
+
+    class SendEndsDuringTheRead(TableStore):
+        async def get(self, partition: str, row: str) -> Stored | None:
+            found = await super().get(partition, row)
+            svc.events.remember_provider_id("receipt-mid", "mid-read")
+            in_flight.__exit__(None, None, None)
+            return found
+
+    tables = svc.events._t
+    svc.events._t = replace(tables, provider_ids=SendEndsDuringTheRead(tables.provider_ids._client))
+    assert await svc.events.record(_wa_status("receipt-mid", "Sent", T0)) == EventOutcome.RECORDED
+    assert await _status(svc, "mid-read") == Status.SENT
+    parked = [row async for row in tables.orphans.query("PartitionKey eq @pk", {"pk": "receipt-mid"})]
+    assert parked == []
+    assert await tables.provider_ids.get("receipt-mid", "receipt-mid") is None  # no placeholder left
 
 
 async def test_given_up_statuses_take_their_placeholder_with_them(svc: Services, clock: Clock) -> None:

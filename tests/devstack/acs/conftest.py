@@ -35,6 +35,8 @@ DEFAULTS: dict[str, Any] = {
     "casing": "camel",
     "allow_bearer": False,
     "lenient_host": False,
+    "max_events_per_batch": 1,
+    "preferred_batch_kb": 64,
 }
 
 

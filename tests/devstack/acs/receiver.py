@@ -1,7 +1,8 @@
 """A real aiohttp webhook that records what the emulator delivers, for the webhook tests.
 
 Why not a mock: the point is to see the exact HTTP requests (headers, JSON array bodies, retries)
-that Event Grid's imitation sends, so the receiver is a real server on its own loop thread.
+that Event Grid's imitation sends, so the receiver is a real server on its own loop thread. It can
+also hold requests unanswered, like a busy function app, so tests can pile events up behind them.
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ class Delivery:
     headers: dict[str, str]
     events: list[dict[str, Any]]
     answered: int
+    size: int
 
     @property
     def event(self) -> dict[str, Any]:
-        """The single event of the delivered array (the emulator never batches)."""
+        """The single event of the delivered array (one per request unless batching is on)."""
         assert len(self.events) == 1
         return self.events[0]
 
@@ -40,6 +42,9 @@ class Receiver:
         self._deliveries: list[Delivery] = []
         self._script: deque[int] = deque()
         self._delay = 0.0
+        self._open = asyncio.Event()
+        self._open.set()
+        self._in_flight = 0
         self._runner: web.AppRunner | None = None
         self.url = ""
         self._thread = LoopThread("webhook-receiver", self._start, self._stop)
@@ -63,11 +68,23 @@ class Receiver:
 
         self._thread.call(run)
 
+    def hold(self) -> None:
+        """Leave every request unanswered until `release()`, like a function app that is busy."""
+        self._thread.call(self._open.clear)
+
+    def release(self) -> None:
+        self._thread.call(self._open.set)
+
+    def in_flight(self) -> int:
+        """Requests received and not answered yet."""
+        return self._thread.call(lambda: self._in_flight)
+
     def clear(self) -> None:
         def run() -> None:
             self._deliveries.clear()
             self._script.clear()
             self._delay = 0.0
+            self._open.set()
 
         self._thread.call(run)
 
@@ -75,8 +92,8 @@ class Receiver:
         return self._thread.call(lambda: list(self._deliveries))
 
     def events(self) -> list[dict[str, Any]]:
-        """Every delivered event that was answered with a 2xx, in arrival order."""
-        return [d.event for d in self.deliveries() if 200 <= d.answered < 300]
+        """Every delivered event that was answered with a 2xx, in arrival order (batches flattened)."""
+        return [event for d in self.deliveries() if 200 <= d.answered < 300 for event in d.events]
 
     def events_for(self, message_id: str) -> list[dict[str, Any]]:
         return [e for e in self.events() if _data(e).get("messageId") == message_id]
@@ -94,9 +111,14 @@ class Receiver:
 
     async def _handle(self, request: web.Request) -> web.Response:
         status = self._script.popleft() if self._script else 200
-        body = json.loads(await request.read())
-        await asyncio.sleep(self._delay)
-        self._deliveries.append(Delivery(dict(request.headers), body, status))
+        raw = await request.read()
+        self._in_flight += 1
+        try:
+            await self._open.wait()
+            await asyncio.sleep(self._delay)
+        finally:
+            self._in_flight -= 1
+        self._deliveries.append(Delivery(dict(request.headers), json.loads(raw), status, len(raw)))
         return web.Response(status=status)
 
     async def _start(self) -> None:

@@ -24,6 +24,8 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -48,7 +50,30 @@ from shared.settings import load_settings
 from shared.tables import LEDGER_ROWS_FILTER, is_ledger_row, ledger_row_key
 from shared.validation import check_request, parse_request
 
-CONCURRENCY = 24  # the host's per-function limit: batchSize 16 + newBatchThreshold 8
+
+@dataclass(frozen=True)
+class QueueLimits:
+    """The host's queue-trigger limits from host.json: it fetches `batch_size` messages whenever no more
+    than `new_batch_threshold` are in flight, so at most their sum run at once per instance."""
+
+    batch_size: int
+    new_batch_threshold: int
+
+    @classmethod
+    def from_host_json(cls, path: Path = REPO_ROOT / "host.json") -> QueueLimits:
+        queues = json.loads(path.read_text())["extensions"]["queues"]
+        return cls(int(queues["batchSize"]), int(queues["newBatchThreshold"]))
+
+    @property
+    def concurrency(self) -> int:
+        return self.batch_size + self.new_batch_threshold
+
+    def scaled(self, instances: int) -> QueueLimits:
+        """What `instances` hosts polling the same queue allow together."""
+        return QueueLimits(self.batch_size, self.concurrency * instances - self.batch_size)
+
+
+LIMITS = QueueLimits.from_host_json()
 FINAL = {"Delivered"}
 
 
@@ -282,8 +307,9 @@ def _meter_processes(conn: str, processes: dict[str, tuple[int, bool]]) -> dict[
     return processes | ({"azurite": (azurite, False)} if azurite is not None else {})
 
 
-async def floor(conn: str, n: int, concurrency: int = CONCURRENCY) -> tuple[float, dict[str, float]]:
-    """The minimum storage operations per message, issued directly at the pipeline's concurrency."""
+async def floor(conn: str, n: int, limits: QueueLimits = LIMITS) -> tuple[float, dict[str, float]]:
+    """The minimum storage operations per message, issued directly at the pipeline's concurrency: messages
+    are fetched as the host fetches them (`limits`), and each is worked on as soon as it arrives."""
     suffix = uuid.uuid4().hex[:8]
     options = {"use_env_settings": False}  # the same client options the app uses (shared/adapters/storage.py)
     queue = QueueClient.from_connection_string(
@@ -298,7 +324,6 @@ async def floor(conn: str, n: int, concurrency: int = CONCURRENCY) -> tuple[floa
         with meter:
             start = time.perf_counter()
             await bounded(range(n), lambda i: queue.send_message(json.dumps({"i": i, "text": "x" * 60})), 16)
-            done = 0
             guarded = {"mode": UpdateMode.MERGE, "match_condition": MatchConditions.IfNotModified}
 
             shapes = _entity_shapes()
@@ -324,13 +349,7 @@ async def floor(conn: str, n: int, concurrency: int = CONCURRENCY) -> tuple[floa
                     )
                     etag = results[-1]["etag"]
 
-            while done < n:
-                batch = [
-                    m
-                    async for m in queue.receive_messages(messages_per_page=32, max_messages=32, visibility_timeout=600)
-                ]
-                await bounded(batch, one, concurrency)
-                done += len(batch)
+            await _like_the_host(queue, n, limits, one)
             rate = n / (time.perf_counter() - start)
         return rate, meter.per_message_ms(n)
     finally:
@@ -340,9 +359,32 @@ async def floor(conn: str, n: int, concurrency: int = CONCURRENCY) -> tuple[floa
         await tables.close()
 
 
+async def _like_the_host(
+    queue: QueueClient, n: int, limits: QueueLimits, work: Callable[[Any], Awaitable[None]]
+) -> None:
+    """Receive n messages and work on each, fetching a batch whenever few enough are in flight."""
+    in_flight: set[asyncio.Task[None]] = set()
+    received = 0
+    while received < n:
+        while len(in_flight) > limits.new_batch_threshold:
+            finished, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+            for task in finished:
+                task.result()  # a failed operation fails the floor, as it would fail the pipeline
+        pages = queue.receive_messages(
+            messages_per_page=limits.batch_size, max_messages=limits.batch_size, visibility_timeout=600
+        )
+        batch = [message async for message in pages]
+        received += len(batch)
+        in_flight |= {asyncio.create_task(work(message)) for message in batch}
+        if not batch:
+            await asyncio.sleep(0.01)
+    for task in in_flight:
+        await task
+
+
 async def measure(conn: str, n: int, log_dir: Path, instances: int = 1, workers: int = 1) -> dict[str, Any]:
     result = await pipeline(conn, n, log_dir, instances, workers)
-    result["floor"], result["floor_cpu_ms_per_message"] = await floor(conn, n, CONCURRENCY * instances)
+    result["floor"], result["floor_cpu_ms_per_message"] = await floor(conn, n, LIMITS.scaled(instances))
     return result
 
 
@@ -371,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
         n=args.n,
         instances=args.instances,
         worker_processes=args.workers,
-        concurrency=CONCURRENCY * args.instances,
+        concurrency=LIMITS.scaled(args.instances).concurrency,
         cpu_ms_per_message={"pipeline": m["cpu_ms_per_message"], "floor": m["floor_cpu_ms_per_message"]},
         elapsed_s=round(m["elapsed"], 2),
         duplicate_sends=m["duplicates"],

@@ -238,16 +238,7 @@ class SendService:
         """The recipe for a request whose ledger row exists. `prechecked`: consent and the rate gate
         were already passed for this delivery."""
         if row.status in TERMINAL or row.status == Status.SENT:
-            emit(
-                log,
-                "message.duplicate_skipped",
-                "already handled message_id=%s status=%s",
-                checked.message_id,
-                row.status,
-                message_id=checked.message_id,
-                status=row.status.value,
-            )
-            return Outcome.DUPLICATE
+            return await self._already_handled(checked, row)
         held = await self._expired_or_paused(checked, row)
         if held is not None:
             return held
@@ -269,6 +260,23 @@ class SendService:
             fresh = await self._ledger.get(checked.message_id)
             return await self._process(checked, fresh) if fresh else Outcome.DUPLICATE
         return await self._send(checked, row)
+
+    async def _already_handled(self, checked: CheckedRequest, row: LedgerRow) -> Outcome:
+        """A redelivered request whose message was sent or ended: nothing is sent again."""
+        if row.status == Status.SENT and row.get("SentAt"):
+            # The queue redelivered a request that was sent: its first delivery may have died
+            # after recording Sent and before scheduling the report deadline.
+            await self._schedule_report_deadline(row.message_id, row.channel, str(row.get("SentAt")))
+        emit(
+            log,
+            "message.duplicate_skipped",
+            "already handled message_id=%s status=%s",
+            checked.message_id,
+            row.status,
+            message_id=checked.message_id,
+            status=row.status.value,
+        )
+        return Outcome.DUPLICATE
 
     async def _expired_or_paused(self, checked: CheckedRequest, row: LedgerRow) -> Outcome | None:
         request = checked.request
@@ -387,11 +395,15 @@ class SendService:
             checked, provider_message_id
         )
 
+        sent_at = iso(now)
+
         def sent(current: LedgerRow) -> dict[str, Any]:
+            nonlocal sent_at
+            sent_at = str(current.get("SentAt") or sent_at)  # an earlier attempt's record stands
             fields: dict[str, Any] = {
                 "ProviderMessageId": provider_message_id,
                 "CostEstimate": cost,
-                "SentAt": current.get("SentAt") or iso(now),
+                "SentAt": sent_at,
                 "LastError": None,
             }
             if pipeline_may_set(current.status, Status.SENT):
@@ -407,13 +419,18 @@ class SendService:
                 await self._ledger.update(current, sent(current))
             except EtagMismatch:
                 await self._ledger.change(checked.message_id, sent)
-        sla = timedelta(minutes=self._settings.sla_minutes[checked.channel])
-        await self._due.add(checked.message_id, DueKind.SLA, now + sla)
+        await self._schedule_report_deadline(checked.message_id, checked.channel, sent_at)
         _emit_about(checked, "message.sent", "sent", status=Status.SENT.value, provider_message_id=provider_message_id)
         count(log, "sent", channel=checked.channel.value)
         count(log, "cost_estimate", cost, channel=checked.channel.value)
         if self._on_sent is not None and statuses_parked:
             await self._on_sent(provider_message_id)
+
+    async def _schedule_report_deadline(self, message_id: str, channel: Channel, sent_at: str) -> None:
+        """The due entry that expires the message if no report comes within the channel's SLA. Its key
+        comes from the ledger's SentAt, so scheduling it again writes the same entry."""
+        sla = timedelta(minutes=self._settings.sla_minutes[channel])
+        await self._due.add(message_id, DueKind.SLA, parse_iso(sent_at) + sla)
 
     # -- crash safety (design §4.2) -------------------------------------------------------------
 

@@ -6,6 +6,7 @@ import base64
 import contextlib
 import json
 import uuid
+from datetime import timedelta
 
 from devstack.acs import AcsEmulator
 from shared.errors import TransientError
@@ -47,6 +48,28 @@ async def test_the_same_id_three_times_is_one_send(svc: Services, acs: AcsEmulat
     assert await svc.sending.handle(_delivery(body)) == Outcome.DUPLICATE
     result = await svc.intake.submit(body)
     assert result.accepted and result.message_id == "same-id"
+    assert len(acs.sends()) == 1
+
+
+async def test_a_redelivery_after_sent_restores_a_lost_report_deadline(
+    svc: Services, acs: AcsEmulator, clock: Clock
+) -> None:
+    """The first delivery died after recording Sent and before scheduling the SLA check (its due entry
+    is gone): the queue's redelivery sends nothing and schedules the same check, so a report that
+    never comes still ends the message."""
+    body = sms("deadline", to="+14255550102")  # a recipient the emulator never reports on
+    assert await svc.sending.handle(_delivery(body)) == Outcome.SENT
+    scheduled = await svc.due.due(clock() + timedelta(days=1))
+    assert [entry.message_id for entry in scheduled] == ["deadline"]
+    await svc.due.remove(scheduled[0])  # what the crash lost
+    assert await svc.sending.handle(_delivery(body)) == Outcome.DUPLICATE
+    assert await svc.due.due(clock() + timedelta(days=1)) == scheduled  # the same entry, key and time
+    assert await svc.sending.handle(_delivery(body)) == Outcome.DUPLICATE  # again: still one entry
+    assert len(await svc.due.due(clock() + timedelta(days=1))) == 1
+    clock.advance(days=1)
+    await svc.reconcile.run()
+    row = await svc.ledger.get("deadline")
+    assert row is not None and row.status == Status.EXPIRED
     assert len(acs.sends()) == 1
 
 

@@ -5,8 +5,9 @@ value: messages per second from the first enqueue until every message is Deliver
        ACS emulator (no added latency), the emulator's Event Grid events come back through the runner's
        webhook into `record_event`.
 floor: the minimum storage work one message needs, issued directly with the same SDKs against the same
-       Azurite at the same concurrency (batchSize + newBatchThreshold = 24): enqueue, batched dequeue
-       (32 at a time), delete, the ledger insert that is also the claim, one etag-guarded update
+       Azurite at the same concurrency: messages are fetched as the host fetches them (host.json's
+       batchSize whenever no more than newBatchThreshold are in flight). Per message: enqueue, batched
+       dequeue, delete, the ledger insert that is also the claim, one etag-guarded update
        (Sent), and one write per report the pipeline receives: the entity-group transaction (event
        row + guarded ledger merge) for the report that sets the final status, and a plain event
        insert for WhatsApp's Sent status (the ledger is Sent already, so the app writes only that).

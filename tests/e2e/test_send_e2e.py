@@ -92,7 +92,7 @@ async def test_a_429_storm_delays_sms_without_poisoning_and_email_flows(make_sta
 async def test_runner_killed_five_times_loses_nothing_and_sends_nothing_twice(make_stack) -> None:  # type: ignore[no-untyped-def]
     """300 requests, SIGKILL at random moments five times: all end terminal or Unknown, zero duplicates."""
     stack = await make_stack()
-    # Keep sends in flight when the kills land: 300 sends, at most 96 at once (host.json), of 2 s each.
+    # Keep sends in flight when the kills land: 300 sends, at most 48 at once (host.json), of 2 s each.
     stack.acs.add_fault("latency", seconds=120, latencyMs=2000)
     makers = (sms, email, whatsapp)
     ids = [f"kill-{i}" for i in range(300)]

@@ -12,8 +12,10 @@ floor: the minimum storage work one message needs, issued directly with the same
        row + guarded ledger merge) for the report that sets the final status, and a plain event
        insert for WhatsApp's Sent status (the ledger is Sent already, so the app writes only that).
        The floor follows the app's own savings, so the ratio measures overhead, not layout.
-ratio = value / floor; target >= 0.6. Also p50/p95 of enqueue→Sent and report→recorded, and the
-runner's peak RSS (written to memory.json, against the idle runner measured in the same run).
+ratio = value / floor of one pair (pipeline, then floor, on a fresh Azurite); of --repeats pairs
+(default 3) the one with the median ratio is reported, and all are listed under "runs"; target >= 0.6.
+Also p50/p95 of enqueue→Sent and report→recorded, and the runner's peak RSS (written to memory.json,
+against the idle runner measured in the same run).
 """
 
 from __future__ import annotations
@@ -420,7 +422,18 @@ async def _like_the_host(
 async def measure(conn: str, n: int, log_dir: Path, instances: int = 1, workers: int = 1) -> dict[str, Any]:
     result = await pipeline(conn, n, log_dir, instances, workers)
     result["floor"], result["floor_cpu_ms_per_message"] = await floor(conn, n, LIMITS.scaled(instances))
+    result["ratio"] = result["rate"] / result["floor"]
     return result
+
+
+def _pair(run: dict[str, Any]) -> dict[str, float]:
+    return {"value": round(run["rate"], 1), "floor": round(run["floor"], 1), "ratio": round(run["ratio"], 3)}
+
+
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The pair with the median ratio. Pipeline and floor run back to back, so a pair shares the
+    machine's state; on a shared machine one pair's ratio can still be 10-15 % off the next one's."""
+    return sorted(runs, key=lambda run: run["ratio"])[(len(runs) - 1) // 2]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -428,11 +441,17 @@ def main(argv: list[str] | None = None) -> int:
     cli.add_argument("--n", type=int, default=2000)
     cli.add_argument("--instances", type=int, default=1, help="runner instances (the floor scales its concurrency)")
     cli.add_argument("--workers", type=int, default=1, help="FUNCTIONS_WORKER_PROCESS_COUNT for each runner")
+    cli.add_argument(
+        "--repeats", type=int, default=3, help="pipeline-then-floor pairs, each on a fresh Azurite; the median counts"
+    )
     args = cli.parse_args(argv)
     log_dir = args.results_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    with storage(args.storage) as conn:
-        m = asyncio.run(measure(conn, args.n, log_dir, args.instances, args.workers))
+    runs = []
+    for _ in range(max(1, args.repeats)):
+        with storage(args.storage) as conn:
+            runs.append(asyncio.run(measure(conn, args.n, log_dir, args.instances, args.workers)))
+    m = median_run(runs)
     latency = {k: m[k] for k in m if k.endswith("_ms")}
     variant = (f"-{args.instances}-instances" if args.instances > 1 else "") + (
         f"-{args.workers}-workers" if args.workers > 1 else ""
@@ -451,26 +470,29 @@ def main(argv: list[str] | None = None) -> int:
         concurrency=LIMITS.scaled(args.instances).concurrency,
         cpu_ms_per_message={"pipeline": m["cpu_ms_per_message"], "floor": m["floor_cpu_ms_per_message"]},
         elapsed_s=round(m["elapsed"], 2),
-        duplicate_sends=m["duplicates"],
+        duplicate_sends=sum(run["duplicates"] for run in runs),
+        runs=[_pair(run) for run in runs],
         **latency,
     )
+    print("ratio of each pair: " + ", ".join(f"{r['ratio']:.3f}" for r in runs) + " (the median pair is reported)")
     print(f"pipeline {m['rate']:.1f} msg/s, floor {m['floor']:.1f} msg/s; {verdict(record['ratio'], '>= 0.6')}")
     print("latency (ms): " + ", ".join(f"{k}={v}" for k, v in latency.items()))
     for side in ("pipeline", "floor"):
         shares = m["cpu_ms_per_message"] if side == "pipeline" else m["floor_cpu_ms_per_message"]
         print(f"CPU ms per message, {side}: " + ", ".join(f"{k} {v}" for k, v in shares.items()))
     mb = 1024 * 1024
+    peak = max(runs, key=lambda run: run["peak_rss"])
     write_result(
         args.results_dir,
         f"memory{variant}",
-        m["peak_rss"] / mb,
-        m["idle_rss"] / mb,
+        peak["peak_rss"] / mb,
+        peak["idle_rss"] / mb,
         "MB",
         n=args.n,
         note="peak RSS of the runner (and its worker processes) during the throughput run; "
         "floor = the same runner idle after warm-up",
     )
-    print(f"runner peak RSS {m['peak_rss'] / mb:.1f} MB (idle {m['idle_rss'] / mb:.1f} MB)")
+    print(f"runner peak RSS {peak['peak_rss'] / mb:.1f} MB (idle {peak['idle_rss'] / mb:.1f} MB)")
     return 0
 
 

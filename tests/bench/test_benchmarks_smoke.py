@@ -81,8 +81,11 @@ def test_throughput_benchmark_writes_throughput_and_memory(azurite: Azurite, tmp
     """The pipeline through the runner against the storage floor, plus the runner's peak RSS."""
     from bench import throughput
 
-    assert throughput.main(["--n", "30", "--results-dir", str(tmp_path), "--storage", azurite.connection_string]) == 0
+    argv = ["--n", "30", "--repeats", "2", "--results-dir", str(tmp_path), "--storage", azurite.connection_string]
+    assert throughput.main(argv) == 0
     record = _read(tmp_path, "throughput")
+    ratios = sorted(run["ratio"] for run in record["runs"])
+    assert len(ratios) == 2 and abs(record["ratio"] - ratios[0]) < 0.001  # the lower middle of two
     assert record["unit"] == "msg/s" and record["n"] == 30 and record["duplicate_sends"] == 0
     assert record["p95_enqueue_to_sent_ms"] >= record["p50_enqueue_to_sent_ms"] > 0
     cpu = record["cpu_ms_per_message"]  # Azurite is not listed: the test passes its own storage
@@ -97,7 +100,8 @@ def test_throughput_with_worker_processes_counts_their_memory(azurite: Azurite, 
     """`--workers 2` runs the runner with two worker processes; their memory is part of the peak."""
     from bench import throughput
 
-    argv = ["--n", "20", "--workers", "2", "--results-dir", str(tmp_path), "--storage", azurite.connection_string]
+    argv = ["--n", "20", "--workers", "2", "--repeats", "1", "--results-dir", str(tmp_path)]
+    argv += ["--storage", azurite.connection_string]
     assert throughput.main(argv) == 0
     record = _read(tmp_path, "throughput-2-workers")
     assert record["worker_processes"] == 2 and record["duplicate_sends"] == 0

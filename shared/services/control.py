@@ -45,12 +45,7 @@ class ControlService:
             # One read refreshes the cache for every caller: when it expires under load, the sends in
             # flight would otherwise each read the same row at once.
             self._loading = asyncio.ensure_future(self._load())
-        loading = self._loading
-        try:
-            await asyncio.shield(loading)
-        finally:
-            if loading.done() and self._loading is loading:
-                self._loading = None
+        await asyncio.shield(self._loading)  # a caller that gives up leaves the read to the others
         return self._paused
 
     async def _load(self) -> None:

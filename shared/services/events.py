@@ -233,7 +233,7 @@ class EventService:
     async def forget_placeholder(self, provider_message_id: str) -> None:
         """After its parked statuses are given up: drop the placeholder no sender ever filled in."""
         still_parked = self._t.orphans.query("PartitionKey eq @pk", {"pk": provider_message_id}, select=["RowKey"])
-        if [row async for row in still_parked]:
+        async for _ in still_parked:  # one is enough to keep it
             return
         keys = provider_id_keys(provider_message_id)
         stored = await self._t.provider_ids.get(*keys)

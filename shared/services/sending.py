@@ -370,9 +370,10 @@ class SendService:
         send wrote it, or a status that arrived first left a placeholder and waits to be re-matched."""
         if self._remember_provider_id is not None:
             self._remember_provider_id(provider_message_id, checked.message_id)
+        partition, row_key = provider_id_keys(provider_message_id)
         row = {
-            "PartitionKey": provider_message_id,
-            "RowKey": provider_id_keys(provider_message_id)[1],
+            "PartitionKey": partition,
+            "RowKey": row_key,
             "MessageId": checked.message_id,
             "Channel": checked.channel.value,
         }

@@ -389,13 +389,6 @@ class SendService:
         if a delivery report got there first, fall back to read-decide-write."""
         now = self._now()
         cost = self._settings.prices[checked.channel] * checked.segments
-        # SMS reports carry our id in their tag; email's operation id was indexed before the send.
-        # A WhatsApp status can beat the send's answer and be parked (on any instance): the index row
-        # is where the two meet.
-        statuses_parked = checked.channel == Channel.WHATSAPP and await self._index_provider_id(
-            checked, provider_message_id
-        )
-
         sent_at = iso(now)
 
         def sent(current: LedgerRow) -> dict[str, Any]:
@@ -411,7 +404,16 @@ class SendService:
                 fields |= {"Status": Status.SENT.value, "UpdatedAt": iso(now)}
             return fields
 
+        # Taken before this instance's statuses can match the provider id (the index step below makes
+        # it known), so a WhatsApp Sent status waits for this write and then adds only its event row,
+        # instead of projecting Sent itself and leaving this write a second ledger change.
         async with self._ledger.writing(checked.message_id):
+            # SMS reports carry our id in their tag; email's operation id was indexed before the send.
+            # A WhatsApp status can beat the send's answer and be parked (on any instance): the index
+            # row is where the two meet.
+            statuses_parked = checked.channel == Channel.WHATSAPP and await self._index_provider_id(
+                checked, provider_message_id
+            )
             # A report may have been recorded here since the claim: its write is the newest state.
             current = self._ledger.hint(checked.message_id) or row
             try:

@@ -233,6 +233,41 @@ async def test_a_status_whose_send_ends_during_its_index_read_is_applied_not_par
     assert await tables.provider_ids.get("receipt-mid", "receipt-mid") is None  # no placeholder left
 
 
+async def test_a_sent_status_arriving_while_its_send_writes_adds_only_its_event_row(svc: Services) -> None:
+    """WhatsApp's Sent status comes back as soon as ACS answers, often while the send is still writing
+    its index row. It must wait for the send's own Sent write and then add just its event row: if it
+    projected Sent itself, that would be an entity-group transaction plus a second ledger change."""
+    arrivals: list[asyncio.Task[EventOutcome]] = []
+
+    class StatusArrivesDuringTheIndexWrite(TableStore):
+        async def insert(self, entity: dict[str, Any]) -> str:
+            etag = await super().insert(entity)
+            status = _wa_status(str(entity["RowKey"]), "Sent", T0)
+            arrivals.append(asyncio.create_task(svc.events.record(status)))
+            for _ in range(20):  # let the status get as far as it can before the send goes on
+                await asyncio.sleep(0)
+            return etag
+
+    class CountingTransactions(TableStore):
+        transactions = 0
+
+        async def transact(self, ops: Any) -> list[str]:
+            CountingTransactions.transactions += 1
+            return await super().transact(ops)
+
+    svc.sending._provider_ids = StatusArrivesDuringTheIndexWrite(svc.sending._provider_ids._client)
+    tables = svc.events._t
+    svc.events._t = replace(tables, messages=CountingTransactions(tables.messages._client))
+
+    assert await svc.sending.handle(_d(whatsapp("mid-write"))) == Outcome.SENT
+    assert [await task for task in arrivals] == [EventOutcome.RECORDED]
+    assert CountingTransactions.transactions == 0
+    assert len(await _event_rows(svc, "mid-write")) == 1
+    row = await svc.ledger.get("mid-write")
+    assert row is not None and row.status == Status.SENT
+    assert row.get("SentAt") != T0  # the send's own record, not one the status projected
+
+
 async def test_given_up_statuses_take_their_placeholder_with_them(svc: Services, clock: Clock) -> None:
     assert await svc.events.record(_wa_status("receipt-z", "Delivered", T0)) == EventOutcome.ORPHANED
     clock.advance(hours=25)

@@ -35,6 +35,17 @@ def parse_iso(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
+# The statuses whose report ends the delivery leg that DeliveryLatencyMs measures.
+REACHED = frozenset({Status.DELIVERED, Status.READ})
+
+
+def delivery_latency_ms(sent_at: str, reported_at: str) -> float:
+    """From the send to the report that it arrived. A float (Edm.Double): an int over 2^31 ms would not
+    fit Table Storage's default Int32. Never negative: a report can beat the send's own record of it."""
+    latency = parse_iso(reported_at) - parse_iso(sent_at)
+    return max(0.0, round(latency.total_seconds() * 1000, 1))
+
+
 @dataclass(frozen=True)
 class LedgerRow:
     """A read of the ledger row with the etag that guards the next change."""

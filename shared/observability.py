@@ -58,6 +58,7 @@ METRICS: Final = frozenset(
         "engagement",
         "poison_depth",
         "cost_estimate",
+        "delivery_latency_ms",  # value: ms from the send to its Delivered or Read report, once a message
     }
 )
 

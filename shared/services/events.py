@@ -27,7 +27,7 @@ from shared.adapters.tables import Conflict, EtagMismatch, Op, TableStore
 from shared.cache import Lru
 from shared.errors import PermanentError
 from shared.events_model import AcsEvent, EventKind, MalformedEvent, envelope_from_dict, normalise
-from shared.ledger import Ledger, LedgerRow, iso, parse_iso
+from shared.ledger import REACHED, Ledger, LedgerRow, delivery_latency_ms, iso
 from shared.models import Status
 from shared.observability import count, emit, emit_warning
 from shared.privacy import address_hash, mask
@@ -343,10 +343,8 @@ class EventService:
         if not row.get("ProviderMessageId"):
             fields["ProviderMessageId"] = event.provider_message_id
         sent_at = row.get("SentAt")
-        if event.status in (Status.DELIVERED, Status.READ) and sent_at and not row.get("DeliveryLatencyMs"):
-            latency = parse_iso(event.event_time) - parse_iso(str(sent_at))
-            # A float (Edm.Double): an int over 2^31 ms would not fit Table Storage's default Int32.
-            fields["DeliveryLatencyMs"] = max(0.0, round(latency.total_seconds() * 1000, 1))
+        if event.status in REACHED and sent_at and row.get("DeliveryLatencyMs") is None:
+            fields["DeliveryLatencyMs"] = delivery_latency_ms(str(sent_at), event.event_time)
         return fields
 
     def _log_recorded(self, message_id: str, event: AcsEvent, fields: Mapping[str, Any] | None) -> None:
@@ -364,6 +362,8 @@ class EventService:
             latency_ms=fields.get("DeliveryLatencyMs") if fields else None,
         )
         count(log, "events_recorded", channel=event.channel.value)
+        if fields and fields.get("DeliveryLatencyMs") is not None:
+            count(log, "delivery_latency_ms", fields["DeliveryLatencyMs"], channel=event.channel.value, status=status)
         if event.kind == EventKind.ENGAGEMENT:
             count(log, "engagement", channel=event.channel.value, reason=event.detail)
         elif status in (Status.DELIVERED.value, Status.FAILED.value):

@@ -32,7 +32,16 @@ from shared.adapters.blobs import PayloadStore
 from shared.adapters.queues import MAX_PAYLOAD_BYTES, QueueWriter
 from shared.adapters.tables import Conflict, EtagMismatch, TableStore
 from shared.errors import FieldError, PermanentError, Throttled, TransientError, ValidationFailed
-from shared.ledger import Ledger, LedgerRow, iso, parse_iso, reference_body, transition_fields
+from shared.ledger import (
+    REACHED,
+    Ledger,
+    LedgerRow,
+    delivery_latency_ms,
+    iso,
+    parse_iso,
+    reference_body,
+    transition_fields,
+)
 from shared.models import MESSAGE_ID_PATTERN, AnyRequest, DeliveryMode, Status
 from shared.observability import count, emit
 from shared.privacy import mask
@@ -390,9 +399,10 @@ class SendService:
         now = self._now()
         cost = self._settings.prices[checked.channel] * checked.segments
         sent_at = iso(now)
+        measured: tuple[float, Status] | None = None
 
         def sent(current: LedgerRow) -> dict[str, Any]:
-            nonlocal sent_at
+            nonlocal sent_at, measured
             sent_at = str(current.get("SentAt") or sent_at)  # an earlier attempt's record stands
             fields: dict[str, Any] = {
                 "ProviderMessageId": provider_message_id,
@@ -402,6 +412,12 @@ class SendService:
             }
             if pipeline_may_set(current.status, Status.SENT):
                 fields |= {"Status": Status.SENT.value, "UpdatedAt": iso(now)}
+            reported_at = current.get("StatusEventTime")
+            if current.status in REACHED and reported_at and current.get("DeliveryLatencyMs") is None:
+                # Its report got here first and had no SentAt to measure from: measure now, so the
+                # fastest deliveries are not the ones missing from the latency figures.
+                fields["DeliveryLatencyMs"] = delivery_latency_ms(sent_at, str(reported_at))
+                measured = fields["DeliveryLatencyMs"], current.status
             return fields
 
         # Taken before this instance's statuses can match the provider id (the index step below makes
@@ -425,6 +441,9 @@ class SendService:
         await self._schedule_report_deadline(checked.message_id, checked.channel, sent_at)
         _emit_about(checked, "message.sent", "sent", status=Status.SENT.value, provider_message_id=provider_message_id)
         count(log, "sent", channel=checked.channel.value)
+        if measured is not None:
+            latency, reached = measured
+            count(log, "delivery_latency_ms", latency, channel=checked.channel.value, status=reached.value)
         count(log, "cost_estimate", cost, channel=checked.channel.value)
         if self._on_sent is not None and statuses_parked:
             await self._on_sent(provider_message_id)

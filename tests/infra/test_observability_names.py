@@ -62,8 +62,7 @@ def test_workbook_covers_the_operational_questions() -> None:
     text = "\n".join(_workbook_queries().values())
     for needle in (
         '"sent", "delivered", "failed", "expired"',
-        '"event.recorded"',
-        "customDimensions.latency_ms",
+        '"delivery_latency_ms"',
         '"throttled"',
         '"poison_depth"',
         '"reconcile.summary"',

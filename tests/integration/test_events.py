@@ -5,20 +5,26 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import logging
 import uuid
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from devstack.acs import DEFAULT_TOPIC, AcsEmulator
+from shared.adapters.acs import ProviderReceipt, SendIds
 from shared.adapters.tables import Conflict, Stored, TableStore
+from shared.clock import utc_now
 from shared.events_model import envelope_from_dict, normalise
+from shared.ledger import iso
 from shared.models import Status
 from shared.runtime import Services
 from shared.services.events import EventOutcome
 from shared.services.sending import Outcome, QueueDelivery
 from shared.tables import is_ledger_row, ledger_row_key
+from shared.validation import CheckedRequest
 from tests.integration.conftest import SMS_SENDER, Clock, email, eventually, sms, whatsapp
 
 T0 = "2026-11-28T10:00:00.1234567Z"
@@ -240,7 +246,7 @@ async def test_a_sent_status_arriving_while_its_send_writes_adds_only_its_event_
     arrivals: list[asyncio.Task[EventOutcome]] = []
 
     class StatusArrivesDuringTheIndexWrite(TableStore):
-        async def insert(self, entity: dict[str, Any]) -> str:
+        async def insert(self, entity: Mapping[str, Any]) -> str:
             etag = await super().insert(entity)
             status = _wa_status(str(entity["RowKey"]), "Sent", T0)
             arrivals.append(asyncio.create_task(svc.events.record(status)))
@@ -266,6 +272,31 @@ async def test_a_sent_status_arriving_while_its_send_writes_adds_only_its_event_
     row = await svc.ledger.get("mid-write")
     assert row is not None and row.status == Status.SENT
     assert row.get("SentAt") != T0  # the send's own record, not one the status projected
+
+
+async def test_a_delivery_recorded_before_its_send_still_gets_its_latency(
+    svc: Services, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A fast provider's report can be recorded before the send writes Sent, when there is no SentAt to
+    measure from. The send's write then measures it, so the fastest deliveries are not the ones
+    missing from the latency figures, and the metric is emitted once."""
+    provider = svc.sending._provider
+
+    class ReportsBeforeAnswering:
+        async def send(self, checked: CheckedRequest, ids: SendIds) -> ProviderReceipt:
+            receipt = await provider.send(checked, ids)
+            report = sms_report(receipt.provider_message_id, checked.message_id, when=iso(utc_now()))
+            assert await svc.events.record(report) == EventOutcome.RECORDED
+            return receipt
+
+    svc.sending._provider = ReportsBeforeAnswering()  # type: ignore[assignment]
+    with caplog.at_level(logging.INFO):
+        assert await svc.sending.handle(_d(sms("fast"))) == Outcome.SENT
+    row = await svc.ledger.get("fast")
+    assert row is not None and row.status == Status.DELIVERED
+    assert isinstance(row.get("DeliveryLatencyMs"), float)
+    measured = [r for r in caplog.records if getattr(r, "metric_name", None) == "delivery_latency_ms"]
+    assert [(r.value, r.status) for r in measured] == [(row.get("DeliveryLatencyMs"), "Delivered")]  # type: ignore[attr-defined]
 
 
 async def test_given_up_statuses_take_their_placeholder_with_them(svc: Services, clock: Clock) -> None:

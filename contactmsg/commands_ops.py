@@ -12,13 +12,18 @@ from rich.progress import track
 
 from contactmsg.context import STATE, Exit, console, emit_json, err_console, operator_identity, run
 from contactmsg.views import rows_table
+from shared.errors import ValidationFailed
+from shared.privacy import mask
 from shared.runtime import Services
 from shared.services.consent import ALL_SENDERS, ConsentState
 from shared.services.operator import OperatorService, ReplayResult
 from shared.settings import Channel
+from shared.validation import canonical_recipient
 
 dead_letters_app = typer.Typer(help="List, inspect and replay dead-lettered messages.", no_args_is_help=True)
 consent_app = typer.Typer(help="Check and override opt-outs (audited).", no_args_is_help=True)
+
+ERASE_COUNTS = ("messages", "consent", "other", "optouts_kept")
 
 Operator = Annotated[str | None, typer.Option(help="Who is acting (default: the signed-in Azure identity)")]
 Reason = Annotated[str, typer.Option(help="Why (kept in the audit table)")]
@@ -118,6 +123,15 @@ def dead_letters_replay(
         console.print(rows_table("replay", rows, ["id", "action"]))
 
 
+def _recipient(channel: Channel, address: str, field: str = "address") -> str:
+    """The address as sends use it, or exit 4: an opt-out under any other form would never match."""
+    try:
+        return canonical_recipient(channel, address, field)
+    except ValidationFailed as exc:
+        err_console.print(f"[red]invalid {channel.value} address:[/red] {exc}")
+        raise typer.Exit(Exit.INVALID) from None
+
+
 def _channel(value: str) -> Channel:
     try:
         return Channel(value)
@@ -130,6 +144,7 @@ def _channel(value: str) -> Channel:
 def optout_check(channel: str, address: str, sender: Annotated[str, typer.Option(help="Sender identity")] = "") -> None:
     """May `sender` (default: the channel's default sender) message this address now?"""
     ch = _channel(channel)
+    address = _recipient(ch, address)
 
     async def action(svc: Services) -> dict[str, Any]:
         from_ = sender or svc.settings.default_sender(ch) or ALL_SENDERS
@@ -146,7 +161,9 @@ def optout_check(channel: str, address: str, sender: Annotated[str, typer.Option
 
 
 def _set(channel: str, address: str, sender: str, state: ConsentState, operator: str | None, reason: str) -> None:
-    ch, actor = _channel(channel), operator_identity(operator)
+    ch = _channel(channel)
+    address = _recipient(ch, address)
+    actor = operator_identity(operator)
 
     async def action(svc: Services) -> None:
         await svc.consent.set_state(
@@ -154,7 +171,7 @@ def _set(channel: str, address: str, sender: str, state: ConsentState, operator:
         )
 
     run(action)
-    console.print(f"{state.value} recorded")
+    console.print(f"{state.value} recorded for {mask(address)}")
 
 
 @consent_app.command("add")
@@ -181,13 +198,20 @@ def erase(
     recipient: Annotated[str, typer.Option(help="Phone number or email address to erase everywhere")],
     operator: Operator = None,
 ) -> None:
-    """Erase one recipient from every table (ledger payloads, consent, inbound, dead letters)."""
+    """Erase one recipient from every table (ledger payloads, consent permissions, inbound, dead
+    letters). Its opt-outs and suppressions are kept, so that it is not messaged again."""
+    recipient = _recipient(Channel.EMAIL if "@" in recipient else Channel.SMS, recipient, "recipient")
     actor = operator_identity(operator)
     counts = run(lambda svc: svc.retention.erase(recipient, actor=actor, reason=reason))
     if STATE.json_output:
-        emit_json(dict(counts))
-    else:
-        console.print(f"erased: {dict(counts)}")
+        emit_json({key: counts[key] for key in ERASE_COUNTS})
+        return
+    console.print(
+        f"erased {mask(recipient)}: {counts['messages']} message(s) with the recipient removed, "
+        f"{counts['consent']} permission(s), {counts['other']} inbound or dead-letter row(s)"
+    )
+    if counts["optouts_kept"]:
+        console.print(f"kept {counts['optouts_kept']} opt-out(s): the address stays blocked")
 
 
 def reconcile() -> None:

@@ -92,6 +92,31 @@ def _check_phone(field: str, number: str) -> list[FieldError]:
     return []
 
 
+NOT_A_PHONE_NUMBER = "must be a phone number in E.164: + then the country code and number"
+
+
+def canonical_recipient(channel: Channel, address: str, field: str = "address") -> str:
+    """The form in which `channel` sends to `address`, for consent and erasure, which look recipients
+    up by a hash of it. A send accepts only that form, but an operator may type a number with spaces
+    ("+1 425 555 0122"): it is normalised here, since a hash of any other form would never match a
+    send. Raises ValidationFailed for what no send could ever be addressed to."""
+    address = address.strip()
+    if channel == Channel.EMAIL:
+        errors = _check_email(field, address)
+        if errors:
+            raise ValidationFailed(errors)
+        return address
+    try:
+        parsed = phonenumbers.parse(address, None)
+    except phonenumbers.NumberParseException:
+        parsed = None
+    if parsed is None or not phonenumbers.is_possible_number(parsed):
+        raise ValidationFailed(
+            [FieldError(field, "must be a phone number in E.164: + then the country code and number")]
+        )
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
 def _check_email(field: str, address: str) -> list[FieldError]:
     try:
         validate_email(address, check_deliverability=False)

@@ -16,6 +16,7 @@ from shared.ledger import iso
 from shared.privacy import address_hash
 from shared.services.audit import AuditLog
 from shared.settings import Channel
+from shared.validation import canonical_recipient
 
 ALL_SENDERS = "*"
 
@@ -28,6 +29,14 @@ class ConsentState(StrEnum):
     OPTED_OUT = "opted-out"
     OPTED_IN = "opted-in"
     SUPPRESSED = "suppressed"  # the provider says the address cannot receive (bounce, suppression list)
+
+
+@dataclass(frozen=True)
+class Forgotten:
+    """What an erasure did to one address's consent rows."""
+
+    removed: int  # permissions
+    kept: int  # opt-outs and suppressions, still honoured
 
 
 @dataclass(frozen=True)
@@ -82,7 +91,9 @@ class ConsentService:
         actor: str,
         now: datetime,
     ) -> None:
-        """Record a consent change and its audit entry. `sender` may be `*` (every sender)."""
+        """Record a consent change and its audit entry. `sender` may be `*` (every sender). Raises
+        ValidationFailed for an address no send could have (a typo must not look recorded)."""
+        address = canonical_recipient(channel, address)
         partition = self._partition(channel, address)
         await self._table.upsert(
             {
@@ -104,10 +115,15 @@ class ConsentService:
             now=now,
         )
 
-    async def forget(self, channel: Channel, address: str) -> int:
-        """Delete every consent row of an address (erasure); returns how many went."""
+    async def forget(self, channel: Channel, address: str) -> Forgotten:
+        """Erasure: delete the address's permissions (opt-ins), keep its opt-outs and suppressions.
+
+        Why keep them: they are what stops the person being messaged again, which is what an erasure
+        request usually wants; they are keyed by the keyed hash and hold no address. Without them,
+        the next send to the address would go out."""
         partition = self._partition(channel, address)
-        keys = [row["RowKey"] async for row in self._table.query("PartitionKey eq @pk", {"pk": partition})]
-        for key in keys:
+        rows = [row async for row in self._table.query("PartitionKey eq @pk", {"pk": partition})]
+        permissions = [row["RowKey"] for row in rows if row.get("State") == ConsentState.OPTED_IN.value]
+        for key in permissions:
             await self._table.delete(partition, key)
-        return len(keys)
+        return Forgotten(removed=len(permissions), kept=len(rows) - len(permissions))

@@ -24,6 +24,7 @@ from shared.services.consent import ConsentService
 from shared.services.due import DueEntry, DueIndex, DueKind
 from shared.settings import Channel, Settings
 from shared.tables import LEDGER_ROWS_FILTER, join_payload, provider_id_keys, split_payload
+from shared.validation import canonical_recipient
 
 log = logging.getLogger(__name__)
 CONTENT_FIELDS = ("content",)
@@ -118,8 +119,11 @@ class RetentionService:
             await self._provider_ids.delete(*provider_id_keys(str(provider_id)))
 
     async def erase(self, address: str, *, actor: str, reason: str) -> Counter[str]:
-        """Remove every trace of `address`: ledger recipients and payloads, consent, inbound rows, dead letters."""
+        """Remove every trace of `address`: ledger recipients and payloads, consent permissions, inbound
+        rows, dead letters. Its opt-outs and suppressions stay (see ConsentService.forget)."""
         erased: Counter[str] = Counter()
+        # In the form sends use, so that its hash matches theirs (raises for what is no address at all).
+        address = canonical_recipient(Channel.EMAIL if "@" in address else Channel.SMS, address, "recipient")
         digest = address_hash(self._settings.consent_hash_key, address)
         needle = normalise_address(address).lower()
         matches = []
@@ -133,7 +137,9 @@ class RetentionService:
                 await self._purge_recipient(row)
                 erased["messages"] += 1
         for channel in Channel:
-            erased["consent"] += await self._consent.forget(channel, address)
+            forgotten = await self._consent.forget(channel, address)
+            erased["consent"] += forgotten.removed
+            erased["optouts_kept"] += forgotten.kept
         erased["other"] += await self._erase_elsewhere(address, digest)
         await self._audit.record(
             actor=actor, action="erase", subject=f"recipient:{digest}", reason=reason, now=self._now()

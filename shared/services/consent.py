@@ -7,11 +7,13 @@ The latest change wins between a sender-specific row and the `*` row (STOPALL, b
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
 from shared.adapters.tables import TableStore
+from shared.errors import ValidationFailed
 from shared.ledger import iso
 from shared.privacy import address_hash
 from shared.services.audit import AuditLog
@@ -91,9 +93,11 @@ class ConsentService:
         actor: str,
         now: datetime,
     ) -> None:
-        """Record a consent change and its audit entry. `sender` may be `*` (every sender). Raises
-        ValidationFailed for an address no send could have (a typo must not look recorded)."""
-        address = canonical_recipient(channel, address)
+        """Record a consent change and its audit entry. `sender` may be `*` (every sender). The address
+        is put in the form sends use when it can be; what ACS reports is recorded even if it cannot
+        (operators' input is checked strictly before it gets here)."""
+        with contextlib.suppress(ValidationFailed):
+            address = canonical_recipient(channel, address)
         partition = self._partition(channel, address)
         await self._table.upsert(
             {

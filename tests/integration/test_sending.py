@@ -109,6 +109,20 @@ async def test_an_opted_out_recipient_is_suppressed(svc: Services, acs: AcsEmula
     assert acs.sends() == []
 
 
+async def test_an_opt_out_stored_as_typed_still_suppresses_the_send(
+    svc: Services, acs: AcsEmulator, clock: Clock
+) -> None:
+    """A number given with spaces is stored under the form sends use; one that has no such form (as
+    ACS might report it) is still recorded rather than refused, so no STOP is ever dropped."""
+    for typed in ("+1 425 555 0166", "not a number"):
+        await svc.consent.set_state(
+            Channel.SMS, typed, SMS_SENDER, ConsentState.OPTED_OUT, reason="test", actor="acs", now=clock()
+        )
+    assert await svc.sending.handle(_delivery(sms("typed", to="+14255550166"))) == Outcome.SUPPRESSED
+    assert not (await svc.consent.check(Channel.SMS, "not a number", SMS_SENDER)).allowed
+    assert acs.sends() == []
+
+
 async def test_an_expired_request_is_not_sent(svc: Services, acs: AcsEmulator) -> None:
     """A request past its expiresAt ends Expired without a send."""
     body = sms("too-late", expiresAt="2020-01-01T00:00:00Z")

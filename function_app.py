@@ -65,9 +65,13 @@ async def retention(timer: func.TimerRequest) -> None:
 @app.function_name(name="submit_message")
 @app.route(route="messages", methods=["POST"])
 async def submit_message(req: func.HttpRequest) -> func.HttpResponse:
-    """POST /api/messages: validate now, 202 with a Location, 400 with field errors."""
+    """POST /api/messages: validate now, 202 with a Location, 400 with field errors, 409 when the id
+    already belongs to a different request."""
     svc = await _services()
     result = await svc.intake.submit(req.get_body())
+    if result.conflict:
+        body = {"error": "id already used", "errors": [e.as_dict() for e in result.errors]}
+        return _json(body, 409, {"Location": f"/api/messages/{result.message_id}"})
     if not result.accepted:
         body = {"error": "invalid send request", "errors": [e.as_dict() for e in result.errors]}
         return _json(body, 400)

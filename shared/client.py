@@ -21,7 +21,7 @@ from azure.storage.queue.aio import QueueClient
 from shared.adapters.blobs import PayloadStore
 from shared.adapters.queues import MAX_PAYLOAD_BYTES, QueueWriter
 from shared.errors import FieldError, ValidationFailed
-from shared.ledger import reference_body
+from shared.ledger import payload_blob_name, reference_body
 from shared.models import AnyRequest
 from shared.tables import TableNames
 from shared.validation import parse_request
@@ -74,7 +74,7 @@ class ContactMessagesClient:
                         )
                     ]
                 )
-            name = f"{message_id}.json"
+            name = payload_blob_name(message_id, body)
             await self._payloads.put(name, body)
             body = reference_body(message_id, name)
         await self._queue.send(body)

@@ -5,7 +5,8 @@
     │   ├── ValidationFailed    the send request breaks the contract (field errors attached)
     │   └── SendRejected        the provider refused this message for good (4xx other than 408/429)
     ├── TransientError          may succeed later: re-raise so the platform retries
-    │   └── Throttled           the provider said 429; carries Retry-After
+    │   ├── Throttled           the provider said 429; carries Retry-After
+    │   └── StorageUnreachable  no answer from the storage account (network, or the emulator is stopped)
     └── ConfigurationError      settings are missing or invalid (fails at start, never per message)
 
 SDK exceptions are translated into these at one narrow boundary, in `shared/adapters`.
@@ -43,6 +44,15 @@ class ValidationFailed(PermanentError):
         super().__init__("; ".join(f"{e.field}: {e.message}" for e in errors))
 
 
+class IdReused(PermanentError):
+    """A request arrived under the id of a different, earlier request: it is not sent."""
+
+    def __init__(self, message_id: str, stored_payload_ref: str | None) -> None:
+        self.message_id = message_id
+        self.stored_payload_ref = stored_payload_ref
+        super().__init__(f"id {message_id} is already used by a different request")
+
+
 class SendRejected(PermanentError):
     """The provider refused this message for good (bad recipient, bad sender, auth)."""
 
@@ -61,6 +71,11 @@ class Throttled(TransientError):
     def __init__(self, retry_after: float, detail: str = "throttled") -> None:
         self.retry_after = retry_after
         super().__init__(f"{detail} (retry after {retry_after:.1f}s)")
+
+
+class StorageUnreachable(TransientError):
+    """The storage account did not answer at all (connection refused, DNS, timeout), as when the local
+    stack is stopped; an answer with an error status is a plain `TransientError` or `PermanentError`."""
 
 
 class ConfigurationError(ContactMessagesError):

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import json
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
@@ -201,9 +203,21 @@ class Ledger:
             "Generation": 0,
             "CreatedAt": iso(now),
             "Source": source,
+            "PayloadHash": self.payload_hash(payload),
             **({"PayloadRef": payload_ref} if payload_ref else split_payload(payload)),
             **transition_fields(Status.ACCEPTED, now),
         }
+
+    def payload_hash(self, payload: str) -> str:
+        """A keyed digest of the request as stored: it tells a repeat of a request from a different
+        request under the same id, and outlives the content (keyed, so no one can test guesses of it)."""
+        return hmac.new(self._hash_key, payload.encode(), hashlib.sha256).hexdigest()[:32]
+
+    def reused_for_another_request(self, row: LedgerRow, payload: str) -> bool:
+        """Does the stored row hold a different request than `payload`? Rows from before the digest
+        was kept, and Rejected rows (never a valid request), hold none and never conflict."""
+        stored = row.get("PayloadHash")
+        return bool(stored) and row.status != Status.REJECTED and stored != self.payload_hash(payload)
 
     async def accept(self, row: Mapping[str, Any]) -> tuple[LedgerRow, bool]:
         """Insert the Accepted row if absent. Returns the row as stored and whether it is new."""
@@ -215,6 +229,11 @@ class Ledger:
                 raise TransientError("ledger row vanished during insert") from None
             return existing, False
         return self._remember(LedgerRow(dict(row), etag)), True
+
+    async def record_history(self, message_id: str, fields: Mapping[str, Any]) -> None:
+        """Insert a row beside the ledger row in the message's history (`fields` carry its RowKey).
+        Raises Conflict when that row exists."""
+        await self._table.insert({"PartitionKey": message_id, **fields})
 
     async def record_rejected(self, message_id: str, fields: Mapping[str, Any]) -> bool:
         """Insert a row for a request that never became valid; False if the id already exists."""
@@ -251,6 +270,13 @@ class Ledger:
     @staticmethod
     def stored(stored: Stored) -> LedgerRow:
         return LedgerRow(stored.entity, stored.etag)
+
+
+def payload_blob_name(message_id: str, payload: str) -> str:
+    """Where a request too large for a queue message is kept: named by its content as well as its id,
+    so that a second, different request under the same id never overwrites the first one's text.
+    Producers compute it without any secret, so the digest is a plain one."""
+    return f"{message_id}/{hashlib.sha256(payload.encode()).hexdigest()[:32]}.json"
 
 
 def reference_body(message_id: str, payload_ref: str) -> str:

@@ -26,6 +26,7 @@ EVENTS: Final = frozenset(
         "message.throttled",
         "message.paused",
         "message.duplicate_skipped",
+        "message.id_reused",
         "event.recorded",
         "event.duplicate",
         "event.orphaned",
@@ -58,6 +59,7 @@ METRICS: Final = frozenset(
         "engagement",
         "poison_depth",
         "cost_estimate",
+        "id_reused",
         "delivery_latency_ms",  # value: ms from the send to its Delivered or Read report, once a message
     }
 )

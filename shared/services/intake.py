@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from shared.adapters.tables import TableStore
-from shared.errors import FieldError, ValidationFailed
+from shared.errors import FieldError, IdReused, ValidationFailed
 from shared.models import Status
 from shared.observability import count, emit
 from shared.services.sending import SendService
@@ -44,12 +44,16 @@ PUBLIC_FIELDS = (
 )
 
 
+ID_REUSED = "already used by a different request: send a new request under a new id"
+
+
 @dataclass(frozen=True)
 class IntakeResult:
     accepted: bool
     message_id: str | None = None
     created: bool = False
     errors: list[FieldError] = field(default_factory=list)
+    conflict: bool = False  # the id is taken by a different request (HTTP 409)
 
 
 class IntakeService:
@@ -75,7 +79,12 @@ class IntakeService:
             )
             count(log, "rejected", channel="http")
             return IntakeResult(accepted=False, errors=exc.errors)
-        row = await self._sending.accept(checked, source="http")
+        try:
+            row = await self._sending.accept(checked, source="http")
+        except IdReused as reused:
+            await self._sending.record_reuse(checked, reused, source="http")
+            errors = [FieldError("id", ID_REUSED)]
+            return IntakeResult(accepted=False, message_id=message_id, errors=errors, conflict=True)
         created = row.get("Source") == "http" and row.status == Status.ACCEPTED
         if row.status == Status.ACCEPTED:
             # Enqueue even for a repeat: it costs nothing (the ledger dedupes) and heals a crash that

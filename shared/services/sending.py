@@ -31,7 +31,7 @@ from shared.adapters.acs import SendIds, operation_id, repeatability_id
 from shared.adapters.blobs import PayloadStore
 from shared.adapters.queues import MAX_PAYLOAD_BYTES, QueueWriter
 from shared.adapters.tables import Conflict, EtagMismatch, TableStore
-from shared.errors import FieldError, PermanentError, Throttled, TransientError, ValidationFailed
+from shared.errors import FieldError, IdReused, PermanentError, Throttled, TransientError, ValidationFailed
 from shared.ledger import (
     REACHED,
     Ledger,
@@ -39,11 +39,12 @@ from shared.ledger import (
     delivery_latency_ms,
     iso,
     parse_iso,
+    payload_blob_name,
     reference_body,
     transition_fields,
 )
 from shared.models import MESSAGE_ID_PATTERN, AnyRequest, DeliveryMode, Status
-from shared.observability import count, emit
+from shared.observability import count, emit, emit_warning
 from shared.privacy import mask
 from shared.services.consent import ConsentService
 from shared.services.control import ControlService
@@ -73,6 +74,7 @@ class Outcome(StrEnum):
     FAILED = "failed"
     UNKNOWN = "unknown"
     RESCHEDULED = "rescheduled"
+    ID_REUSED = "id-reused"
 
 
 @dataclass(frozen=True)
@@ -179,11 +181,17 @@ class SendService:
         payload = canonical_payload(checked.request, checked.message_id)
         if self._payloads is None or len(payload.encode()) <= MAX_PAYLOAD_BYTES:
             return payload, None
-        name = f"{checked.message_id}.json"
+        name = payload_blob_name(checked.message_id, payload)
         await self._payloads.put(name, payload)
         return payload, name
 
     async def _first_sight(self, checked: CheckedRequest) -> Outcome:
+        try:
+            return await self._first_sight_of(checked)
+        except IdReused as reused:
+            return await self.record_reuse(checked, reused, source="queue")
+
+    async def _first_sight_of(self, checked: CheckedRequest) -> Outcome:
         """A request from the queue. When every check passes, inserting its ledger row is also its claim
         (one write instead of an insert and an update); a row that already exists takes the usual path."""
         request = checked.request
@@ -213,9 +221,7 @@ class SendService:
             RepeatabilityId=repeatability_id(checked.message_id, 1),
             FirstSentAt=iso(now),
         )
-        row, created = await self._ledger.accept(new_row)
-        if not created and row.status == Status.REJECTED:
-            row, created = await self._ledger.update(row, {**new_row, "Reason": None, "Errors": None}), True
+        row, created = await self._insert_row(checked, new_row, payload)
         if created:
             _emit_about(checked, "message.sending", "accepted and sending", attempt=1)
         return row, created
@@ -225,15 +231,62 @@ class SendService:
         now = self._now()
         payload, ref = await self._payload(checked)
         new_row = self._ledger.new_row(checked, payload, now, source, ref)
-        row, created = await self._ledger.accept(new_row)
-        if not created and row.status == Status.REJECTED:
-            row = await self._ledger.update(row, {**new_row, "Reason": None, "Errors": None})
-            created = True
+        row, created = await self._insert_row(checked, new_row, payload)
         if created:
             if source != "queue":  # a queued request is redelivered by the queue; an HTTP accept may not be
                 await self._due.add(checked.message_id, DueKind.STUCK, now + STUCK_AFTER)
             _emit_about(checked, "message.accepted", "message accepted", status=Status.ACCEPTED.value)
         return row
+
+    async def _insert_row(
+        self, checked: CheckedRequest, new_row: dict[str, Any], payload: str
+    ) -> tuple[LedgerRow, bool]:
+        """Insert the row if absent. A Rejected row gives way to a valid request under its id; a row
+        holding a different request raises IdReused (the id is the idempotency key: the first request
+        under it is the one that counts)."""
+        row, created = await self._ledger.accept(new_row)
+        if created:
+            return row, True
+        if row.status == Status.REJECTED:
+            return await self._ledger.update(row, {**new_row, "Reason": None, "Errors": None}), True
+        if self._ledger.reused_for_another_request(row, payload):
+            raise IdReused(checked.message_id, row.get("PayloadRef"))
+        return row, False
+
+    async def record_reuse(self, checked: CheckedRequest, reused: IdReused, source: str) -> Outcome:
+        """Keep a trace of the refused request in the message's history (when, from where, and its
+        digest; not its content, which its producer still has), and drop any text it stored."""
+        payload = canonical_payload(checked.request, checked.message_id)
+        digest = self._ledger.payload_hash(payload)
+        now = iso(self._now())
+        with contextlib.suppress(Conflict):  # the same refused request again: already on record
+            await self._ledger.record_history(
+                checked.message_id,
+                {
+                    "RowKey": f"conflict|{digest}",
+                    "Kind": "conflict",
+                    "EventType": "IdReused",
+                    "EventTime": now,
+                    "ReceivedAt": now,
+                    "Source": source,
+                    "PayloadHash": digest,
+                    "Detail": "a different request arrived under this id; it was not sent",
+                },
+            )
+        ours = payload_blob_name(checked.message_id, payload)
+        if self._payloads is not None and ours != reused.stored_payload_ref:
+            await self._payloads.delete(ours)  # stored by the producer or by us before the row was read
+        emit_warning(
+            log,
+            "message.id_reused",
+            "id already used by a different request, not sent message_id=%s",
+            checked.message_id,
+            message_id=checked.message_id,
+            channel=checked.channel.value,
+            reason="id-reused",
+        )
+        count(log, "id_reused", channel=checked.channel.value)
+        return Outcome.ID_REUSED
 
     async def reschedule(self, checked: CheckedRequest, delay: float) -> None:
         """Put the request back on the queue, visible after `delay` seconds (a fresh dequeue count)."""

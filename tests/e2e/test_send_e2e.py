@@ -35,12 +35,18 @@ async def test_one_request_per_channel_goes_end_to_end(make_stack) -> None:  # t
 
 
 async def test_http_rejects_bad_requests_with_field_errors(make_stack) -> None:  # type: ignore[no-untyped-def]
-    """POST /api/messages answers 400 with the field that is wrong, and nothing is queued."""
+    """POST /api/messages answers 400 with the field that is wrong (nothing is queued), and 409 for an id
+    that a different request already holds."""
     stack = await make_stack()
     status, reply = stack.http("POST", "/api/messages", {"channel": "sms", "to": "12", "content": {"text": "x"}})
     assert status == 400
     assert reply["errors"][0]["field"] == "to"
     assert stack.http("GET", "/api/messages/nothing-here")[0] == 404
+    # An id is an idempotency key: the same request again is fine, a different one under it is a 409.
+    assert stack.http("POST", "/api/messages", json.loads(sms("e2e-id", text="first")))[0] == 202
+    assert stack.http("POST", "/api/messages", json.loads(sms("e2e-id", text="first")))[0] == 202
+    status, reply = stack.http("POST", "/api/messages", json.loads(sms("e2e-id", text="second")))
+    assert status == 409 and reply["errors"][0]["field"] == "id"
 
 
 async def test_same_id_via_queue_and_http_is_one_send(make_stack) -> None:  # type: ignore[no-untyped-def]

@@ -10,14 +10,25 @@ from typing import Annotated, Any
 import typer
 from rich.progress import track
 
-from contactmsg.context import STATE, Exit, console, emit_json, err_console, operator_identity, run
-from contactmsg.views import rows_table
+from contactmsg.context import (
+    STATE,
+    Exit,
+    console,
+    emit_json,
+    err_console,
+    operator_identity,
+    parse_channel,
+    run,
+    usage_error,
+)
+from contactmsg.reporting import reconcile_summary
+from contactmsg.views import reconcile_lines, rows_table
 from shared.errors import ValidationFailed
 from shared.privacy import mask
 from shared.runtime import Services
 from shared.services.consent import ALL_SENDERS, ConsentState
-from shared.services.operator import OperatorService, ReplayResult
-from shared.settings import Channel
+from shared.services.operator import NO_SUCH_MESSAGE, OperatorService, ReplayResult
+from shared.settings import Channel, Settings
 from shared.validation import canonical_recipient
 
 dead_letters_app = typer.Typer(help="List, inspect and replay dead-lettered messages.", no_args_is_help=True)
@@ -102,8 +113,7 @@ def dead_letters_replay(
     """Replay through the ledger: a message that was in fact sent is not sent again."""
     actor = operator_identity(operator)
     if not message_ids and not all_:
-        err_console.print("name message ids or pass --all")
-        raise typer.Exit(Exit.USAGE)
+        usage_error("name message ids or pass --all")
 
     async def action(svc: Services) -> list[ReplayResult]:
         ops = _operator(svc)
@@ -121,6 +131,12 @@ def dead_letters_replay(
     else:
         rows = [{"id": r.message_id, "action": r.action} for r in results]
         console.print(rows_table("replay", rows, ["id", "action"]))
+    # Like `rm a b`: every id is tried, and one that does not exist makes the exit 1 (not found), even
+    # when others were replayed, so a typo in a script's list is not lost. Nothing to replay is no error.
+    missing = [r.message_id for r in results if r.action == NO_SUCH_MESSAGE]
+    if missing:
+        err_console.print(f"no such message: {', '.join(missing)}", soft_wrap=True, markup=False)
+        raise typer.Exit(Exit.NOT_FOUND)
 
 
 def _recipient(channel: Channel, address: str, field: str = "address") -> str:
@@ -133,11 +149,7 @@ def _recipient(channel: Channel, address: str, field: str = "address") -> str:
 
 
 def _channel(value: str) -> Channel:
-    try:
-        return Channel(value)
-    except ValueError:
-        err_console.print(f"unknown channel {value!r}: use sms, email or whatsapp")
-        raise typer.Exit(Exit.USAGE) from None
+    return parse_channel(value)
 
 
 @consent_app.command("check")
@@ -216,12 +228,11 @@ def erase(
 
 def reconcile() -> None:
     """Run one reconciliation pass now and print its summary."""
-    summary = run(lambda svc: svc.reconcile.run())
-    entity = summary.as_entity()
+    summary = reconcile_summary(run(lambda svc: svc.reconcile.run()))
     if STATE.json_output:
-        emit_json(entity)
+        emit_json(summary)
     else:
-        console.print(entity)
+        console.print("\n".join(reconcile_lines(summary)), markup=False)
 
 
 def pause(
@@ -231,7 +242,12 @@ def pause(
 ) -> None:
     """The incident switch: hold every message for a channel or sender until resume."""
     actor = operator_identity(operator)
-    run(lambda svc: svc.control.pause(target, actor=actor, reason=reason, now=svc.clock()))
+
+    async def action(svc: Services) -> None:
+        _require_target(target, svc.settings, "pause")
+        await svc.control.pause(target, actor=actor, reason=reason, now=svc.clock())
+
+    run(action)
     console.print(f"paused {target}")
 
 
@@ -242,5 +258,21 @@ def resume(
 ) -> None:
     """Resume a paused channel or sender; held messages flow again within seconds."""
     actor = operator_identity(operator)
-    run(lambda svc: svc.control.resume(target, actor=actor, reason=reason, now=svc.clock()))
+
+    async def action(svc: Services) -> None:
+        # Whatever is paused can be resumed, even a target recorded before targets were checked.
+        _require_target(target, svc.settings, "resume", await svc.control.paused_targets())
+        await svc.control.resume(target, actor=actor, reason=reason, now=svc.clock())
+
+    run(action)
     console.print(f"resumed {target}")
+
+
+def _require_target(target: str, settings: Settings, verb: str, paused: frozenset[str] = frozenset()) -> None:
+    """Exit 2 unless `target` is a channel or a configured sender. A send is held when its channel or
+    sender equals a paused target exactly, so any other name would be recorded and hold nothing."""
+    senders = [sender for group in settings.senders.values() for sender in group]
+    if target in {c.value for c in Channel} | set(senders) | paused:
+        return
+    shown = ", ".join(senders[:5]) + (", ..." if len(senders) > 5 else "") if senders else "none configured"
+    usage_error(f"cannot {verb} {target!r}: name a channel (sms, email, whatsapp) or a configured sender ({shown})")

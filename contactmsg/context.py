@@ -13,19 +13,24 @@ import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from shared.errors import ContactMessagesError
+from shared.errors import ContactMessagesError, StorageUnreachable
 from shared.runtime import Services, build_services
-from shared.settings import load_settings
+from shared.settings import Channel, load_settings
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
 console = Console()
 err_console = Console(stderr=True)
+LOCAL_STACK_HINT = (
+    "hint: the local stack does not answer; start it with `python -m contactmsg stack start --detach` "
+    "(or pass --account for Azure)"
+)
 
 
 class Exit:
@@ -93,8 +98,24 @@ def run(action: Callable[[Services], Awaitable[T]]) -> T:
     try:
         return asyncio.run(main())
     except ContactMessagesError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
+        err_console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        if isinstance(exc, StorageUnreachable) and STATE.account is None:
+            err_console.print(LOCAL_STACK_HINT, soft_wrap=True)
         raise typer.Exit(Exit.FAILED) from exc
+
+
+def usage_error(message: str) -> NoReturn:
+    """One line on stderr and exit 2: what was wrong with the command line and what is accepted."""
+    err_console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
+    raise typer.Exit(Exit.USAGE)
+
+
+def parse_channel(value: str) -> Channel:
+    """The channel named on the command line, or exit 2 naming the accepted ones."""
+    try:
+        return Channel(value)
+    except ValueError:
+        usage_error(f"unknown channel {value!r}: use sms, email or whatsapp")
 
 
 def operator_identity(explicit: str | None) -> str:

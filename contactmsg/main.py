@@ -7,24 +7,44 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, NoReturn
 
 import typer
+from typer.core import TyperGroup
 
 from contactmsg import context
 from contactmsg.commands_ops import consent_app, dead_letters_app, register_ops
 from contactmsg.commands_stack import stack_app
-from contactmsg.context import STATE, Exit, console, emit_json, err_console, run
-from contactmsg.views import history_table, report_table, status_table
+from contactmsg.context import STATE, Exit, console, emit_json, err_console, parse_channel, run, usage_error
+from contactmsg.views import history_table, report_view, status_table
 from shared.runtime import Services
 from shared.services.intake import IntakeResult, status_view
+from shared.settings import Channel
+
+
+class JsonAnywhere(TyperGroup):
+    """Takes `--json` after the subcommand too (`status ID --json`), not only before it.
+
+    Why move the token rather than declare the option on every command: `--json` is one global
+    switch, read by every command (and by ones that other modules register). Tokens after a `--`
+    separator are left alone.
+    """
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # Any: click's Context is private in typer
+        end = args.index("--") if "--" in args else len(args)
+        if "--json" in args[1:end]:
+            args = ["--json", *(arg for arg in args[:end] if arg != "--json"), *args[end:]]
+        return super().parse_args(ctx, args)
+
 
 app = typer.Typer(
     name="contactmsg",
     help="Send contact messages and operate the Contact Messages pipeline (local stack by default).",
     no_args_is_help=True,
     rich_markup_mode="rich",
+    cls=JsonAnywhere,
 )
 app.add_typer(dead_letters_app, name="dead-letters")
 app.add_typer(consent_app, name="optout")
@@ -50,8 +70,8 @@ def main(
 
 @app.command()
 def send(
-    channel: Annotated[str, typer.Argument(help="sms, email or whatsapp")],
-    to: Annotated[str, typer.Argument(help="E.164 number or email address")],
+    channel: Annotated[str | None, typer.Argument(help="sms, email or whatsapp (optional with --file)")] = None,
+    to: Annotated[str | None, typer.Argument(help="E.164 number or email address (optional with --file)")] = None,
     text: Annotated[str, typer.Option(help="Message text")] = "",
     subject: Annotated[str, typer.Option(help="Email subject")] = "",
     message_id: Annotated[str | None, typer.Option("--id", help="Idempotency key (default: a new uuid)")] = None,
@@ -59,7 +79,7 @@ def send(
     file: Annotated[Path | None, typer.Option(help="A full send request as JSON instead of the options")] = None,
 ) -> None:
     """Validate, record as Accepted and enqueue one send request; print its message id."""
-    request = json.loads(file.read_text()) if file else _request(channel, to, text, subject, sender)
+    request = _file_request(file, channel, to) if file else _request(channel, to, text, subject, sender)
     if message_id:
         request["id"] = message_id
 
@@ -80,14 +100,43 @@ def send(
         console.print(f"queued [bold]{sent_id}[/bold]")
 
 
-def _request(channel: str, to: str, text: str, subject: str, sender: str | None) -> dict[str, object]:
+def _request(channel: str | None, to: str | None, text: str, subject: str, sender: str | None) -> dict[str, object]:
+    if channel is None or to is None:
+        usage_error("name a channel and an address (send sms +14255550100 --text hi), or pass --file")
+    parsed = parse_channel(channel)
     content: dict[str, object] = (
-        {"subject": subject or "(no subject)", "text": text} if channel == "email" else {"text": text}
+        {"subject": subject or "(no subject)", "text": text} if parsed == Channel.EMAIL else {"text": text}
     )
-    request: dict[str, object] = {"channel": channel, "to": to, "content": content}
+    request: dict[str, object] = {"channel": parsed.value, "to": to, "content": content}
     if sender:
         request["from"] = sender
     return request
+
+
+def _file_request(file: Path, channel: str | None, to: str | None) -> dict[str, Any]:
+    """The request in `file`. A channel or address also given on the command line must agree with it:
+    sending to the file's recipient when the operator typed another would be the worse surprise."""
+    try:
+        request = json.loads(file.read_bytes())
+    except OSError as exc:
+        usage_error(f"cannot read --file {file}: {exc.strerror}")
+    except ValueError as exc:
+        _invalid("$", f"{file} is not valid JSON: {exc}")
+    if not isinstance(request, dict):
+        _invalid("$", f"{file} must hold a JSON object")
+    for field, given in (("channel", channel), ("to", to)):
+        if given is not None and given != request.get(field):
+            usage_error(
+                f"{field} {given!r} disagrees with {request.get(field)!r} in {file}: give it once, or make both agree"
+            )
+    if request.get("channel") not in {c.value for c in Channel}:
+        _invalid("channel", f"unknown channel {request.get('channel')!r}: use sms, email or whatsapp")
+    return request
+
+
+def _invalid(field: str, message: str) -> NoReturn:
+    err_console.print(f"[red]{field}[/red]: {message}", soft_wrap=True)
+    raise typer.Exit(Exit.INVALID)
 
 
 @app.command()
@@ -126,14 +175,27 @@ def report(
     since: Annotated[str, typer.Option(help="Window, e.g. 30m, 6h, 2d")] = "24h",
     channel: Annotated[str | None, typer.Option(help="Only this channel")] = None,
 ) -> None:
-    """Summaries written by reconciliation: outcomes per channel, reported share, latency."""
+    """Summaries written by reconciliation: outcomes per channel, reported share, latency.
+
+    A message is counted once its delivery deadline (SLA) has passed and reconcile has run; the
+    messages not counted yet are shown apart."""
     from contactmsg.reporting import collect
 
-    data = run(lambda svc: collect(svc, since, channel))
+    window, only = _window(since), parse_channel(channel) if channel else None
+    data = run(lambda svc: collect(svc, window, only))
     if STATE.json_output:
         emit_json(data)
     else:
-        console.print(report_table(data))
+        console.print(report_view(data))
+
+
+def _window(since: str) -> timedelta:
+    from contactmsg.reporting import parse_window
+
+    try:
+        return parse_window(since)
+    except ValueError as exc:
+        usage_error(f"--since {since!r}: {exc}")
 
 
 __all__ = ["app", "context"]

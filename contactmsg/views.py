@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+from rich.console import Group, RenderableType
 from rich.table import Table
+from rich.text import Text
 
 
 def status_table(view: dict[str, Any]) -> Table:
@@ -40,24 +43,63 @@ def history_table(view: dict[str, Any]) -> Table:
     return table
 
 
+def report_view(data: dict[str, Any]) -> Group:
+    """What the summaries counted (a table, or "none"), then what they do not count yet."""
+    heading = f"since {data['since']} ({data['runs']} reconcile runs)"
+    if not data["cohort"]:
+        return Group(Text(f"{heading}: none counted"), Text(not_counted_line(data)))
+    share = data["reportedShare"]
+    reported = (
+        f"reported {data['reported']}/{data['total']}"
+        + (f" ({share:.1%})" if share is not None else "")
+        + (f", worst p95 latency {data['worstP95Ms']} ms" if data["worstP95Ms"] is not None else "")
+    )
+    return Group(Text(heading), report_table(data), Text(reported), Text(not_counted_line(data)))
+
+
+def not_counted_line(data: Mapping[str, Any]) -> str:
+    # Counted means: the delivery deadline (SLA) has passed and a reconcile run has closed the message.
+    return (
+        f"not counted yet: {data['withinSla']} sent message(s) within their delivery deadline (SLA), "
+        f"{data['awaitingReconcile']} past it awaiting the next reconcile"
+    )
+
+
 def report_table(data: dict[str, Any]) -> Table:
-    table = Table(title=f"since {data['since']} ({data['runs']} reconcile runs)")
+    table = Table()
     table.add_column("channel")
     table.add_column("status")
     table.add_column("messages", justify="right")
     for key, n in sorted(data["cohort"].items()):
         channel, status = key.split("|")
         table.add_row(channel, status, str(n))
-    share = data["reportedShare"]
-    table.caption = (
-        f"reported {data['reported']}/{data['total']}"
-        + (f" ({share:.1%})" if share is not None else "")
-        + (f", worst p95 latency {data['worstP95Ms']} ms" if data["worstP95Ms"] is not None else "")
-    )
     return table
 
 
-def rows_table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> Table:
+def reconcile_lines(summary: Mapping[str, Any]) -> list[str]:
+    """A reconcile summary (the structured form `--json` prints) as a few readable lines."""
+    latency = "no deliveries measured"
+    if summary["latencyP50Ms"] is not None:
+        latency = f"p50 {summary['latencyP50Ms']} ms, p95 {summary['latencyP95Ms']} ms"
+    return [
+        f"reconciled at {summary['at']}",
+        f"  actions: {_counts(summary['actions'])}",
+        f"  deadline (SLA) closed for {summary['cohortSize']} message(s), {summary['reported']} reported: "
+        f"{_counts(summary['cohort'])}",
+        f"  delivery latency: {latency}",
+        f"  poison queue depth {summary['poisonDepth']}; orphan events matched {summary['orphansMatched']}, "
+        f"given up {summary['orphansGivenUp']}",
+    ]
+
+
+def _counts(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{key.replace('|', ' ')} {n}" for key, n in sorted(counts.items())) or "none"
+
+
+def rows_table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> RenderableType:
+    """A table of `rows`, or "<title>: none": an empty table reads like a rendering fault."""
+    if not rows:
+        return Text(f"{title}: none")
     table = Table(title=title)
     for column in columns:
         table.add_column(column)

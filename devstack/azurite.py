@@ -40,7 +40,8 @@ def free_ports(count: int) -> list[int]:
         return [int(sock.getsockname()[1]) for sock in sockets]
 
 
-def _port_answers(port: int) -> bool:
+def port_answers(port: int) -> bool:
+    """True if something accepts connections on this loopback port now."""
     with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
         sock.settimeout(0.2)
         return sock.connect_ex(("127.0.0.1", port)) == 0
@@ -125,7 +126,7 @@ class Azurite:
         )
         deadline = time.monotonic() + timeout
         ports = (self.blob_port, self.queue_port, self.table_port)
-        while not all(_port_answers(p) for p in ports):
+        while not all(port_answers(p) for p in ports):
             if self._process.poll() is not None:
                 raise AzuriteError(f"Azurite exited with code {self._process.returncode} (see {self.log_path})")
             if time.monotonic() > deadline:

@@ -18,10 +18,10 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from devstack.acs.config import DEPLOYED_MAX_EVENTS_PER_BATCH
-from devstack.azurite import Azurite, free_ports
+from devstack.azurite import Azurite, free_ports, port_answers
 from devstack.host.process import RunnerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,6 +29,15 @@ STATE_DIR = ROOT / ".devstack"
 PIDS_FILE = STATE_DIR / "stack.json"
 PROC = Path("/proc")
 DEFAULT_PORTS = {"blob": 10000, "queue": 10001, "table": 10002, "acs": 8765, "app": 7071}
+STOP_TIMEOUT = 30.0  # per process: covers the runner's 5 s grace period and its storage clean-up
+
+
+class StackAlreadyRunning(RuntimeError):
+    """Ports this stack needs already answer: another stack (or another Azurite) holds them."""
+
+    def __init__(self, busy: Sequence[str]) -> None:
+        self.busy = tuple(busy)
+        super().__init__(f"port(s) already in use: {', '.join(self.busy)}")
 
 
 def app_settings(root: Path = ROOT) -> dict[str, str]:
@@ -74,6 +83,7 @@ class LocalStack:
 
     def start(self) -> LocalStack:
         """Start Azurite, the emulator and the runner, in that order; stop all if any fails."""
+        self._refuse_busy_ports()
         self.log_dir.mkdir(parents=True, exist_ok=True)
         try:
             self._start_azurite()
@@ -83,6 +93,13 @@ class LocalStack:
             self.stop()
             raise
         return self
+
+    def _refuse_busy_ports(self) -> None:
+        # Checked before anything starts: Azurite counts as ready once its ports answer, so on ports
+        # held by another stack it would look started, and only the runner would fail, deep inside.
+        busy = [f"{name} :{port}" for name, port in self.ports.items() if port_answers(port)]
+        if busy:
+            raise StackAlreadyRunning(busy)
 
     def _start_azurite(self) -> None:
         self.azurite = Azurite(
@@ -158,7 +175,8 @@ class LocalStack:
         )
 
     def detach(self, path: Path = PIDS_FILE) -> None:
-        """Record the processes so `contactmsg stack stop` can end them later, and only them."""
+        """Record the processes so `contactmsg stack stop` can end them later, and only them. They are
+        recorded in the order they must stop in: runner, emulator, Azurite."""
         pids = [
             p
             for p in (
@@ -171,16 +189,24 @@ class LocalStack:
         write_state(path, [ProcessRecord.observe(pid) or ProcessRecord.unverifiable(pid) for pid in pids])
 
     @staticmethod
-    def stop_recorded(path: Path = PIDS_FILE) -> StopReport:
-        """SIGTERM the recorded processes that are still the ones recorded; forget the record."""
+    def stop_recorded(path: Path = PIDS_FILE, timeout: float = STOP_TIMEOUT) -> StopReport:
+        """End the recorded processes that are still the ones recorded, one at a time in the recorded
+        order, each waited for (SIGTERM, then SIGKILL after `timeout` s); forget the record.
+
+        Why one at a time: the runner's graceful stop finishes its work against storage. With Azurite
+        signalled at the same moment, that work waits on unreachable storage for over a minute.
+        """
         if not path.exists():
             return StopReport()
-        stopped: list[int] = []
-        stale: list[int] = []
+        outcomes: dict[StopOutcome, list[int]] = {"stopped": [], "killed": [], "stale": []}
         for record in read_state(path):
-            (stopped if _terminate(record) else stale).append(record.pid)
+            outcomes[_stop(record, timeout)].append(record.pid)
         path.unlink()
-        return StopReport(stopped=tuple(stopped), stale=tuple(stale))
+        return StopReport(
+            stopped=tuple(outcomes["stopped"] + outcomes["killed"]),
+            stale=tuple(outcomes["stale"]),
+            killed=tuple(outcomes["killed"]),
+        )
 
     @staticmethod
     def stop_detached(path: Path = PIDS_FILE) -> int:
@@ -188,6 +214,8 @@ class LocalStack:
         report = LocalStack.stop_recorded(path)
         if report.stale:
             print(report.stale_message(path), file=sys.stderr)
+        if report.killed:
+            print(f"killed pid {', '.join(map(str, report.killed))}: still running after SIGTERM", file=sys.stderr)
         return len(report.stopped)
 
     def wait_forever(self) -> None:
@@ -233,10 +261,12 @@ class ProcessRecord:
 
 @dataclass(frozen=True)
 class StopReport:
-    """What `stop_recorded` did: pids sent SIGTERM, and stale entries (gone, or the pid reused) left alone."""
+    """What `stop_recorded` did: pids that were ended (and had exited when it returned), stale entries
+    (gone, or the pid reused) left alone, and the ended pids that needed SIGKILL."""
 
     stopped: tuple[int, ...] = ()
     stale: tuple[int, ...] = ()
+    killed: tuple[int, ...] = ()
 
     def stale_message(self, path: Path) -> str:
         pids = ", ".join(map(str, self.stale))
@@ -254,14 +284,40 @@ def read_state(path: Path) -> list[ProcessRecord]:
     return [*legacy, *(ProcessRecord.from_json(entry) for entry in state.get("processes", []))]
 
 
-def _terminate(record: ProcessRecord) -> bool:
-    """SIGTERM the process if it is still the recorded one; False (nothing sent) if not."""
+StopOutcome = Literal["stopped", "killed", "stale"]
+
+
+def _stop(record: ProcessRecord, timeout: float) -> StopOutcome:
+    """SIGTERM the process if it is still the recorded one and wait until it has exited; SIGKILL it
+    if it outlives `timeout`."""
+    if not _signal(record, signal.SIGTERM):
+        return "stale"
+    if _exited(record, timeout):
+        return "stopped"
+    _signal(record, signal.SIGKILL)
+    _exited(record, 10)
+    return "killed"
+
+
+def _signal(record: ProcessRecord, signum: signal.Signals) -> bool:
+    """Send `signum` if the process is still the recorded one; False (nothing sent) if not."""
     if not record.is_running():
         return False
     try:
-        os.kill(record.pid, signal.SIGTERM)
+        os.kill(record.pid, signum)
     except ProcessLookupError:
         return False
+    return True
+
+
+def _exited(record: ProcessRecord, timeout: float) -> bool:
+    """Wait up to `timeout` s for the process to be gone. Not our child, so no wait(): poll instead
+    (an exited child that nobody has reaped yet keeps its pid, but no longer its command line)."""
+    deadline = time.monotonic() + timeout
+    while record.is_running():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
     return True
 
 

@@ -73,13 +73,20 @@ async def build_services(
     """Wire every service for `settings`, creating missing tables and queues."""
     storage = StorageClients(settings)
     names = TableNames(settings.table_prefix)
-    for name in names.all():
-        await storage.table(name).create_if_missing()
     outbound, poison = storage.queue(settings.send_queue), storage.queue(settings.poison_queue)
-    await outbound.create_if_missing()
-    await poison.create_if_missing()
-    if provider is None:
-        provider = AcsProvider(AcsSenders(parse_acs_connection(settings.acs_connection_string, settings.acs_endpoint)))
+    try:
+        for name in names.all():
+            await storage.table(name).create_if_missing()
+        await outbound.create_if_missing()
+        await poison.create_if_missing()
+        if provider is None:
+            connection = parse_acs_connection(settings.acs_connection_string, settings.acs_endpoint)
+            provider = AcsProvider(AcsSenders(connection))
+    except BaseException:
+        # Nobody else holds the clients yet (storage unreachable, bad ACS settings): left open, aiohttp
+        # would warn "Unclosed client session" as the process exits.
+        await storage.close()
+        raise
     ledger = Ledger(storage.table(names.messages), settings.consent_hash_key)
     audit = AuditLog(storage.table(names.audit))
     consent = ConsentService(storage.table(names.consent), audit, settings.consent_hash_key)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ServiceRequestError
 from azure.storage.queue.aio import QueueClient
 
-from shared.errors import PermanentError, TransientError
+from shared.errors import PermanentError, StorageUnreachable, TransientError
 
 MAX_VISIBILITY_SECONDS = 7 * 24 * 3600
 # Storage queue messages are at most 64 KiB; base64 costs a third, so the payload limit is 48 KiB.
@@ -37,6 +37,8 @@ def encode(body: str) -> str:
 def _storage_error(exc: Exception) -> Exception:
     if isinstance(exc, HttpResponseError) and exc.status_code is not None and exc.status_code < 500:
         return PermanentError(f"queue refused the operation: {exc.status_code}")
+    if isinstance(exc, ServiceRequestError):
+        return StorageUnreachable(f"queue unreachable: {type(exc).__name__}")
     return TransientError(f"queue unavailable: {type(exc).__name__}")
 
 

@@ -22,7 +22,7 @@ from azure.core.exceptions import (
 from azure.data.tables import TableTransactionError, UpdateMode
 from azure.data.tables.aio import TableClient
 
-from shared.errors import ContactMessagesError, PermanentError, TransientError
+from shared.errors import ContactMessagesError, PermanentError, StorageUnreachable, TransientError
 
 Entity = dict[str, Any]
 
@@ -54,7 +54,7 @@ class Op:
 
 def _storage_error(exc: Exception) -> ContactMessagesError:
     if isinstance(exc, ServiceRequestError | ServiceResponseError):
-        return TransientError(f"storage unreachable: {type(exc).__name__}")
+        return StorageUnreachable(f"storage unreachable: {type(exc).__name__}")
     if isinstance(exc, HttpResponseError) and (exc.status_code or 500) >= 500:
         return TransientError(f"storage answered {exc.status_code}")
     if isinstance(exc, HttpResponseError) and exc.status_code in {408, 429}:

@@ -23,6 +23,7 @@ from shared.services.audit import AuditLog
 from shared.tables import LEDGER_ROWS_FILTER
 
 log = logging.getLogger(__name__)
+NO_SUCH_MESSAGE = "skipped: no such message"
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class OperatorService:
         allowed = {Status.DEAD_LETTERED} | ({Status.UNKNOWN} if force_resend else set())
         row = await self._ledger.get(message_id)
         if row is None:
-            return ReplayResult(message_id, "skipped: no such message")
+            return ReplayResult(message_id, NO_SUCH_MESSAGE)
         if row.status not in allowed:
             return ReplayResult(message_id, f"skipped: status is {row.status.value}")
         now = self._now()

@@ -151,9 +151,9 @@ def test_erase_leaves_no_trace_of_the_address(settings_file: Path) -> None:
 
 
 def test_reconcile_prints_a_summary(settings_file: Path) -> None:
-    """`reconcile --json` runs one pass and prints its summary."""
+    """`reconcile --json` runs one pass and prints its summary as structured data."""
     data = json.loads(cli(settings_file, "--json", "reconcile").output)
-    assert "PoisonDepth" in data and "Actions" in data
+    assert data["poisonDepth"] == 0 and data["actions"] == {} and data["cohort"] == {}
 
 
 def test_pause_and_resume_are_audited(settings_file: Path) -> None:

@@ -8,6 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from contactmsg.context import Exit
+from devstack.stack import PIDS_FILE, read_state
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -35,6 +38,32 @@ def test_stack_start_detached_serves_the_cli_then_stops() -> None:
     finally:
         stopped = _cli("stack", "stop")
     assert "stopped 3 process(es)" in stopped.stdout
+
+
+def test_stack_stop_returns_once_the_runner_the_emulator_and_azurite_have_exited() -> None:
+    """`stack stop` reports the processes stopped only when they are gone: the runner is stopped first,
+    while storage still answers, so it exits within its grace period instead of a minute and a half."""
+    started = _cli("stack", "start", "--detach")
+    assert started.returncode == 0, started.stderr
+    recorded = read_state(PIDS_FILE)
+    stopped = _cli("stack", "stop")
+    assert "stopped 3 process(es)" in stopped.stdout, stopped.stderr
+    assert [record.pid for record in recorded if record.is_running()] == []
+
+
+def test_stack_start_while_a_stack_runs_says_so_in_one_line_and_leaves_it_running() -> None:
+    """A second `stack start` exits 3 with one line naming `stack stop`, not a traceback from the runner."""
+    started = _cli("stack", "start", "--detach")
+    assert started.returncode == 0, started.stderr
+    try:
+        recorded = read_state(PIDS_FILE)
+        again = _cli("stack", "start", "--detach")
+        assert again.returncode == Exit.FAILED
+        assert len(again.stderr.strip().splitlines()) == 1, again.stderr
+        assert "already running" in again.stderr and "python -m contactmsg stack stop" in again.stderr
+        assert all(record.is_running() for record in recorded)
+    finally:
+        _cli("stack", "stop")
 
 
 def test_stack_demo_ends_with_every_message_where_expected() -> None:

@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -117,6 +118,67 @@ def test_mixed_entries_stop_the_live_one_and_report_the_stale_one(
     finally:
         other.kill()
         other.wait(10)
+
+
+def _stopping_child(marks: Path, linger: float = 0.0, ignore_sigterm: bool = False) -> subprocess.Popen[bytes]:
+    """A child that notes when SIGTERM arrives (`marks`.signalled) and when it exits after lingering
+    `linger` s (`marks`.exited), as the runner does while it finishes its work; or that ignores SIGTERM."""
+    handler = (
+        "signal.SIG_IGN"
+        if ignore_sigterm
+        else f"lambda *_: (note('signalled'), time.sleep({linger}), note('exited'), sys.exit(0))"
+    )
+    script = (
+        "import pathlib, signal, sys, time\n"
+        f"def note(what): pathlib.Path({str(marks)!r} + '.' + what).write_text(repr(time.time()))\n"
+        f"signal.signal(signal.SIGTERM, {handler})\n"
+        "note('ready')\n"
+        "time.sleep(60)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", script])  # noqa: S603 - the script is built above
+    ready = marks.with_name(marks.name + ".ready")
+    while not ready.exists():  # the handler must be in place before the test signals
+        assert child.poll() is None
+        time.sleep(0.01)
+    return child
+
+
+def _mark(marks: Path, what: str) -> float:
+    return float(marks.with_name(f"{marks.name}.{what}").read_text())
+
+
+def test_recorded_processes_stop_one_after_another_and_are_gone_on_return(tmp_path: Path, state: Path) -> None:
+    """The next process (Azurite after the runner) gets SIGTERM only once the previous one has exited,
+    and `stop_recorded` returns only when all have."""
+    runner, storage = tmp_path / "runner", tmp_path / "storage"
+    first, second = _stopping_child(runner, linger=0.5), _stopping_child(storage)
+    try:
+        write_state(state, [_record(first), _record(second)])
+
+        report = LocalStack.stop_recorded(state)
+
+        assert report == StopReport(stopped=(first.pid, second.pid), stale=())
+        assert (first.poll(), second.poll()) == (0, 0)
+        assert _mark(storage, "signalled") >= _mark(runner, "exited")
+    finally:
+        for child in (first, second):
+            child.kill()
+            child.wait(10)
+
+
+def test_a_process_that_outlives_the_timeout_is_killed_and_reported(tmp_path: Path, state: Path) -> None:
+    """The wait is bounded: a process that ignores SIGTERM gets SIGKILL and is named as killed."""
+    stubborn = _stopping_child(tmp_path / "stubborn", ignore_sigterm=True)
+    try:
+        write_state(state, [_record(stubborn)])
+
+        report = LocalStack.stop_recorded(state, timeout=0.5)
+
+        assert report == StopReport(stopped=(stubborn.pid,), stale=(), killed=(stubborn.pid,))
+        assert stubborn.wait(10) == -signal.SIGKILL
+    finally:
+        stubborn.kill()
+        stubborn.wait(10)
 
 
 def test_detach_then_stop_detached_terminates_the_recorded_process(

@@ -19,6 +19,7 @@ from contactmsg.commands_ops import consent_app, dead_letters_app, register_ops
 from contactmsg.commands_stack import stack_app
 from contactmsg.context import STATE, Exit, console, emit_json, err_console, parse_channel, run, usage_error
 from contactmsg.views import history_table, report_view, status_table
+from shared.models import Status
 from shared.runtime import Services
 from shared.services.intake import IntakeResult, status_view
 from shared.settings import Channel
@@ -161,7 +162,14 @@ def history(message_id: str) -> None:
 
 def _view(message_id: str) -> dict[str, object]:
     async def action(svc: Services) -> dict[str, object] | None:
-        return await status_view(svc.storage.table(svc.names.messages), message_id)
+        view = await status_view(svc.storage.table(svc.names.messages), message_id)
+        if view is not None and view.get("status") == Status.ACCEPTED.value:
+            # An Accepted message whose channel or sender is paused is held, not lost: say so.
+            paused = await svc.control.paused_targets()
+            held = sorted(str(t) for t in (view.get("channel"), view.get("sender")) if t in paused)
+            if held:
+                view["heldBy"] = f"paused: {', '.join(held)} (sent once resumed)"
+        return view
 
     view = run(action)
     if view is None:

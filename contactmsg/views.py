@@ -14,6 +14,7 @@ def status_table(view: dict[str, Any]) -> Table:
     table = Table(title=f"message {view['id']}", show_header=False)
     for key in (
         "status",
+        "heldBy",
         "channel",
         "recipientMasked",
         "sender",

@@ -207,3 +207,17 @@ def test_an_empty_dead_letter_listing_says_none(settings_file: Path) -> None:
     """Two empty tables read like a rendering fault; "none" does not."""
     output = cli(settings_file, "dead-letters", "list").output
     assert output.splitlines() == ["dead-lettered messages: none", "undecodable payloads: none"]
+
+
+def test_status_of_a_message_held_by_a_pause_says_so(settings_file: Path) -> None:
+    """`status` of an Accepted message showed nothing about why it waits; a pause holding it is named."""
+    assert cli(settings_file, "pause", "sms", *OPS).exit_code == 0
+
+    async def handle(svc: Services) -> Outcome:
+        return await svc.sending.handle(QueueDelivery(sms("held-1"), uuid.uuid4().hex, 1))
+
+    assert with_services(settings_file, handle) == Outcome.RESCHEDULED
+    held = json.loads(cli(settings_file, "--json", "status", "held-1").output)
+    assert held["status"] == "Accepted" and "sms" in held["heldBy"]
+    assert cli(settings_file, "resume", "sms", *OPS).exit_code == 0
+    assert "heldBy" not in json.loads(cli(settings_file, "--json", "status", "held-1").output)

@@ -96,9 +96,11 @@ def send(
         raise typer.Exit(Exit.INVALID)
     sent_id = result.message_id
     if STATE.json_output:
-        emit_json({"id": sent_id, "status": "queued"})
-    else:
+        emit_json({"id": sent_id, "status": "queued" if result.created else "exists"})
+    elif result.created:
         console.print(f"queued [bold]{sent_id}[/bold]")
+    else:  # the same request under a known id: one message, sent at most once
+        console.print(f"[bold]{sent_id}[/bold] exists already (same request): see `status {sent_id}`")
 
 
 def _request(channel: str | None, to: str | None, text: str, subject: str, sender: str | None) -> dict[str, object]:

@@ -80,12 +80,11 @@ class IntakeService:
             count(log, "rejected", channel="http")
             return IntakeResult(accepted=False, errors=exc.errors)
         try:
-            row = await self._sending.accept(checked, source="http")
+            row, created = await self._sending.accept_new(checked, source="http")
         except IdReused as reused:
             await self._sending.record_reuse(checked, reused, source="http")
             errors = [FieldError("id", ID_REUSED)]
             return IntakeResult(accepted=False, message_id=message_id, errors=errors, conflict=True)
-        created = row.get("Source") == "http" and row.status == Status.ACCEPTED
         if row.status == Status.ACCEPTED:
             # Enqueue even for a repeat: it costs nothing (the ledger dedupes) and heals a crash that
             # happened between an earlier accept and its enqueue.

@@ -228,6 +228,11 @@ class SendService:
 
     async def accept(self, checked: CheckedRequest, source: str) -> LedgerRow:
         """Insert the Accepted row if absent (and its stuck check); return the row as stored."""
+        row, _ = await self.accept_new(checked, source)
+        return row
+
+    async def accept_new(self, checked: CheckedRequest, source: str) -> tuple[LedgerRow, bool]:
+        """`accept`, and whether this call created the row."""
         now = self._now()
         payload, ref = await self._payload(checked)
         new_row = self._ledger.new_row(checked, payload, now, source, ref)
@@ -236,7 +241,7 @@ class SendService:
             if source != "queue":  # a queued request is redelivered by the queue; an HTTP accept may not be
                 await self._due.add(checked.message_id, DueKind.STUCK, now + STUCK_AFTER)
             _emit_about(checked, "message.accepted", "message accepted", status=Status.ACCEPTED.value)
-        return row
+        return row, created
 
     async def _insert_row(
         self, checked: CheckedRequest, new_row: dict[str, Any], payload: str

@@ -221,3 +221,12 @@ def test_status_of_a_message_held_by_a_pause_says_so(settings_file: Path) -> Non
     assert held["status"] == "Accepted" and "sms" in held["heldBy"]
     assert cli(settings_file, "resume", "sms", *OPS).exit_code == 0
     assert "heldBy" not in json.loads(cli(settings_file, "--json", "status", "held-1").output)
+
+
+def test_send_again_under_an_id_says_whether_anything_was_queued(settings_file: Path) -> None:
+    """The same request again is the same message; a different one under its id is refused (exit 4)."""
+    first = ("send", "sms", "+14255550123", "--text", "code 1234", "--id", "again-1")
+    assert json.loads(cli(settings_file, "--json", *first).output)["status"] == "queued"
+    assert json.loads(cli(settings_file, "--json", *first).output)["status"] == "exists"
+    other = cli(settings_file, "send", "sms", "+14255550123", "--text", "code 9876", "--id", "again-1")
+    assert other.exit_code == Exit.INVALID and "already used by a different request" in other.output

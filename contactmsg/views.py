@@ -30,18 +30,34 @@ def status_table(view: dict[str, Any]) -> Table:
     return table
 
 
+EVENT_TYPE_PREFIX = "Microsoft.Communication."
+
+
 def history_table(view: dict[str, Any]) -> Table:
+    """Sorted by the full timestamps; shown shorter, so that it fits 80 columns (--json has them whole)."""
     table = Table(title=f"history of {view['id']}")
-    for column in ("at", "what", "status", "detail"):
-        table.add_column(column)
+    table.add_column("at (UTC)", no_wrap=True)
+    for column in ("what", "status", "detail"):
+        table.add_column(column, overflow="fold")
     rows = [(t["at"], "transition", t["status"], "") for t in view["transitions"]]
     rows += [
-        (e["eventTime"], e["eventType"] or "", e["status"] or e["rawStatus"] or "", e["detail"] or "")
+        (e["eventTime"], _event_type(e["eventType"]), e["status"] or e["rawStatus"] or "", e["detail"] or "")
         for e in view["events"]
     ]
-    for row in sorted(rows, key=lambda r: str(r[0])):
-        table.add_row(*(str(cell) for cell in row))
+    for at, *rest in sorted(rows, key=lambda r: str(r[0])):
+        table.add_row(_short_time(str(at)), *(str(cell) for cell in rest))
     return table
+
+
+def _event_type(name: str | None) -> str:
+    return (name or "").removeprefix(EVENT_TYPE_PREFIX)
+
+
+def _short_time(stamp: str) -> str:
+    """`2026-11-28T10:00:00.1234567Z` → `2026-11-28 10:00:00.123`."""
+    date, _, time = stamp.rstrip("Z").partition("T")
+    seconds, dot, fraction = time.partition(".")
+    return f"{date} {seconds}{dot}{fraction[:3]}" if time else stamp
 
 
 def report_view(data: dict[str, Any]) -> Group:

@@ -230,3 +230,30 @@ def test_send_again_under_an_id_says_whether_anything_was_queued(settings_file: 
     assert json.loads(cli(settings_file, "--json", *first).output)["status"] == "exists"
     other = cli(settings_file, "send", "sms", "+14255550123", "--text", "code 9876", "--id", "again-1")
     assert other.exit_code == Exit.INVALID and "already used by a different request" in other.output
+
+
+def test_history_fits_80_columns_without_cutting_times_or_event_types() -> None:
+    """In an 80-column terminal the history table used to cut timestamps and event types short."""
+    from rich.console import Console
+
+    from contactmsg.views import history_table
+
+    view = {
+        "id": "narrow-1",
+        "transitions": [{"at": "2026-11-28T10:00:00.1234567Z", "status": "Sent"}],
+        "events": [
+            {
+                "eventTime": "2026-11-28T10:00:02.5000000Z",
+                "eventType": "Microsoft.Communication.SMSDeliveryReportReceived",
+                "status": "Delivered",
+                "rawStatus": "Delivered",
+                "detail": "No error.",
+            }
+        ],
+    }
+    console = Console(width=80, record=True)
+    console.print(history_table(view))
+    text = console.export_text()
+    assert "2026-11-28 10:00:00.123" in text and "2026-11-28 10:00:02.500" in text
+    assert "SMSDeliveryReportReceived" in text.replace("\n", "").replace("│", "").replace(" ", "")
+    assert max(len(line) for line in text.splitlines()) <= 80

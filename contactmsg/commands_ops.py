@@ -29,7 +29,7 @@ from shared.runtime import Services
 from shared.services.consent import ALL_SENDERS, ConsentState
 from shared.services.operator import NO_SUCH_MESSAGE, OperatorService, ReplayResult
 from shared.settings import Channel, Settings
-from shared.validation import canonical_recipient
+from shared.validation import canonical_recipient, channel_of_address
 
 dead_letters_app = typer.Typer(help="List, inspect and replay dead-lettered messages.", no_args_is_help=True)
 consent_app = typer.Typer(help="Check and override opt-outs (audited).", no_args_is_help=True)
@@ -212,7 +212,7 @@ def erase(
 ) -> None:
     """Erase one recipient from every table (ledger payloads, consent permissions, inbound, dead
     letters). Its opt-outs and suppressions are kept, so that it is not messaged again."""
-    recipient = _recipient(Channel.EMAIL if "@" in recipient else Channel.SMS, recipient, "recipient")
+    recipient = _recipient(channel_of_address(recipient), recipient, "recipient")
     actor = operator_identity(operator)
     counts = run(lambda svc: svc.retention.erase(recipient, actor=actor, reason=reason))
     if STATE.json_output:

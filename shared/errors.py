@@ -47,9 +47,10 @@ class ValidationFailed(PermanentError):
 class IdReused(PermanentError):
     """A request arrived under the id of a different, earlier request: it is not sent."""
 
-    def __init__(self, message_id: str, stored_payload_ref: str | None) -> None:
+    def __init__(self, message_id: str, stored_payload_ref: str | None, payload: str) -> None:
         self.message_id = message_id
         self.stored_payload_ref = stored_payload_ref
+        self.payload = payload  # the refused request, as it would have been stored
         super().__init__(f"id {message_id} is already used by a different request")
 
 

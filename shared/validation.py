@@ -111,10 +111,14 @@ def canonical_recipient(channel: Channel, address: str, field: str = "address") 
     except phonenumbers.NumberParseException:
         parsed = None
     if parsed is None or not phonenumbers.is_possible_number(parsed):
-        raise ValidationFailed(
-            [FieldError(field, "must be a phone number in E.164: + then the country code and number")]
-        )
+        raise ValidationFailed([FieldError(field, NOT_A_PHONE_NUMBER)])
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def channel_of_address(address: str) -> Channel:
+    """The channel family an address belongs to, for lookups that name no channel (erasure): email
+    addresses have an @, the rest are phone numbers (SMS and WhatsApp use the same form)."""
+    return Channel.EMAIL if "@" in address else Channel.SMS
 
 
 def _check_email(field: str, address: str) -> list[FieldError]:

@@ -24,7 +24,7 @@ from shared.services.consent import ConsentService
 from shared.services.due import DueEntry, DueIndex, DueKind
 from shared.settings import Channel, Settings
 from shared.tables import LEDGER_ROWS_FILTER, join_payload, provider_id_keys, split_payload
-from shared.validation import canonical_recipient
+from shared.validation import canonical_recipient, channel_of_address
 
 log = logging.getLogger(__name__)
 CONTENT_FIELDS = ("content",)
@@ -123,7 +123,7 @@ class RetentionService:
         rows, dead letters. Its opt-outs and suppressions stay (see ConsentService.forget)."""
         erased: Counter[str] = Counter()
         # In the form sends use, so that its hash matches theirs (raises for what is no address at all).
-        address = canonical_recipient(Channel.EMAIL if "@" in address else Channel.SMS, address, "recipient")
+        address = canonical_recipient(channel_of_address(address), address, "recipient")
         digest = address_hash(self._settings.consent_hash_key, address)
         needle = normalise_address(address).lower()
         matches = []

@@ -255,14 +255,13 @@ class SendService:
         if row.status == Status.REJECTED:
             return await self._ledger.update(row, {**new_row, "Reason": None, "Errors": None}), True
         if self._ledger.reused_for_another_request(row, payload):
-            raise IdReused(checked.message_id, row.get("PayloadRef"))
+            raise IdReused(checked.message_id, row.get("PayloadRef"), payload)
         return row, False
 
     async def record_reuse(self, checked: CheckedRequest, reused: IdReused, source: str) -> Outcome:
         """Keep a trace of the refused request in the message's history (when, from where, and its
         digest; not its content, which its producer still has), and drop any text it stored."""
-        payload = canonical_payload(checked.request, checked.message_id)
-        digest = self._ledger.payload_hash(payload)
+        digest = self._ledger.payload_hash(reused.payload)
         now = iso(self._now())
         with contextlib.suppress(Conflict):  # the same refused request again: already on record
             await self._ledger.record_history(
@@ -278,7 +277,7 @@ class SendService:
                     "Detail": "a different request arrived under this id; it was not sent",
                 },
             )
-        ours = payload_blob_name(checked.message_id, payload)
+        ours = payload_blob_name(checked.message_id, reused.payload)
         if self._payloads is not None and ours != reused.stored_payload_ref:
             await self._payloads.delete(ours)  # stored by the producer or by us before the row was read
         emit_warning(

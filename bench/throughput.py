@@ -47,6 +47,7 @@ from devstack.acs.config import DEPLOYED_MAX_EVENTS_PER_BATCH
 from devstack.acs.delivery import EVENTS_LOG_LIMIT
 from devstack.acs.models import DeliveryRecord
 from devstack.host.process import RunnerProcess
+from shared.adapters.storage import CLIENT_OPTIONS
 from shared.client import ContactMessagesClient
 from shared.ledger import Ledger, iso, parse_iso, transition_fields
 from shared.models import Status
@@ -79,6 +80,7 @@ class QueueLimits:
 
 
 LIMITS = QueueLimits.from_host_json()
+STORAGE_OPTIONS = CLIENT_OPTIONS  # the floor, and the producer in the pipeline, use the app's client options
 FINAL = {"Delivered"}
 
 
@@ -223,7 +225,8 @@ async def pipeline(conn: str, n: int, log_dir: Path, instances: int = 1, workers
     ]
     runner = RunnerProcess(REPO_ROOT, env=env, storage=conn, log_path=log_dir / "runner.log").start()
     acs.set_webhook(f"{runner.url}/runtime/webhooks/eventgrid?functionName=record_event")
-    client = ContactMessagesClient.from_connection_string(conn, env["SEND_QUEUE"])
+    # The producer gets the client options the floor's enqueue uses, so both pay the same per request.
+    client = ContactMessagesClient.from_connection_string(conn, env["SEND_QUEUE"], **STORAGE_OPTIONS)
     tables = TableServiceClient.from_connection_string(conn)
     try:
         await client.ensure_queue()
@@ -354,11 +357,10 @@ async def floor(
     query, the WhatsApp provider-id row, and a due-index write for one message in six (about what the
     grouped writes come to: 50 requests per 300 messages)."""
     suffix = uuid.uuid4().hex[:8]
-    options = {"use_env_settings": False}  # the same client options the app uses (shared/adapters/storage.py)
     queue = QueueClient.from_connection_string(
-        conn, f"floor-{suffix}", message_encode_policy=TextBase64EncodePolicy(), **options
+        conn, f"floor-{suffix}", message_encode_policy=TextBase64EncodePolicy(), **STORAGE_OPTIONS
     )
-    tables = TableServiceClient.from_connection_string(conn, **options)
+    tables = TableServiceClient.from_connection_string(conn, **STORAGE_OPTIONS)
     table = tables.get_table_client(f"floor{suffix}")
     extra = {name: tables.get_table_client(f"floor{name}{suffix}") for name in ("consent", "index", "due")}
     await queue.create_queue()

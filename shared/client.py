@@ -36,15 +36,17 @@ class ContactMessagesClient:
 
     @classmethod
     def from_connection_string(
-        cls, connection_string: str, queue_name: str = "outbound", table_prefix: str = "cm"
+        cls, connection_string: str, queue_name: str = "outbound", table_prefix: str = "cm", **client_options: Any
     ) -> ContactMessagesClient:
-        """A client for the app's storage; large requests go to the app's payload container."""
+        """A client for the app's storage; large requests go to the app's payload container.
+
+        `client_options` go to the storage SDK clients as they are, for example `use_env_settings=False`
+        for a producer that needs no proxy settings: the SDK then skips looking them up on every request."""
         container = ContainerClient.from_connection_string(
-            connection_string, TableNames(table_prefix).payload_container
+            connection_string, TableNames(table_prefix).payload_container, **client_options
         )
-        return cls(
-            QueueWriter(QueueClient.from_connection_string(connection_string, queue_name)), PayloadStore(container)
-        )
+        queue = QueueClient.from_connection_string(connection_string, queue_name, **client_options)
+        return cls(QueueWriter(queue), PayloadStore(container))
 
     @staticmethod
     def prepare(request: Mapping[str, Any] | AnyRequest) -> tuple[str, str]:

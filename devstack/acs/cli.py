@@ -18,6 +18,7 @@ from devstack.acs.config import DEFAULT_KEY, ConfigError, DeliveryPolicy, Settin
 from devstack.acs.emulator import connection_string
 from devstack.acs.models import DEFAULT_TOPIC, DataCasing, EventSchema
 from devstack.acs.server import EmulatorServer, Listen
+from devstack.loops import run_stand_in
 
 
 def parser() -> argparse.ArgumentParser:
@@ -96,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     try:
-        asyncio.run(serve(args))
+        run_stand_in(serve(args))
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

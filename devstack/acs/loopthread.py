@@ -13,6 +13,8 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from devstack.loops import run_stand_in
+
 T = TypeVar("T")
 
 
@@ -77,7 +79,7 @@ class LoopThread:
         return asyncio.run_coroutine_threadsafe(wrapped(), self._loop).result(timeout)
 
     def _main(self) -> None:
-        asyncio.run(self._serve())
+        run_stand_in(self._serve())
 
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()

@@ -8,7 +8,6 @@ known, and every configuration or indexing error should stop the runner with one
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import socket
@@ -31,6 +30,7 @@ from devstack.host.settings import (
     normalize_host_id,
 )
 from devstack.host.worker_pool import WorkerPlan
+from devstack.loops import run_stand_in
 
 log = logging.getLogger("devstack.host")
 
@@ -61,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("Host failed to start: %s", exc)
         return 1
     apply_log_levels(context.config.log_levels)
-    code = asyncio.run(Host(context).run())
+    code = run_stand_in(Host(context).run())
     _exit_now(code)
     return code
 

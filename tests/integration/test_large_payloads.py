@@ -51,9 +51,12 @@ async def test_http_intake_of_a_200_kb_email_sends_it_whole(svc: Services, acs: 
 
 
 async def test_the_client_claim_checks_large_requests(svc: Services, acs: AcsEmulator) -> None:
-    """The producer client does the same for requests it enqueues itself."""
+    """The producer client does the same for requests it enqueues itself, with the SDK client options
+    it is given reaching both its queue and its blob client."""
     conn = svc.settings.storage_connection_string or ""
-    client = ContactMessagesClient.from_connection_string(conn, svc.settings.send_queue, svc.settings.table_prefix)
+    client = ContactMessagesClient.from_connection_string(
+        conn, svc.settings.send_queue, svc.settings.table_prefix, use_env_settings=False
+    )
     try:
         await client.enqueue(_big_email("big-2"))
     finally:

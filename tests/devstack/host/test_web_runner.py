@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 
@@ -68,6 +69,20 @@ def test_async_function_reuses_a_module_level_client(
         "one",
         "two",
     ]
+
+
+def test_async_functions_run_on_asyncio_default_loop_while_the_host_side_uses_its_own(web: RunnerProcess) -> None:
+    """The runner's host side may run on uvloop (devstack/loops.py), but the app's code runs on the loop
+    the Python worker gives it: asyncio's default, so the benchmarks measure the app as deployed."""
+    default_loop = asyncio.new_event_loop()
+    try:
+        expected = f"{type(default_loop).__module__}.{type(default_loop).__qualname__}"
+    finally:
+        default_loop.close()
+    reply = http("GET", f"{web.url}/api/loop")
+    assert reply.status == 200
+    assert reply.json()["loop"] == expected
+    assert not reply.json()["loop"].startswith("uvloop")
 
 
 def test_function_key_is_not_required_when_none_is_configured(web: RunnerProcess) -> None:

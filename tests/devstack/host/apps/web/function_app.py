@@ -1,5 +1,6 @@
 """HTTP and Event Grid functions for the runner tests."""
 
+import asyncio
 import json
 import logging
 import os
@@ -63,3 +64,10 @@ def logs(req: func.HttpRequest) -> func.HttpResponse:
     log.info("information from the logs function")
     log.warning("warning from the logs function")
     return func.HttpResponse("logged")
+
+
+@app.route(route="loop", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+async def loop(req: func.HttpRequest) -> func.HttpResponse:
+    """The class of the event loop async functions run on."""
+    running = asyncio.get_running_loop()
+    return func.HttpResponse(json.dumps({"loop": f"{type(running).__module__}.{type(running).__qualname__}"}))

@@ -29,7 +29,7 @@ log = logging.getLogger("devstack.host.invocations")
 
 
 class WorkerChannel(Protocol):
-    """Where invocations run: the in-process worker, or worker processes (FUNCTIONS_WORKER_PROCESS_COUNT)."""
+    """Where invocations run: the worker processes (FUNCTIONS_WORKER_PROCESS_COUNT, default 1)."""
 
     async def start(self) -> None: ...
 

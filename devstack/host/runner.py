@@ -35,7 +35,6 @@ from devstack.host.settings import Settings
 from devstack.host.singleton import HOSTS_CONTAINER, ListenerLock, lock_blob_name
 from devstack.host.storage import QueueWatcher, StorageClients
 from devstack.host.timers import LeasedTimer, TimerTrigger
-from devstack.host.worker import Worker
 from devstack.host.worker_pool import ProcessWorkers, WorkerPlan
 
 log = logging.getLogger(__name__)
@@ -66,9 +65,7 @@ class Host:
         self._started = time.monotonic()
         self._stop_requested = asyncio.Event()
         self._clients = StorageClients()
-        self._worker: WorkerChannel = (
-            ProcessWorkers(context.workers) if context.workers.processes > 1 else Worker.from_environ()
-        )
+        self._worker: WorkerChannel = ProcessWorkers(context.workers)
         self._watcher = QueueWatcher()
         writer = OutputWriter(self._clients, self._watcher, context.config.queues.message_encoding)
         self._executor = Executor(self._worker, writer, context.config.function_timeout)

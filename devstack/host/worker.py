@@ -1,10 +1,10 @@
-"""Where user code runs: one long-lived event loop for `async def`, a thread pool for `def`.
+"""Where user code runs, inside a worker process: `async def` on the process's one long-lived event
+loop, `def` in a thread pool.
 
-Why a separate thread for the user loop: in Azure the host and the Python worker are different
-processes, so a function that blocks its event loop stalls other async invocations but never the
-host's polling, lock renewal or HTTP server. Keeping the host's own loop apart gives the same
-isolation, and the user loop lives for the whole run so module-level async SDK clients can be
-reused across invocations (as the worker allows; never `asyncio.run()` per invocation).
+Why one long-lived loop: module-level async SDK clients are reused across invocations, as the Python
+worker allows (never `asyncio.run()` per invocation). The host's polling, lock renewal and HTTP server
+live in another process (worker_pool.py), so a function that blocks this loop stalls other async
+invocations but never the host, as in Azure.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import asyncio
 import concurrent.futures
 import contextvars
 import os
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,33 +59,17 @@ class Invoked:
 
 
 class Worker:
-    """Runs user functions: async ones on the worker loop, sync ones in the thread pool.
+    """Runs user functions: async ones on the caller's loop (the worker process's, which does nothing
+    else but read invocations), sync ones in the thread pool."""
 
-    `own_loop=False` runs async functions on the caller's loop instead: for a worker process, whose
-    loop does nothing else but read invocations (the host's polling and HTTP live in another process).
-    """
-
-    def __init__(self, thread_count: int | None = None, *, own_loop: bool = True) -> None:
-        self._loop = asyncio.new_event_loop() if own_loop else None
+    def __init__(self, thread_count: int | None = None) -> None:
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=thread_count, thread_name_prefix="python-worker")
 
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str] = os.environ, *, own_loop: bool = True) -> Worker:
+    def from_environ(cls, environ: Mapping[str, str] = os.environ) -> Worker:
         """PYTHON_THREADPOOL_THREAD_COUNT, unset = Python's default (min(32, cpu + 4))."""
         value = environ.get("PYTHON_THREADPOOL_THREAD_COUNT", "").strip()
-        return cls(int(value) if value else None, own_loop=own_loop)
-
-    async def start(self) -> None:
-        if self._loop is not None:
-            threading.Thread(target=self._run_loop, args=(self._loop,), name="python-worker-loop", daemon=True).start()
-
-    async def invoke(self, spec: FunctionSpec, call: Invocation) -> Invoked:
-        return await run_function(self, spec, call)
-
-    @staticmethod
-    def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_forever()
+        return cls(int(value) if value else None)
 
     async def call(
         self,
@@ -98,9 +81,7 @@ class Worker:
     ) -> Any:
         """Run one invocation; on timeout the async task is cancelled (a sync thread cannot be)."""
         wrapped: asyncio.Future[Any]
-        if is_async and self._loop is not None:
-            wrapped = asyncio.wrap_future(asyncio.run_coroutine_threadsafe(function(**kwargs), self._loop))
-        elif is_async:
+        if is_async:
             wrapped = asyncio.ensure_future(function(**kwargs))
         else:
             context = contextvars.copy_context()  # CURRENT_FUNCTION for log categories, as async calls get it
@@ -129,8 +110,6 @@ class Worker:
     def stop(self) -> None:
         """Stop accepting work; running threads are abandoned (the process is about to exit)."""
         self._pool.shutdown(wait=False, cancel_futures=True)
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
 
 
 async def run_function(worker: Worker, spec: FunctionSpec, call: Invocation) -> Invoked:

@@ -1,4 +1,5 @@
-"""The host's side of `FUNCTIONS_WORKER_PROCESS_COUNT` > 1: worker processes and round-robin dispatch.
+"""The host's side of its worker processes (`FUNCTIONS_WORKER_PROCESS_COUNT`, default 1) and round-robin
+dispatch.
 
 Why round-robin: the host's default dispatcher load balancer hands each invocation to the next
 worker channel in turn. A worker process that exits is replaced, as the host restarts a dead
@@ -131,7 +132,7 @@ class ProcessWorkers:
         for worker in self._workers:
             self._watch(worker)
         log.info(
-            "Started %d worker processes (FUNCTIONS_WORKER_PROCESS_COUNT): pids %s",
+            "Started %d worker process(es) (FUNCTIONS_WORKER_PROCESS_COUNT): pids %s",
             len(self._workers),
             ", ".join(str(w.pid) for w in self._workers),
         )

@@ -1,11 +1,11 @@
-"""One Python worker process (`FUNCTIONS_WORKER_PROCESS_COUNT` > 1): `python -m devstack.host.worker_process`.
+"""One Python worker process: `python -m devstack.host.worker_process`.
 
-Why: in Azure the host and the Python worker are separate processes and the host may start several
-workers, spreading invocations over them, so that functions use more than one core despite the GIL.
-This process indexes the app itself, as a worker does, then runs each invocation it is sent with
-the same `Worker` the single-process runner uses (sync functions in the thread pool; async ones on
-this process's loop, which only reads invocations, so no second loop thread is needed), so both
-modes share one set of binding semantics.
+Why: in Azure the host and the Python worker are separate processes, always, and the host may start
+several workers (`FUNCTIONS_WORKER_PROCESS_COUNT`), spreading invocations over them, so that functions
+use more than one core despite the GIL. This process indexes the app itself, as a worker does, then
+runs each invocation it is sent with `Worker` (sync functions in the thread pool; async ones on this
+process's loop, which only reads invocations). The app's code never shares a process, a GIL or a loop
+with the host's polling and HTTP server, so what the app costs is measured apart from the stand-in.
 
 Lifecycle: SIGINT/SIGTERM are ignored (a Ctrl-C reaches the whole process group, and the host
 decides when work stops); the process exits as soon as its socket to the host closes, which also
@@ -56,13 +56,12 @@ def main(argv: Sequence[str] | None = None) -> None:
 class WorkerServer:
     def __init__(self, specs: dict[str, FunctionSpec]) -> None:
         self._specs = specs
-        self._worker = Worker.from_environ(own_loop=False)
+        self._worker = Worker.from_environ()
         self._running: dict[int, asyncio.Task[None]] = {}
         self._writer: asyncio.StreamWriter | None = None
 
     async def serve(self, sock: socket.socket) -> None:
         reader, self._writer = await asyncio.open_unix_connection(sock=sock)
-        await self._worker.start()
         self._send(("ready", os.getpid(), sorted(self._specs)))
         while (message := await read_frame(reader)) is not None:
             kind, call_id, *rest = message

@@ -1,5 +1,6 @@
-"""FUNCTIONS_WORKER_PROCESS_COUNT: the runner starts that many worker processes and spreads
-invocations over them round-robin, replaces a worker that dies, and leaves none behind when killed.
+"""FUNCTIONS_WORKER_PROCESS_COUNT: the runner starts that many worker processes (1 by default; the app
+never runs in the runner's own process), spreads invocations over them round-robin, replaces a worker
+that dies, and leaves none behind when killed.
 
 The rest of the runner suite also passes with FUNCTIONS_WORKER_PROCESS_COUNT=2 in the environment,
 except the test that expects one module-level client across invocations (two processes, two clients).
@@ -47,9 +48,21 @@ def _two_workers(runner: RunnerProcess) -> set[int] | None:
     return pids if len(pids) == 2 else None
 
 
-def test_one_worker_process_runs_functions_in_the_runner(start_runner: Callable[..., RunnerProcess]) -> None:
-    runner = start_runner("web", env={"ENQUEUE_QUEUE": "unused", "FUNCTIONS_WORKER_PROCESS_COUNT": "1"})
-    assert set(_pids(runner)) == {runner.pid}
+def _the_one_worker(runner: RunnerProcess, calls: int = 6) -> int:
+    """The pid of the single worker process that ran `calls` invocations; never the runner's own."""
+    pids = set(_pids(runner, calls))
+    assert len(pids) == 1
+    assert runner.pid not in pids
+    return pids.pop()
+
+
+@pytest.mark.parametrize("count", ["1", None], ids=["one", "unset"])
+def test_one_worker_process_runs_functions_apart_from_the_runner(
+    start_runner: Callable[..., RunnerProcess], count: str | None
+) -> None:
+    """As in Azure, the app's code never runs in the host's process, even with one worker."""
+    env = {"ENQUEUE_QUEUE": "unused"} | ({"FUNCTIONS_WORKER_PROCESS_COUNT": count} if count else {})
+    _the_one_worker(start_runner("web", env=env))
 
 
 def test_invocations_alternate_over_the_worker_processes(start_runner: Callable[..., RunnerProcess]) -> None:
@@ -89,5 +102,5 @@ def test_killing_the_runner_ends_its_workers(start_runner: Callable[..., RunnerP
 
 def test_an_invalid_count_falls_back_to_one_with_a_warning(start_runner: Callable[..., RunnerProcess]) -> None:
     runner = start_runner("web", env={"ENQUEUE_QUEUE": "unused", "FUNCTIONS_WORKER_PROCESS_COUNT": "eleven"})
-    assert set(_pids(runner, 2)) == {runner.pid}
+    _the_one_worker(runner, 2)
     assert "FUNCTIONS_WORKER_PROCESS_COUNT=eleven is not a whole number from 1 to 10; using 1" in _log(runner)

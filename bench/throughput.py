@@ -13,7 +13,8 @@ floor: the minimum storage work one message needs, issued directly with the same
        insert for WhatsApp's Sent status (the ledger is Sent already, so the app writes only that).
        The floor follows the app's own savings, so the ratio measures overhead, not layout.
 ratio = value / floor of one pair (pipeline, then floor, on a fresh Azurite); of --repeats pairs
-(default 3) the one with the median ratio is reported, and all are listed under "runs"; target >= 0.6.
+(default 5, as pairs on a shared machine differ by up to 10 %) the one with the median ratio is
+reported, and all are listed under "runs"; target >= 0.6.
 Also p50/p95 of enqueue→Sent and report→recorded, and the runner's peak RSS (written to memory.json,
 against the idle runner measured in the same run).
 """
@@ -506,7 +507,7 @@ def main(argv: list[str] | None = None) -> int:
     cli.add_argument("--instances", type=int, default=1, help="runner instances (the floor scales its concurrency)")
     cli.add_argument("--workers", type=int, default=1, help="FUNCTIONS_WORKER_PROCESS_COUNT for each runner")
     cli.add_argument(
-        "--repeats", type=int, default=3, help="pipeline-then-floor pairs, each on a fresh Azurite; the median counts"
+        "--repeats", type=int, default=5, help="pipeline-then-floor pairs, each on a fresh Azurite; the median counts"
     )
     cli.add_argument(
         "--design-floor",

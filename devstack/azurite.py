@@ -105,6 +105,8 @@ class Azurite:
             "--disableTelemetry",
             "--loose",
         ]
+        if self.log_path is None:  # its access log would go nowhere, and writing it costs Azurite CPU per request
+            cmd.append("--silent")
         if self.data_dir is None:
             cmd.append("--inMemoryPersistence")
         else:

@@ -81,7 +81,6 @@ class QueueLimits:
 
 
 LIMITS = QueueLimits.from_host_json()
-STORAGE_OPTIONS = CLIENT_OPTIONS  # the floor, and the producer in the pipeline, use the app's client options
 FINAL = {"Delivered"}
 
 
@@ -227,7 +226,7 @@ async def pipeline(conn: str, n: int, log_dir: Path, instances: int = 1, workers
     runner = RunnerProcess(REPO_ROOT, env=env, storage=conn, log_path=log_dir / "runner.log").start()
     acs.set_webhook(f"{runner.url}/runtime/webhooks/eventgrid?functionName=record_event")
     # The producer gets the client options the floor's enqueue uses, so both pay the same per request.
-    client = ContactMessagesClient.from_connection_string(conn, env["SEND_QUEUE"], **STORAGE_OPTIONS)
+    client = ContactMessagesClient.from_connection_string(conn, env["SEND_QUEUE"], **CLIENT_OPTIONS)
     tables = TableServiceClient.from_connection_string(conn)
     try:
         await client.ensure_queue()
@@ -359,9 +358,9 @@ async def floor(
     grouped writes come to: 50 requests per 300 messages)."""
     suffix = uuid.uuid4().hex[:8]
     queue = QueueClient.from_connection_string(
-        conn, f"floor-{suffix}", message_encode_policy=TextBase64EncodePolicy(), **STORAGE_OPTIONS
+        conn, f"floor-{suffix}", message_encode_policy=TextBase64EncodePolicy(), **CLIENT_OPTIONS
     )
-    tables = TableServiceClient.from_connection_string(conn, **STORAGE_OPTIONS)
+    tables = TableServiceClient.from_connection_string(conn, **CLIENT_OPTIONS)
     table = tables.get_table_client(f"floor{suffix}")
     extra = {name: tables.get_table_client(f"floor{name}{suffix}") for name in ("consent", "index", "due")}
     await queue.create_queue()
@@ -474,7 +473,7 @@ def design_floor_main(args: Any) -> int:
     for repeat in range(max(1, args.repeats)):
         with storage(args.storage) as conn:
             pairs.append(asyncio.run(design_floor_pair(conn, args.n, design_first=repeat % 2 == 1)))
-    m = sorted(pairs, key=lambda pair: pair["ratio"])[(len(pairs) - 1) // 2]
+    m = median_run(pairs)
     write_result(
         args.results_dir,
         "throughput-design-floor",

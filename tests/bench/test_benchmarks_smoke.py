@@ -96,6 +96,18 @@ def test_throughput_benchmark_writes_throughput_and_memory(azurite: Azurite, tmp
     assert memory["unit"] == "MB" and memory["value"] >= memory["floor"]
 
 
+def test_design_floor_writes_the_median_of_alternating_pairs(azurite: Azurite, tmp_path: Path) -> None:
+    """`--design-floor`: the floor plus the design's extra storage requests, against the floor alone."""
+    from bench import throughput
+
+    argv = ["--design-floor", "--n", "30", "--repeats", "3", "--results-dir", str(tmp_path)]
+    assert throughput.main([*argv, "--storage", azurite.connection_string]) == 0
+    record = _read(tmp_path, "throughput-design-floor")
+    ratios = sorted(run["ratio"] for run in record["runs"])
+    assert len(ratios) == 3 and abs(record["ratio"] - ratios[1]) < 0.001
+    assert record["unit"] == "msg/s" and record["n"] == 30
+
+
 def test_throughput_with_worker_processes_counts_their_memory(azurite: Azurite, tmp_path: Path) -> None:
     """`--workers 2` runs the runner with two worker processes; their memory is part of the peak."""
     from bench import throughput

@@ -360,10 +360,18 @@ module roles 'modules/roles.bicep' = {
   }
 }
 
+// The settings hold a Key Vault reference: write them only once the secret exists and the identity may
+// read it. A reference the platform cannot resolve when the settings are written stays unresolved
+// (the app sees the literal "@Microsoft.KeyVault(...)") until the next configuration change or the
+// periodic refetch. https://learn.microsoft.com/azure/app-service/app-service-key-vault-references
+// ("Azure Resource Manager deployment": settings as their own resource, after the identity, its
+// access and the secret). A dependency on a module that is not deployed (no consentHashKey on later
+// runs) is dropped by ARM, and the secret then already exists.
 module appSettings 'modules/appsettings.bicep' = {
   name: 'appsettings'
   dependsOn: [
     roles
+    consentSecret
   ]
   params: {
     functionAppName: functionApp.outputs.name

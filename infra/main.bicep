@@ -56,7 +56,7 @@ param emailEngagementTracking bool = false
 @description('Disable ACS access keys so that only Microsoft Entra ID (managed identity) can call the data plane. The app never uses keys in Azure.')
 param acsDisableLocalAuth bool = true
 
-@description('How the function identity is allowed to send through ACS: "custom" creates a role with only the three actions ACS checks for sending (needs Owner or User Access Administrator on the resource group); "builtin" uses "Communication and Email Service Owner", which also allows reading and regenerating keys.')
+@description('How the function identity is allowed to send through ACS: "custom" creates a role with only the three actions Microsoft documents for sending email with Entra ID (needs Owner or User Access Administrator on the resource group; unproven for SMS and WhatsApp, see docs/deployment.md); "builtin" uses the built-in "Communication and Email Service Owner" (all ACS and email operations, keys included). Switch to "builtin" if the custom role cannot be created or sends fail with acs-forbidden.')
 @allowed([
   'custom'
   'builtin'

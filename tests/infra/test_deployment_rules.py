@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from tests.infra.bicep import MAIN, REPO, app_settings, body, parse
+from tests.infra.bicep import MAIN, REPO, app_settings, body, declared_resources, parse
 
 # ---------------------------------------------------------------------------------------------
 # Hygiene: what must never leave the operator's machine
@@ -102,3 +102,63 @@ def test_key_vault_references_are_written_after_their_secret_and_access() -> Non
     assert secret_writers, "some module must write the referenced secret"
     assert secret_writers <= waits_for, f"app settings do not wait for {sorted(secret_writers - waits_for)}"
     assert "roles" in role_writers & waits_for
+
+
+# ---------------------------------------------------------------------------------------------
+# Custom role: display name unique in the tenant
+# ---------------------------------------------------------------------------------------------
+
+# Longest value of each interpolation a role name may use. Resource group names: at most 90
+# characters (https://learn.microsoft.com/azure/azure-resource-manager/management/resource-name-rules,
+# Microsoft.Resources/resourcegroups); subscription ids are GUIDs; uniqueString() is 13 characters.
+_INTERPOLATION_LENGTHS: dict[str, int] = {
+    "subscription().subscriptionId": 36,
+    "uniqueString(resourceGroup().id)": 13,
+    "resourceGroup().name": 90,
+}
+_TAKE = re.compile(r"^take\((.+),\s*(\d+)\)$")
+_INTERPOLATION = re.compile(r"\$\{([^}]*)\}")
+
+
+def _longest(expression: str) -> int:
+    take = _TAKE.match(expression)
+    if take:
+        return min(int(take.group(2)), _longest(take.group(1).strip()))
+    assert expression in _INTERPOLATION_LENGTHS, f"role name uses {expression!r}, whose length is unknown here"
+    return _INTERPOLATION_LENGTHS[expression]
+
+
+def role_name_problems(role_name: str) -> list[str]:
+    """Why a custom role display name could collide in the tenant or exceed 128 characters."""
+    problems: list[str] = []
+    parts = _INTERPOLATION.findall(role_name)
+    if "subscription().subscriptionId" not in parts:
+        problems.append("the name does not include the subscription id")
+    if "uniqueString(resourceGroup().id)" not in parts and "resourceGroup().name" not in parts:
+        problems.append("the name does not identify the resource group in full (its name or a hash of its id)")
+    length = len(_INTERPOLATION.sub("", role_name)) + sum(_longest(part) for part in parts)
+    if length > 128:
+        problems.append(f"the name can be {length} characters long, more than 128")
+    return problems
+
+
+def test_custom_role_display_name_is_unique_in_the_tenant() -> None:
+    """roleName includes the subscription id and the resource group in full, and fits 128 characters.
+
+    https://learn.microsoft.com/azure/role-based-access-control/custom-roles ("Custom role
+    properties"): the display name "must be unique to your tenant", 128 characters at most.
+    """
+    roles = [r for r in declared_resources() if r.type == "Microsoft.Authorization/roleDefinitions"]
+    assert roles
+    problems = {r.symbol: role_name_problems(r.properties["roleName"]) for r in roles}
+    assert problems == {r.symbol: [] for r in roles}
+
+
+def test_role_name_rule_rejects_names_that_can_collide() -> None:
+    """The rule itself: a per-resource-group name, a too-long name and an unknown part all fail."""
+    assert role_name_problems("Sender (${resourceGroup().name})") == ["the name does not include the subscription id"]
+    assert role_name_problems("Sender ${subscription().subscriptionId} ${resourceGroup().name}")  # 36 + 90 + 8 > 128
+    assert role_name_problems("Sender ${subscription().subscriptionId} ${take(resourceGroup().name, 20)}") == [
+        "the name does not identify the resource group in full (its name or a hash of its id)"
+    ]
+    assert not role_name_problems("S ${uniqueString(resourceGroup().id)} ${subscription().subscriptionId}")

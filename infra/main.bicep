@@ -47,7 +47,10 @@ param dataLocation string = 'United States'
 @description('Optional custom email domain (for example notify.example.com). Empty: only the Azure-managed domain is used. A custom domain must be verified (DNS records) before it can send.')
 param customEmailDomain string = ''
 
-@description('Sender usernames to create on the custom domain (for example ["notifications"]). Azure-managed domains only have DoNotReply.')
+@description('Set to true once the custom domain shows Verified for Domain, SPF, DKIM and DKIM2 (second deployment): links it to ACS. ACS rejects linking an unverified domain, so the first deployment with a custom domain leaves this false. docs/deployment.md, "Custom email domain".')
+param customEmailDomainVerified bool = false
+
+@description('Sender usernames to create on the verified custom domain (for example ["notifications"]), once its sending limits are raised: ACS refuses sender usernames on a domain with default limits. Until then it sends as DoNotReply@<domain>. Azure-managed domains only have DoNotReply.')
 param customDomainSenderUsernames array = []
 
 @description('Enable open/click tracking (EmailEngagementTrackingReportReceived). Needs a custom domain with raised limits; off by default because it rewrites links.')
@@ -324,6 +327,7 @@ module communication 'modules/communication.bicep' = {
     emailServiceName: names.emailService
     dataLocation: dataLocation
     customDomain: customEmailDomain
+    customDomainVerified: customEmailDomainVerified
     customDomainSenderUsernames: customDomainSenderUsernames
     engagementTracking: emailEngagementTracking
     disableLocalAuth: acsDisableLocalAuth
@@ -462,6 +466,7 @@ output ACS_NAME string = communication.outputs.acsName
 output ACS_ENDPOINT string = 'https://${communication.outputs.acsHostName}'
 output EMAIL_SERVICE_NAME string = communication.outputs.emailServiceName
 output EMAIL_MANAGED_DOMAIN string = communication.outputs.managedMailFromDomain
+output EMAIL_CUSTOM_DOMAIN_VERIFICATION_RECORDS object = communication.outputs.customDomainVerificationRecords
 output EVENTGRID_SYSTEM_TOPIC_NAME string = eventGrid.outputs.systemTopicName
 output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.appInsightsName
 output LOG_ANALYTICS_WORKSPACE_NAME string = monitoring.outputs.workspaceName

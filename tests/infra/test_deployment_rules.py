@@ -7,11 +7,14 @@ settings that a body of the right shape can still get wrong.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
 
-from tests.infra.bicep import MAIN, REPO, app_settings, body, declared_resources, parse
+import pytest
+
+from tests.infra.bicep import MAIN, REPO, app_settings, body, declared_resources, parameters, parse
 
 # ---------------------------------------------------------------------------------------------
 # Hygiene: what must never leave the operator's machine
@@ -162,3 +165,84 @@ def test_role_name_rule_rejects_names_that_can_collide() -> None:
         "the name does not identify the resource group in full (its name or a hash of its id)"
     ]
     assert not role_name_problems("S ${uniqueString(resourceGroup().id)} ${subscription().subscriptionId}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Custom email domain: created, verified, then linked
+# ---------------------------------------------------------------------------------------------
+
+COMMUNICATION = MAIN.parent / "modules" / "communication.bicep"
+
+
+def evaluate(expression: Any, env: dict[str, Any]) -> Any:
+    """Value of a pycep expression with parameters/variables from `env`; a resource's `x.id` stays "x.id"."""
+    if isinstance(expression, list):
+        return [evaluate(item, env) for item in expression]
+    if isinstance(expression, str):
+        return env.get(expression, expression)
+    if not isinstance(expression, dict) or len(expression) != 1:
+        return expression
+    kind, spec = next(iter(expression.items()))
+    operands = spec.get("operands", {})
+    match kind, spec.get("type"):
+        case "operator", "not":
+            return not evaluate(operands["bool_value"], env)
+        case "operator", "and":
+            return evaluate(operands["operand_1"], env) and evaluate(operands["operand_2"], env)
+        case "operator", "or":
+            return evaluate(operands["operand_1"], env) or evaluate(operands["operand_2"], env)
+        case "operator", "conditional":
+            branch = "true_value" if evaluate(operands["condition"], env) else "false_value"
+            return evaluate(operands[branch], env)
+        case "operator", "property_accessor":
+            return f"{operands['operand_1']}.{operands['operand_2']}"
+        case "function", "empty":
+            return not evaluate(spec["parameters"]["item_to_test"], env)
+    raise AssertionError(f"evaluate() does not know {kind} {spec.get('type')}")
+
+
+def _communication(params: dict[str, Any]) -> tuple[list[str], list[str], bool]:
+    """(linked domains, sender usernames created, custom domain created) for these module parameters."""
+    parsed = parse(COMMUNICATION)
+    env = dict(params)
+    for name, variable in parsed["variables"].items():
+        env[name] = evaluate(variable["value"], env)
+    resources = parsed["resources"]
+    acs = body(resources["acs"]["config"])
+    senders = resources["senderUsernames"]["config"]
+    custom = resources["customEmailDomain"]["config"]
+    return (
+        evaluate(acs["properties"]["linkedDomains"], env),
+        evaluate(senders["loop_type"]["detail"]["array_name"], env),
+        bool(evaluate(custom["condition"], env)),
+    )
+
+
+@pytest.mark.parametrize("domain", ["", "notify.example.com"])
+@pytest.mark.parametrize("verified", [False, True])
+@pytest.mark.parametrize("usernames", [[], ["notifications"]])
+def test_custom_email_domain_is_linked_only_once_verified(domain: str, verified: bool, usernames: list[str]) -> None:
+    """A custom domain is created on its own; linked (and given sender usernames) only when declared verified.
+
+    https://learn.microsoft.com/azure/communication-services/quickstarts/email/connect-email-communication-resource:
+    "This domain must be fully verified before attempting to link it to the Communication Service
+    resource." https://learn.microsoft.com/azure/communication-services/quickstarts/email/add-multiple-senders:
+    no sender usernames on a custom domain with default sending limits (so never before verification).
+    """
+    linked, created_usernames, custom_created = _communication(
+        {"customDomain": domain, "customDomainVerified": verified, "customDomainSenderUsernames": usernames}
+    )
+    assert custom_created == bool(domain)
+    assert "managedDomain.id" in linked
+    assert ("customEmailDomain.id" in linked) == (bool(domain) and verified)
+    assert created_usernames == (usernames if domain and verified else [])
+
+
+def test_first_deployment_never_links_the_custom_domain() -> None:
+    """main.bicep defaults to not verified, passes the flag through, and every parameter file can set it."""
+    param = parameters(MAIN)["customEmailDomainVerified"]
+    assert param["default"] is False
+    (communication,) = [m for m in _modules().values() if _module_target(m) == COMMUNICATION.resolve()]
+    assert body(communication["config"])["params"]["customDomainVerified"] == "customEmailDomainVerified"
+    azd = json.loads((MAIN.parent / "main.parameters.json").read_text())["parameters"]
+    assert azd["customEmailDomainVerified"]["value"].endswith("=false}")

@@ -9,12 +9,23 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.infra.bicep import MAIN, REPO, app_settings, body, declared_resources, parameters, parse
+from tests.infra.bicep import (
+    MAIN,
+    REPO,
+    Resource,
+    app_settings,
+    body,
+    declared_resources,
+    key_name,
+    parameters,
+    parse,
+)
 
 # ---------------------------------------------------------------------------------------------
 # Hygiene: what must never leave the operator's machine
@@ -246,3 +257,93 @@ def test_first_deployment_never_links_the_custom_domain() -> None:
     assert body(communication["config"])["params"]["customDomainVerified"] == "customEmailDomainVerified"
     azd = json.loads((MAIN.parent / "main.parameters.json").read_text())["parameters"]
     assert azd["customEmailDomainVerified"]["value"].endswith("=false}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Flex Consumption: app settings and site properties it deprecates
+# ---------------------------------------------------------------------------------------------
+
+# https://learn.microsoft.com/azure/azure-functions/functions-app-settings#flex-consumption-plan-deprecations
+# (linked from https://learn.microsoft.com/azure/azure-functions/flex-consumption-plan, "Deprecated
+# properties and settings"): on Flex Consumption these are replaced by functionAppConfig (runtime,
+# scaleAndConcurrency, deployment), set by the platform, or not valid. Setting them is at best ignored
+# and at worst conflicts with functionAppConfig.
+FLEX_DEPRECATED_SETTINGS = frozenset(
+    {
+        "ENABLE_ORYX_BUILD",
+        "FUNCTIONS_EXTENSION_VERSION",
+        "FUNCTIONS_MAX_HTTP_CONCURRENCY",
+        "FUNCTIONS_WORKER_PROCESS_COUNT",
+        "FUNCTIONS_WORKER_RUNTIME",
+        "FUNCTIONS_WORKER_RUNTIME_VERSION",
+        "SCALE_CONTROLLER_LOGGING_ENABLED",
+        "SCM_DO_BUILD_DURING_DEPLOYMENT",
+        "WEBSITE_CONTENTAZUREFILECONNECTIONSTRING",
+        "WEBSITE_CONTENTOVERVNET",
+        "WEBSITE_CONTENTSHARE",
+        "WEBSITE_DNS_SERVER",
+        "WEBSITE_MAX_DYNAMIC_APPLICATION_SCALE_OUT",
+        "WEBSITE_NODE_DEFAULT_VERSION",
+        "WEBSITE_RUN_FROM_PACKAGE",
+        "WEBSITE_SKIP_CONTENTSHARE_VALIDATION",
+        "WEBSITE_VNET_ROUTE_ALL",
+        "WEBSITE_TIME_ZONE",
+        "TZ",
+    }
+)
+# Site properties (under properties or properties.siteConfig) the same section deprecates.
+FLEX_DEPRECATED_SITE_PROPERTIES = frozenset(
+    {
+        "alwaysOn",
+        "containerSize",
+        "functionAppScaleLimit",
+        "functionsRuntimeScaleMonitoringEnabled",
+        "isXenon",
+        "javaVersion",
+        "linuxFxVersion",
+        "minimumElasticInstanceCount",
+        "netFrameworkVersion",
+        "powerShellVersion",
+        "preWarmedInstanceCount",
+        "use32BitWorkerProcess",
+        "windowsFxVersion",
+    }
+)
+
+
+def flex_problems(settings: Iterable[str], site_properties: dict[str, Any]) -> list[str]:
+    """Deprecated app settings (names are case-insensitive) and site properties a Flex app sets."""
+    problems = [f"app setting {name}" for name in sorted(settings) if name.upper() in FLEX_DEPRECATED_SETTINGS]
+    site_config = site_properties.get("siteConfig", {})
+    deprecated = {name.lower() for name in FLEX_DEPRECATED_SITE_PROPERTIES}
+    for where, properties in (("properties", site_properties), ("properties.siteConfig", site_config)):
+        problems += [f"{where}.{key}" for key in sorted(properties) if key_name(key).lower() in deprecated]
+    return problems
+
+
+def _flex_site() -> Resource:
+    (site,) = [r for r in declared_resources() if r.type == "Microsoft.Web/sites"]
+    assert "functionAppConfig" in site.properties, "the site is a Flex Consumption app"
+    return site
+
+
+def test_flex_app_sets_no_deprecated_setting_or_property() -> None:
+    """No Flex-deprecated app setting (tests/infra/bicep.app_settings) or site property in the Bicep."""
+    assert flex_problems(app_settings(), _flex_site().properties) == []
+
+
+@pytest.mark.parametrize("name", sorted(FLEX_DEPRECATED_SETTINGS))
+def test_each_deprecated_setting_is_caught(name: str) -> None:
+    """Adding any deprecated setting, in any case, fails the rule."""
+    assert flex_problems({*app_settings(), name.lower()}, _flex_site().properties) == [f"app setting {name.lower()}"]
+
+
+def test_deprecated_site_properties_are_caught() -> None:
+    """linuxFxVersion under siteConfig or alwaysOn on the site fails the rule."""
+    properties = dict(_flex_site().properties)
+    properties["siteConfig"] = {**properties["siteConfig"], "linuxFxVersion": "Python|3.11"}
+    properties["alwaysOn"] = True
+    assert flex_problems(app_settings(), properties) == [
+        "properties.alwaysOn",
+        "properties.siteConfig.linuxFxVersion",
+    ]

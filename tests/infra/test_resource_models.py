@@ -22,7 +22,8 @@ from typing import Any
 
 import pytest
 
-from tests.infra.bicep import REPO, Resource, declared_resources, key_name, symbols
+from tests.infra.arm_models import STAND_INS
+from tests.infra.bicep import REPO, Resource, declared_resources, key_name, resources, symbols
 
 PYTHON = REPO / ".venv-infra" / "bin" / "python"
 BICEP_KEYS = frozenset({"name", "parent", "scope", "dependsOn"})
@@ -61,6 +62,20 @@ def validate(requests: dict[str, dict[str, Any]]) -> dict[str, dict[str, list[st
 @pytest.fixture(scope="module")
 def today() -> dict[str, dict[str, list[str]]]:
     return validate({key: _request(resource) for key, resource in RESOURCES.items()})
+
+
+def test_every_existing_reference_names_a_published_api_version() -> None:
+    """`existing` references (no body) use an API version a model is published for, like declared ones."""
+    existing = {f"{r.file.name}:{r.symbol}": r for r in resources() if r.existing}
+    assert existing
+    results = validate({key: {**_request(r), "body": None} for key, r in existing.items()})
+    assert {key: result["problems"] for key, result in results.items() if result["problems"]} == {}
+
+
+def test_stand_ins_are_in_use() -> None:
+    """Each stand-in model names a (type, API version) the Bicep uses, so none outlives its reason."""
+    used = {(r.type.lower(), r.api_version) for r in RESOURCES.values()}
+    assert set(STAND_INS) <= used
 
 
 def test_every_resource_fits_its_published_model(today: dict[str, dict[str, list[str]]]) -> None:

@@ -47,7 +47,10 @@ param dataLocation string = 'United States'
 @description('Optional custom email domain (for example notify.example.com). Empty: only the Azure-managed domain is used. A custom domain must be verified (DNS records) before it can send.')
 param customEmailDomain string = ''
 
-@description('Sender usernames to create on the custom domain (for example ["notifications"]). Azure-managed domains only have DoNotReply.')
+@description('Set to true once the custom domain shows Verified for Domain, SPF, DKIM and DKIM2 (second deployment): links it to ACS. ACS rejects linking an unverified domain, so the first deployment with a custom domain leaves this false. docs/deployment.md, "Custom email domain".')
+param customEmailDomainVerified bool = false
+
+@description('Sender usernames to create on the verified custom domain (for example ["notifications"]), once its sending limits are raised: ACS refuses sender usernames on a domain with default limits. Until then it sends as DoNotReply@<domain>. Azure-managed domains only have DoNotReply.')
 param customDomainSenderUsernames array = []
 
 @description('Enable open/click tracking (EmailEngagementTrackingReportReceived). Needs a custom domain with raised limits; off by default because it rewrites links.')
@@ -56,7 +59,7 @@ param emailEngagementTracking bool = false
 @description('Disable ACS access keys so that only Microsoft Entra ID (managed identity) can call the data plane. The app never uses keys in Azure.')
 param acsDisableLocalAuth bool = true
 
-@description('How the function identity is allowed to send through ACS: "custom" creates a role with only the three actions ACS checks for sending (needs Owner or User Access Administrator on the resource group); "builtin" uses "Communication and Email Service Owner", which also allows reading and regenerating keys.')
+@description('How the function identity is allowed to send through ACS: "custom" creates a role with only the three actions Microsoft documents for sending email with Entra ID (needs Owner or User Access Administrator on the resource group; unproven for SMS and WhatsApp, see docs/deployment.md); "builtin" uses the built-in "Communication and Email Service Owner" (all ACS and email operations, keys included). Switch to "builtin" if the custom role cannot be created or sends fail with acs-forbidden.')
 @allowed([
   'custom'
   'builtin'
@@ -324,6 +327,7 @@ module communication 'modules/communication.bicep' = {
     emailServiceName: names.emailService
     dataLocation: dataLocation
     customDomain: customEmailDomain
+    customDomainVerified: customEmailDomainVerified
     customDomainSenderUsernames: customDomainSenderUsernames
     engagementTracking: emailEngagementTracking
     disableLocalAuth: acsDisableLocalAuth
@@ -360,10 +364,18 @@ module roles 'modules/roles.bicep' = {
   }
 }
 
+// The settings hold a Key Vault reference: write them only once the secret exists and the identity may
+// read it. A reference the platform cannot resolve when the settings are written stays unresolved
+// (the app sees the literal "@Microsoft.KeyVault(...)") until the next configuration change or the
+// periodic refetch. https://learn.microsoft.com/azure/app-service/app-service-key-vault-references
+// ("Azure Resource Manager deployment": settings as their own resource, after the identity, its
+// access and the secret). A dependency on a module that is not deployed (no consentHashKey on later
+// runs) is dropped by ARM, and the secret then already exists.
 module appSettings 'modules/appsettings.bicep' = {
   name: 'appsettings'
   dependsOn: [
     roles
+    consentSecret
   ]
   params: {
     functionAppName: functionApp.outputs.name
@@ -454,6 +466,7 @@ output ACS_NAME string = communication.outputs.acsName
 output ACS_ENDPOINT string = 'https://${communication.outputs.acsHostName}'
 output EMAIL_SERVICE_NAME string = communication.outputs.emailServiceName
 output EMAIL_MANAGED_DOMAIN string = communication.outputs.managedMailFromDomain
+output EMAIL_CUSTOM_DOMAIN_VERIFICATION_RECORDS object = communication.outputs.customDomainVerificationRecords
 output EVENTGRID_SYSTEM_TOPIC_NAME string = eventGrid.outputs.systemTopicName
 output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.appInsightsName
 output LOG_ANALYTICS_WORKSPACE_NAME string = monitoring.outputs.workspaceName

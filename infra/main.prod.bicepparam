@@ -9,8 +9,10 @@ param costCenter = readEnvironmentVariable('CONTACTMSG_COST_CENTER')
 param alertEmail = readEnvironmentVariable('CONTACTMSG_ALERT_EMAIL')
 param dataLocation = 'United States'
 
-// Optional custom domain; verify its DNS records before listing its senders in emailSenders.
+// Optional custom domain, in three deployments (docs/deployment.md, "Custom email domain"): create it,
+// then set CONTACTMSG_EMAIL_DOMAIN_VERIFIED=true once its DNS records show Verified (links it to ACS).
 param customEmailDomain = readEnvironmentVariable('CONTACTMSG_EMAIL_DOMAIN', '')
+param customEmailDomainVerified = bool(readEnvironmentVariable('CONTACTMSG_EMAIL_DOMAIN_VERIFIED', 'false'))
 param customDomainSenderUsernames = []
 
 // Fill in after the post-deployment steps (numbers bought, domain verified, WhatsApp registered).

@@ -11,7 +11,9 @@ param appInsightsName string
 param retentionInDays int
 param dailyQuotaGb int
 
-resource workspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
+// 2025-07-01: the GA API version whose REST model azure-mgmt-loganalytics publishes, so the resource
+// model check (tests/infra/test_resource_models.py) validates this body against it.
+resource workspace 'Microsoft.OperationalInsights/workspaces@2025-07-01' = {
   name: logAnalyticsName
   location: location
   tags: tags

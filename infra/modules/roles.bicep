@@ -11,8 +11,12 @@
 //
 // ACS authorises Entra tokens with control-plane actions. Microsoft documents Read + Write on
 // CommunicationServices and Write on EmailServices as what a custom role needs to send email with
-// Entra ID; the built-in alternative ("Communication and Email Service Owner") also lists and
-// regenerates keys and deletes resources, so the custom role is the default (acsRoleMode).
+// Entra ID (https://learn.microsoft.com/azure/communication-services/quickstarts/email/send-email-smtp/smtp-authentication,
+// "Use a custom role to limit permissions"); it documents no custom role for SMS or Advanced Messages
+// (its SMS quickstart with Entra ID assigns Contributor). The built-in "Communication and Email Service
+// Owner", which the same page names as giving access to all Communication and Email operations, is the
+// fallback (acsRoleMode=builtin); it also lists and regenerates keys and deletes resources, so the
+// custom role is the default. docs/deployment.md says what was verified and how to switch.
 // The Event Grid system topic's own role (dead-letter container only) is in eventgrid.bicep.
 
 param principalId string
@@ -104,10 +108,16 @@ resource metricsPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01' =
   }
 }
 
+// A custom role's display name must be unique in the tenant, not only in the resource group
+// (https://learn.microsoft.com/azure/role-based-access-control/custom-roles, "Custom role properties":
+// Name "must be unique to your tenant", at most 128 characters). Two stacks in resource groups of the
+// same name in two subscriptions would otherwise collide (RoleDefinitionWithSameNameExists). The hash
+// of the resource group id makes the name unique; the group name and subscription id make it readable.
+// Worst case: 28 + 13 + 2 + 46 + 2 + 36 + 1 = 128 characters.
 resource acsSenderRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = if (acsRoleMode == 'custom') {
   name: guid(resourceGroup().id, 'contact-messages-acs-sender')
   properties: {
-    roleName: 'Contact Messages ACS Sender (${resourceGroup().name})'
+    roleName: 'Contact Messages ACS Sender ${uniqueString(resourceGroup().id)} (${take(resourceGroup().name, 46)}, ${subscription().subscriptionId})'
     description: 'Send SMS, email and Advanced Messages through Azure Communication Services with Microsoft Entra ID. No keys, no deletes.'
     type: 'CustomRole'
     assignableScopes: [

@@ -47,6 +47,7 @@ class Resource:
     file: Path
     symbol: str
     type: str
+    api_version: str
     existing: bool
     body: dict[str, Any]
 
@@ -64,9 +65,26 @@ def resources() -> Iterator[Resource]:
                 file=path,
                 symbol=symbol,
                 type=resource["type"],
+                api_version=resource["api_version"],
                 existing=bool(resource.get("existing")),
                 body=body(resource["config"]),
             )
+
+
+_LOOP_VARIABLES = re.compile(r"\[for\s+\(?\s*(\w+)(?:\s*,\s*(\w+))?\s*\)?\s+in\b")
+
+
+def symbols(path: Path) -> frozenset[str]:
+    """Names a value in `path` may refer to: parameters, variables, resources, modules, loop variables.
+
+    pycep renders a reference to one of them as a bare string, like a string literal.
+    """
+    parsed = parse(path)
+    sections = ("parameters", "variables", "resources", "modules")
+    names = {name for section in sections for name in parsed.get(section, {})}
+    for match in _LOOP_VARIABLES.finditer(path.read_text()):
+        names.update(name for name in match.groups() if name)
+    return frozenset(names)
 
 
 def declared_resources() -> list[Resource]:

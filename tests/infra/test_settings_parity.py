@@ -13,6 +13,7 @@ import pytest
 
 from shared.settings import SETTING_NAMES, SETTINGS, SettingSpec
 from tests.infra.bicep import app_settings, app_settings_resources, declared_resources
+from tests.infra.test_deployment_rules import FLEX_DEPRECATED_SETTINGS
 
 # Declared in SETTINGS, never set in Azure.
 LOCAL_ONLY: Mapping[str, str] = {
@@ -41,16 +42,9 @@ PLATFORM_SETTINGS: Mapping[str, str] = {
 }
 PLATFORM_PREFIXES = ("FUNCTIONS_", "AzureWebJobsStorage__", "APPLICATIONINSIGHTS_", "WEBSITE_")
 
-# Flex Consumption rejects or ignores these: the runtime is declared in functionAppConfig.
-FLEX_FORBIDDEN = frozenset(
-    {
-        "FUNCTIONS_WORKER_RUNTIME",
-        "FUNCTIONS_EXTENSION_VERSION",
-        "WEBSITE_RUN_FROM_PACKAGE",
-        "WEBSITE_CONTENTAZUREFILECONNECTIONSTRING",
-        "WEBSITE_CONTENTSHARE",
-    }
-)
+# Flex Consumption rejects or ignores these: the runtime is declared in functionAppConfig. The list and
+# its documentation page are in test_deployment_rules.py.
+FLEX_FORBIDDEN = FLEX_DEPRECATED_SETTINGS
 
 
 def parity_problems(

@@ -217,7 +217,8 @@ class ReconcileService:
                 await self._dead_letters.record_poisoned(message.text, message.id)
                 await self._poison.delete(message)
             taken += len(batch)
-        summary.actions["dead-lettered"] += taken
+        if taken:
+            summary.actions["dead-lettered"] += taken
         return depth
 
     def _log(self, summary: Summary) -> None:

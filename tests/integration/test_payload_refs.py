@@ -70,7 +70,7 @@ async def test_a_reference_out_of_the_payload_container_is_rejected(
     assert row is not None and row.status == Status.REJECTED and "payloadRef" in row.get("Reason")
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     prefix=st.sampled_from(["", "../", "/", "./", "x/../", "%2e%2e/", "..\\", "https://evil.example/"]),
     middle=st.text(alphabet="abc./%-_:", max_size=12),

@@ -36,7 +36,7 @@ async def _post(body: bytes) -> func.HttpResponse:
     return response
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(BODIES)
 async def test_any_body_gets_2xx_or_4xx_with_field_errors(app_services: Services, body: bytes) -> None:
     """Accepted (202) with a location, or refused (400/409) with field errors: never an exception."""

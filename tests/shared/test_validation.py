@@ -182,7 +182,9 @@ def _nested(depth: int, kind: str) -> str:
 HOSTILE_TEXTS = st.one_of(
     st.builds(_nested, st.integers(min_value=11, max_value=20_000), st.sampled_from(["list", "dict"])),
     st.integers(min_value=20, max_value=6_000).map(lambda n: '{"metadata": {"n": ' + "9" * n + "}}"),
-    st.sampled_from(["NaN", "Infinity", "-Infinity", "1e400", "-1e999"]).map(lambda v: '{"metadata": {"n": ' + v + "}}"),
+    st.sampled_from(["NaN", "Infinity", "-Infinity", "1e400", "-1e999"]).map(
+        lambda v: '{"metadata": {"n": ' + v + "}}"
+    ),
     st.sampled_from(["channel", "to", "id"]).map(lambda k: '{"' + k + '": "a", "' + k + '": "b"}'),
     st.sampled_from(["\\ud800", "\\udfff", "a\\udc00b", "\\ud83d"]).map(lambda s: '{"to": "' + s + '"}'),
 )

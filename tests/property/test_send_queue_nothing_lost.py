@@ -168,3 +168,16 @@ async def test_a_body_that_only_names_an_id_does_not_dead_letter_that_message(sv
     row = await svc.ledger.get("victim-1")
     assert row is not None and row.status == Status.ACCEPTED
     assert await _dead_letter_of(svc, sent.id) == garbage
+
+
+async def test_retention_purges_a_rejected_body_of_any_shape(svc: Services, clock) -> None:  # type: ignore[no-untyped-def]
+    """A Rejected row keeps its body verbatim, 10,000 brackets deep or not UTF-8; when its content is
+    due for purging, retention clears it like any other instead of failing on every run."""
+    bodies = [b"[" * 10_000 + b"]" * 10_000, b"\xff\xfe not text", b'{"to": ' + b"9" * 5_000 + b"}"]
+    for body in bodies:
+        assert await svc.sending.handle(QueueDelivery(body, "q", 1)) == Outcome.REJECTED
+    clock.advance(days=8)
+    await svc.retention.run()
+    for body in bodies:
+        row = await svc.ledger.get(content_id(svc.settings.consent_hash_key, body))
+        assert row is not None and not join_payload(dict(row.entity))

@@ -59,10 +59,20 @@ class CheckedRequest:
         return self.request.channel
 
 
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _path_part(part: object) -> str:
+    """One step of a field path. An unknown key is the producer's text: shortened and made printable,
+    since field paths go back in answers and into logs (a 1 MB key or one with CR/LF must not)."""
+    text = _UNPRINTABLE.sub("?", str(part))
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _pydantic_errors(exc: ValidationError) -> list[FieldError]:
     errors = []
-    for err in exc.errors(include_input=False, include_url=False):
-        loc = [str(part) for part in err["loc"]]
+    for err in exc.errors(include_input=False, include_url=False)[:50]:
+        loc = [_path_part(part) for part in err["loc"]]
         if loc and loc[0] in {c.value for c in Channel}:
             loc = loc[1:]  # the discriminator tag pydantic adds
         errors.append(FieldError(".".join(loc) or "$", err["msg"]))

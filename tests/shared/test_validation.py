@@ -285,3 +285,12 @@ def test_the_content_id_is_keyed() -> None:
     assert content_id(b"k1", body) == content_id(b"k1", body + b"\n")  # a trailing newline is no new request
     assert content_id(b"k1", body) != content_id(b"k2", body)
     assert hashlib.sha256(body).hexdigest()[:40] not in content_id(b"k1", body)
+
+
+def test_unknown_keys_come_back_short_and_printable() -> None:
+    """An unknown key of 100,000 characters, or one with CR/LF, is named in the error (and so in logs)
+    only as a short printable stand-in."""
+    errors = _errors_or_none(lambda: parse_request(json.dumps({**VALID_SMS, "k" * 100_000: 1, "a\r\nb": 2})))
+    assert errors is not None
+    assert all(len(e.field) <= 40 and "\r" not in e.field and "\n" not in e.field for e in errors)
+    assert {e.field for e in errors} >= {"a??b"}

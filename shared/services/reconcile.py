@@ -15,6 +15,7 @@ The recipe for one run:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections import Counter
@@ -24,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from shared.adapters.acs import operation_id
-from shared.adapters.queues import QueueWriter
+from shared.adapters.queues import QueueWriter, RawMessage
 from shared.adapters.tables import TableStore
 from shared.ledger import Ledger, LedgerRow, iso, transition_fields
 from shared.models import Status
@@ -213,13 +214,20 @@ class ReconcileService:
             batch = await self._poison.receive(32, visibility_seconds=POISON_LOCK_SECONDS)
             if not batch:
                 break
-            for message in batch:
-                await self._dead_letters.record_poisoned(message.text, message.id)
-                await self._poison.delete(message)
+            # A batch at a time, concurrently: one by one, an outage's worth of poison (a few storage
+            # round trips each) took a run 0.25 s a message.
+            results = await asyncio.gather(*(self._salvage(m) for m in batch), return_exceptions=True)
+            failures = [r for r in results if isinstance(r, BaseException)]
+            if failures:
+                raise failures[0]
             taken += len(batch)
         if taken:
             summary.actions["dead-lettered"] += taken
         return depth
+
+    async def _salvage(self, message: RawMessage) -> None:
+        await self._dead_letters.record_poisoned(message.text, message.id)
+        await self._poison.delete(message)
 
     def _log(self, summary: Summary) -> None:
         entity = summary.as_entity()

@@ -90,8 +90,10 @@ class DeadLetterService:
     def _holds(self, row: LedgerRow, message_id: str, body: bytes) -> bool:
         """Is `body` the request stored in `row` (its queue body, or the same request re-serialised)?"""
         text = body.decode("utf-8", errors="replace")
-        if text == row.queue_body or not row.get("PayloadHash"):
+        if text == row.queue_body:
             return True
+        if not row.get("PayloadHash"):  # a Rejected row holds no request this body could be
+            return False
         try:
             request = parse_request(body)
         except ValidationFailed:

@@ -181,3 +181,12 @@ async def test_retention_purges_a_rejected_body_of_any_shape(svc: Services, cloc
     for body in bodies:
         row = await svc.ledger.get(content_id(svc.settings.consent_hash_key, body))
         assert row is not None and not join_payload(dict(row.entity))
+
+
+async def test_a_body_naming_a_rejected_id_is_kept_raw(svc: Services) -> None:
+    """A poisoned body under the id of a Rejected row is not that row's request: it is kept verbatim."""
+    assert await svc.sending.handle(QueueDelivery(b'{"id": "rej-1", "channel": "sms"}', "q", 1)) == Outcome.REJECTED
+    other = b'{"id": "rej-1", "channel": "sms", "to": 5}'
+    sent = await _queue(svc, svc.settings.poison_queue).send_message(base64.b64encode(other).decode())
+    await svc.reconcile.run()
+    assert await _dead_letter_of(svc, sent.id) == other

@@ -206,7 +206,7 @@ class ReconcileService:
     async def _poison_pass(self, summary: Summary) -> int:
         """Record and remove every message on the poison queue, undecoded (see `services.deadletter` for
         why no queue trigger does this). Returns the depth found: what reached the poison queue since the
-        last run. A message taken here stays invisible for POISON_LOCK; if this run dies before deleting
+        last run. A message taken here stays invisible for POISON_LOCK_SECONDS; if this run dies before deleting
         it, the next run finds it again and its record is already there (insert-if-absent)."""
         depth = await self._poison.depth()
         taken = 0
@@ -214,8 +214,8 @@ class ReconcileService:
             batch = await self._poison.receive(32, visibility_seconds=POISON_LOCK_SECONDS)
             if not batch:
                 break
-            # A batch at a time, concurrently: one by one, an outage's worth of poison (a few storage
-            # round trips each) took a run 0.25 s a message.
+            # A batch at a time, concurrently: each message costs a few storage round trips (200 poisoned
+            # requests on the local stack: 16.2 s one by one, 12.7 s in batches).
             results = await asyncio.gather(*(self._salvage(m) for m in batch), return_exceptions=True)
             failures = [r for r in results if isinstance(r, BaseException)]
             if failures:

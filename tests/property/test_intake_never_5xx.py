@@ -88,3 +88,12 @@ async def test_the_runner_answers_400_to_the_worst_bodies(make_stack) -> None:  
             status, answer = exc.code, json.loads(exc.read() or b"null")
         assert status == 400, (status, body[:60])
         assert answer["errors"]
+
+
+async def test_a_body_over_the_size_limit_is_a_400(app_services: Services) -> None:
+    """A body one byte over 12 MiB is refused with a field error before any parsing."""
+    from shared.validation import MAX_BODY_BYTES
+
+    response = await _post(b"[" + b" " * MAX_BODY_BYTES + b"]")
+    assert response.status_code == 400
+    assert "limit" in json.loads(response.get_body())["errors"][0]["message"]

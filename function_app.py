@@ -30,14 +30,6 @@ async def send_message(msg: func.QueueMessage) -> None:
     await svc.sending.handle(QueueDelivery(msg.get_body(), msg.id or "", msg.dequeue_count or 1))
 
 
-@app.function_name(name="dead_letter")
-@app.queue_trigger(arg_name="msg", queue_name="%SEND_QUEUE%-poison", connection="AzureWebJobsStorage")
-async def dead_letter(msg: func.QueueMessage) -> None:
-    """Record a poisoned send request as DeadLettered, with its payload kept for replay."""
-    svc = await _services()
-    await svc.dead_letters.record(msg.get_body(), msg.id or "", "the host gave up after maxDequeueCount attempts")
-
-
 @app.function_name(name="record_event")
 @app.event_grid_trigger(arg_name="event")
 async def record_event(event: func.EventGridEvent) -> None:
@@ -49,7 +41,9 @@ async def record_event(event: func.EventGridEvent) -> None:
 @app.function_name(name="reconcile")
 @app.timer_trigger(arg_name="timer", schedule="%RECONCILE_SCHEDULE%", run_on_startup=False, use_monitor=True)
 async def reconcile(timer: func.TimerRequest) -> None:
-    """Reconcile sent against reported (singleton: the host holds a lease per timer)."""
+    """Reconcile sent against reported, and record what reached the poison queue (singleton: the host
+    holds a lease per timer). No queue trigger reads the poison queue: the host would hold a message
+    it cannot base64-decode there, unseen, until it expires (see shared/services/deadletter.py)."""
     svc = await _services()
     await svc.reconcile.run()
 

@@ -59,7 +59,12 @@ class ContactMessagesClient:
         return str(parsed.id), parsed.model_dump_json(by_alias=True, exclude_none=True)
 
     async def enqueue(self, request: Mapping[str, Any] | AnyRequest) -> str:
-        """Enqueue one request; returns its message id (the producer's, or a new uuid)."""
+        """Enqueue one request; returns its message id (the producer's, or a new uuid).
+
+        The id is the idempotency key. A request without one gets a random UUID here, not one derived
+        from its content: the client holds no secret, and a plain digest of a templated one-time code
+        could be reversed to the phone number. So a retry of `enqueue` is the same message only if it
+        carries the id the first call returned (or the producer's own id)."""
         message_id, body = self.prepare(request)
         await self._send(message_id, body)
         return message_id

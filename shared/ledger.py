@@ -19,12 +19,12 @@ from typing import Any
 
 from shared.adapters.tables import Conflict, EtagMismatch, Stored, TableStore
 from shared.cache import Lru
-from shared.errors import TransientError
+from shared.errors import TransientError, ValidationFailed
 from shared.models import DeliveryMode, Status
 from shared.privacy import address_hash, mask
 from shared.settings import Channel
 from shared.tables import join_payload, ledger_row_key, split_payload
-from shared.validation import CheckedRequest
+from shared.validation import CheckedRequest, load_json
 
 MAX_RACE_RETRIES = 8
 
@@ -289,7 +289,7 @@ def payload_json(row: LedgerRow) -> dict[str, Any] | None:
     if text is None:
         return None
     try:
-        loaded = json.loads(text)
-    except ValueError:
-        return None  # a rejected request keeps its raw body, which may not be JSON
+        loaded = load_json(text)
+    except ValidationFailed:
+        return None  # a rejected request keeps its raw body, which may be anything (10,000 brackets deep)
     return loaded if isinstance(loaded, dict) else None

@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
 from shared.settings import Channel
 
@@ -20,7 +20,28 @@ SCHEMA_VERSION = 1
 MAX_EMAIL_BYTES = 10 * 1024 * 1024
 # Message ids become Table Storage partition keys: no / \ # ? or control characters, at most 128 chars.
 MESSAGE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@=+-]{0,127}$"
-_METADATA_VALUE = str | int | float | bool
+# The blob that holds a request too large for a queue message: `<message id>/<32 hex of its SHA-256>.json`
+# in the app's payload container (`shared.ledger.payload_blob_name`); no other name is ever read.
+PAYLOAD_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@=+-]{0,127}/[0-9a-f]{32}\.json$"
+# RFC 3339 date-time with a mandatory offset (https://www.rfc-editor.org/rfc/rfc3339#section-5.6).
+RFC3339_PATTERN = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+# No C0/C1 control characters (CR, LF, NUL, ...) and no Unicode line or paragraph separators: these
+# values become email headers (subject, attachment name and content type), where a line break starts
+# a new header. The pattern is valid in ECMA-262 and in Rust's regex, so producers get the same rule.
+SINGLE_LINE_PATTERN = r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029]*$"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _single_line(value: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError("must be one line of text: no control characters (CR, LF, NUL, tab, ...)")
+    return value
+
+
+SingleLine = Annotated[str, AfterValidator(_single_line), Field(json_schema_extra={"pattern": SINGLE_LINE_PATTERN})]
+Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+Float64 = Annotated[float, Field(allow_inf_nan=False)]
+_METADATA_VALUE = str | Int64 | Float64 | bool
 
 
 class Purpose(StrEnum):
@@ -58,8 +79,8 @@ class SmsContent(_Strict):
 
 
 class EmailAttachment(_Strict):
-    name: Annotated[str, Field(min_length=1, max_length=255)]
-    content_type: Annotated[str, Field(alias="contentType", min_length=3, max_length=255)]
+    name: Annotated[SingleLine, Field(min_length=1, max_length=255)]
+    content_type: Annotated[SingleLine, Field(alias="contentType", min_length=3, max_length=255)]
     content_in_base64: Annotated[str, Field(alias="contentInBase64", min_length=1)]
 
     @field_validator("content_in_base64")
@@ -71,7 +92,7 @@ class EmailAttachment(_Strict):
 
 
 class EmailContent(_Strict):
-    subject: Annotated[str, Field(min_length=1, max_length=998)]
+    subject: Annotated[SingleLine, Field(min_length=1, max_length=998)]
     text: str | None = None
     html: str | None = None
     reply_to: Annotated[list[str] | None, Field(alias="replyTo", max_length=50)] = None
@@ -103,15 +124,25 @@ class _RequestBase(_Strict):
     from_: Annotated[str | None, Field(alias="from", max_length=320)] = None
     purpose: Purpose = Purpose.TRANSACTIONAL
     expires_at: Annotated[datetime | None, Field(alias="expiresAt")] = None
-    correlation_id: Annotated[str | None, Field(alias="correlationId", max_length=128)] = None
+    correlation_id: Annotated[SingleLine | None, Field(alias="correlationId", max_length=128)] = None
     metadata: Annotated[dict[str, _METADATA_VALUE], Field(max_length=10)] = Field(default_factory=dict)
     delivery: DeliveryMode = DeliveryMode.AT_MOST_ONCE
 
-    @field_validator("expires_at")
+    @field_validator("schema_version", mode="before")
     @classmethod
-    def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("must include a time zone (for example 2026-01-01T12:00:00Z)")
+    def _exactly_one(cls, value: object) -> object:
+        # `true` and `1.0` equal 1 in Python; the contract's version is the JSON integer 1.
+        if type(value) is not int:
+            raise ValueError("must be the integer 1")
+        return value
+
+    @field_validator("expires_at", mode="before")
+    @classmethod
+    def _rfc3339(cls, value: object) -> object:
+        # Only a string in RFC 3339 with its offset: pydantic alone would take a number as Unix time
+        # and a date-time without offset as local time.
+        if value is not None and not (isinstance(value, str) and re.fullmatch(RFC3339_PATTERN, value)):
+            raise ValueError("must be an RFC 3339 date-time string with an offset, for example 2026-01-01T12:00:00Z")
         return value
 
 

@@ -126,7 +126,12 @@ async def build_services(
         payloads=payloads,
     )
     dead = DeadLetterService(
-        ledger, storage.table(names.dead_letters), clock, retention_index, settings.retention_days["content"]
+        ledger,
+        storage.table(names.dead_letters),
+        clock,
+        retention_index,
+        settings.retention_days["content"],
+        content_key=settings.consent_hash_key,
     )
     intake = IntakeService(settings, sending, clock)
     reconcile = ReconcileService(

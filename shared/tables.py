@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from dataclasses import dataclass
 
@@ -114,11 +115,33 @@ def due_row_key(due_iso: str, message_id: str, kind: str) -> str:
     return f"{due_iso}|{message_id}|{kind}"
 
 
+def _utf16_units(text: str) -> int:
+    return len(text.encode("utf-16-le", errors="surrogatepass")) // 2
+
+
 def split_payload(text: str) -> dict[str, str]:
-    """Spread a long string over Payload0..PayloadN properties."""
-    return {
-        f"Payload{i}": text[start : start + PAYLOAD_CHUNK] for i, start in enumerate(range(0, len(text), PAYLOAD_CHUNK))
-    }
+    """Spread a long string over Payload0..PayloadN properties of at most PAYLOAD_CHUNK UTF-16 units
+    each: Table Storage measures a string property in UTF-16, where a character beyond the BMP (an
+    emoji) takes two units, so 30,000 characters can be 60,000 units and be refused."""
+    parts: dict[str, str] = {}
+    start = 0
+    while start < len(text):
+        end = min(len(text), start + PAYLOAD_CHUNK)
+        while (excess := _utf16_units(text[start:end]) - PAYLOAD_CHUNK) > 0:
+            end -= (excess + 1) // 2  # each character dropped is one or two units
+        parts[f"Payload{len(parts)}"] = text[start:end]
+        start = end
+    return parts
+
+
+def verbatim_payload(body: bytes) -> dict[str, object]:
+    """Payload columns that give back exactly `body`: its text when it is UTF-8, else its base64
+    (`PayloadEncoding` says which), so that bytes which are not text are kept as well."""
+    try:
+        text, encoding = body.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        text, encoding = base64.b64encode(body).decode("ascii"), "base64"
+    return {"PayloadEncoding": encoding, "PayloadBytes": len(body), **split_payload(text)}
 
 
 def join_payload(entity: dict[str, object]) -> str | None:

@@ -8,9 +8,14 @@ failure must come back as field errors that say what to fix, never as a crash.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+import math
+import re
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
@@ -19,6 +24,7 @@ from pydantic import ValidationError
 from shared.errors import FieldError, ValidationFailed
 from shared.models import (
     MAX_EMAIL_BYTES,
+    PAYLOAD_NAME_PATTERN,
     SEND_REQUEST_ADAPTER,
     AnyRequest,
     EmailRequest,
@@ -29,6 +35,14 @@ from shared.segments import count_segments
 from shared.settings import Channel, Settings
 
 MAX_BODY_BYTES = 12 * 1024 * 1024
+# The deepest legitimate request is 4 levels (request > content > attachments > attachment); the limit
+# leaves room, and refuses `[[[[...` long before Python's recursion limit is near.
+MAX_JSON_DEPTH = 10
+# int64 has 19 digits: a longer number is no value the contract has, and converting 5,000 digits would
+# raise (Python's int conversion limit) or cost quadratic time.
+MAX_NUMBER_CHARS = 20
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+_FIELD_NAME = re.compile(r"[A-Za-z]{1,32}")
 
 
 @dataclass(frozen=True)
@@ -45,40 +59,178 @@ class CheckedRequest:
         return self.request.channel
 
 
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _path_part(part: object) -> str:
+    """One step of a field path. An unknown key is the producer's text: shortened and made printable,
+    since field paths go back in answers and into logs (a 1 MB key or one with CR/LF must not)."""
+    text = _UNPRINTABLE.sub("?", str(part))
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _pydantic_errors(exc: ValidationError) -> list[FieldError]:
     errors = []
-    for err in exc.errors(include_input=False, include_url=False):
-        loc = [str(part) for part in err["loc"]]
+    for err in exc.errors(include_input=False, include_url=False)[:50]:
+        loc = [_path_part(part) for part in err["loc"]]
         if loc and loc[0] in {c.value for c in Channel}:
             loc = loc[1:]  # the discriminator tag pydantic adds
         errors.append(FieldError(".".join(loc) or "$", err["msg"]))
     return errors
 
 
-def content_id(body: bytes) -> str:
+def content_id(key: bytes, body: bytes) -> str:
     """The id of a request sent without one: its content is its identity, so a redelivery, a
-    poisoned copy and a re-scheduled copy all map to the same ledger row."""
-    return "h-" + hashlib.sha256(body.strip()).hexdigest()[:40]
+    poisoned copy and a re-scheduled copy all map to the same ledger row, and a producer that posts
+    the same body twice gets the same message. Keyed (the app's CONSENT_HASH_KEY): a plain digest of a
+    templated one-time code could be reversed to the phone number by hashing every number, and the id
+    is shown to API callers and operators."""
+    digest = hmac.new(key, b"content-id\x00" + body.strip(), hashlib.sha256).hexdigest()
+    return "h-" + digest[:40]
+
+
+class _Refused(ValueError):
+    """A JSON text that `json` would accept but the contract does not (raised from its hooks)."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    data = dict(pairs)
+    if len(data) == len(pairs):
+        return data
+    repeated = next(key for key, n in Counter(key for key, _ in pairs).items() if n > 1)
+    # Which key, when it looks like a field name; anything else may be content and stays out of errors.
+    shown = f' ("{repeated}")' if _FIELD_NAME.fullmatch(repeated) else ""
+    raise _Refused(f"an object repeats a key{shown}; each key may appear once")
+
+
+def _no_constant(name: str) -> Any:
+    raise _Refused(f"{name} is not a JSON number (RFC 8259)")
+
+
+def _bounded_int(text: str) -> int:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise _Refused(f"a number has {len(text)} digits; at most {MAX_NUMBER_CHARS - 1} are allowed")
+    return int(text)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if len(text) > 64 or not math.isfinite(value):
+        raise _Refused("a number is out of range for a 64-bit float")
+    return value
+
+
+def _walk_problem(data: Any) -> str | None:
+    """The first structural problem `json` lets through: nesting too deep, or a string or key with an
+    unpaired UTF-16 surrogate (a `\\ud800` escape), which no storage or provider can encode."""
+    pending: list[tuple[Any, int]] = [(data, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, dict | list) and depth > MAX_JSON_DEPTH:
+            return f"nested deeper than {MAX_JSON_DEPTH} levels"
+        if isinstance(value, dict):
+            pending += [(key, depth) for key in value] + [(item, depth + 1) for item in value.values()]
+        elif isinstance(value, list):
+            pending += [(item, depth + 1) for item in value]
+        elif isinstance(value, str) and _LONE_SURROGATE.search(value):
+            return "a string has an unpaired UTF-16 surrogate (for example \\ud800 alone); it is not text"
+    return None
+
+
+def load_json(body: bytes | str) -> Any:
+    """Strict JSON (RFC 8259, UTF-8): whatever the bytes, this returns a value or raises ValidationFailed,
+    never RecursionError, a conversion error or a value that cannot be stored (NaN, Infinity, a number
+    beyond int64/float64, a lone surrogate, a repeated key, nesting deeper than MAX_JSON_DEPTH)."""
+    raw = body.encode("utf-8", errors="surrogatepass") if isinstance(body, str) else body
+    if len(raw) > MAX_BODY_BYTES:
+        raise ValidationFailed([FieldError("$", f"request is {len(raw)} bytes; the limit is {MAX_BODY_BYTES}")])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValidationFailed([FieldError("$", f"not UTF-8 text (invalid byte at offset {exc.start})")]) from None
+    try:
+        data = json.loads(
+            text,
+            object_pairs_hook=_unique_keys,
+            parse_constant=_no_constant,
+            parse_int=_bounded_int,
+            parse_float=_finite_float,
+        )
+    except RecursionError:
+        raise ValidationFailed([FieldError("$", f"nested deeper than {MAX_JSON_DEPTH} levels")]) from None
+    except _Refused as exc:
+        raise ValidationFailed([FieldError("$", str(exc))]) from None
+    except ValueError as exc:  # json.JSONDecodeError: says where, never what
+        raise ValidationFailed([FieldError("$", f"not valid JSON: {exc}")]) from None
+    problem = _walk_problem(data)
+    if problem is not None:
+        raise ValidationFailed([FieldError("$", problem)])
+    return data
 
 
 def parse_request(body: bytes | str) -> AnyRequest:
     """Decode JSON and apply the contract's structural rules."""
-    raw = body.encode() if isinstance(body, str) else body
-    if len(raw) > MAX_BODY_BYTES:
-        raise ValidationFailed([FieldError("$", f"request is {len(raw)} bytes; the limit is {MAX_BODY_BYTES}")])
-    try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValidationFailed([FieldError("$", f"not valid JSON: {exc}")]) from exc
+    data = load_json(body)
     if not isinstance(data, dict):
         raise ValidationFailed([FieldError("$", "must be a JSON object")])
     version = data.get("schemaVersion", 1)
-    if version != 1:
-        raise ValidationFailed([FieldError("schemaVersion", f"unsupported schema version {version!r}; use 1")])
+    if type(version) is not int or version != 1:  # `true` and `1.0` equal 1 in Python, not in the contract
+        shown = repr(version) if isinstance(version, int | float | bool | None) else type(version).__name__
+        raise ValidationFailed([FieldError("schemaVersion", f"unsupported schema version {shown[:24]}; use 1")])
     try:
         return SEND_REQUEST_ADAPTER.validate_python(data)
     except ValidationError as exc:
         raise ValidationFailed(_pydantic_errors(exc)) from exc
+
+
+@dataclass(frozen=True)
+class PayloadRef:
+    """A claim-check reference as the client and the intake write it (`shared.ledger.reference_body`)."""
+
+    message_id: str
+    name: str
+
+    def holds(self, text: str) -> bool:
+        """Is `text` the request this reference was written for? The name carries its digest
+        (`shared.ledger.payload_blob_name`), so a blob swapped under the name is refused."""
+        digest = hashlib.sha256(text.encode("utf-8", errors="surrogatepass")).hexdigest()[:32]
+        return self.name == f"{self.message_id}/{digest}.json"
+
+
+REFERENCE_KEYS = frozenset({"schemaVersion", "id", "payloadRef"})
+BAD_REFERENCE = (
+    "is not a payload reference this app wrote: expected exactly schemaVersion 1, id and "
+    "payloadRef '<id>/<sha-256 prefix>.json'"
+)
+
+
+def _is_reference(data: dict[str, Any]) -> bool:
+    version, message_id, name = data.get("schemaVersion"), data.get("id"), data.get("payloadRef")
+    return (
+        set(data) == REFERENCE_KEYS
+        and type(version) is int
+        and version == 1
+        and isinstance(message_id, str)
+        and isinstance(name, str)
+        and re.fullmatch(PAYLOAD_NAME_PATTERN, name) is not None
+        and name.startswith(message_id + "/")
+    )
+
+
+def parse_payload_ref(body: bytes) -> PayloadRef | None:
+    """The reference in a claim-check queue message; None when `body` is no reference at all. Only the
+    exact shape the client and the intake write is followed, so a reference can never name another
+    container, a parent path or another message's blob: in Azure the app's identity may read every
+    container of the account, Event Grid's dead-lettered events included."""
+    try:
+        data = load_json(body)
+    except ValidationFailed:
+        return None
+    if not isinstance(data, dict) or "payloadRef" not in data:
+        return None
+    if not _is_reference(data):
+        raise ValidationFailed([FieldError("payloadRef", BAD_REFERENCE)])
+    return PayloadRef(str(data["id"]), str(data["payloadRef"]))
 
 
 def _check_phone(field: str, number: str) -> list[FieldError]:

@@ -7,10 +7,13 @@ queue message and the ledger row carry only that name.
 
 from __future__ import annotations
 
+import re
+
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError, ServiceRequestError
 from azure.storage.blob.aio import ContainerClient
 
 from shared.errors import PermanentError, TransientError
+from shared.models import PAYLOAD_NAME_PATTERN
 
 
 class PayloadStore:
@@ -36,9 +39,15 @@ class PayloadStore:
             raise TransientError(f"payload store unavailable: {type(exc).__name__}") from exc
 
     async def get(self, name: str) -> str:
+        """The request stored under `name`. Only names of the form this app writes are read: the
+        container client would follow `../other-container/blob` out of the payload container."""
+        if not re.fullmatch(PAYLOAD_NAME_PATTERN, name):
+            raise PermanentError("not a payload name this app writes")
         try:
             downloader = await self._container.download_blob(name)
-            return (await downloader.readall()).decode()
+            return (await downloader.readall()).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise PermanentError(f"payload {name} is not UTF-8 text") from exc
         except ResourceNotFoundError as exc:
             raise PermanentError(f"payload {name} is gone (purged by retention or never stored)") from exc
         except (HttpResponseError, ServiceRequestError) as exc:

@@ -66,7 +66,7 @@ class IntakeService:
         """Validate now; record Accepted and enqueue. Same id again → same message, no second send."""
         try:
             request = parse_request(body)
-            message_id = request.id or content_id(body)
+            message_id = request.id or content_id(self._settings.consent_hash_key, body)
             checked = check_request(request, self._settings, message_id, self._now())
         except ValidationFailed as exc:
             emit(

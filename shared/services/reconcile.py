@@ -8,14 +8,14 @@ The recipe for one run:
 2. SLA checks: a row still Sent after its channel's SLA: email asks the operation status, SMS and
    WhatsApp become Expired (a late real report still wins).
 3. Orphan events are re-matched; those older than the orphan window are given up and counted.
-4. Poison depth is measured; undecodable poison messages are kept verbatim and removed.
+4. The poison queue is drained: every message on it is recorded (DeadLettered on its ledger row, or
+   kept verbatim with its reason) and removed; its depth before the drain goes to the summary.
 5. One summary (the cohort whose SLA closed in this run) goes to the reports table and the log.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
+import asyncio
 import json
 import logging
 from collections import Counter
@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from shared.adapters.acs import operation_id
-from shared.adapters.queues import QueueWriter
+from shared.adapters.queues import QueueWriter, RawMessage
 from shared.adapters.tables import TableStore
 from shared.ledger import Ledger, LedgerRow, iso, transition_fields
 from shared.models import Status
@@ -42,6 +42,10 @@ STUCK_RECHECK = timedelta(minutes=15)
 ORPHAN_WINDOW = timedelta(hours=24)
 EMAIL_RUNNING_RECHECKS = 3
 REPORT_PARTITION = "summary"
+# Poison messages recorded per run: a poisoned flood is worked off over a few runs, within the
+# function timeout; the depth in the summary shows what is still waiting.
+POISON_PER_RUN = 2000
+POISON_LOCK_SECONDS = 300
 
 
 @dataclass
@@ -115,7 +119,7 @@ class ReconcileService:
             await self._handle(entry, summary)
             await self._due.remove(entry)
         await self._orphan_pass(now, summary)
-        summary.poison_depth = await self._poison_pass()
+        summary.poison_depth = await self._poison_pass(summary)
         await self._reports.upsert(summary.as_entity())
         self._log(summary)
         return summary
@@ -199,17 +203,31 @@ class ReconcileService:
         for partition in {partition for partition, _ in stale}:
             await self._events.forget_placeholder(partition)
 
-    async def _poison_pass(self) -> int:
-        """Measure poison depth; keep undecodable messages (the host cannot hand them to a function)."""
-        for message in await self._poison.receive(32, visibility_seconds=1):
-            try:
-                base64.b64decode(message.text, validate=True).decode()
-            except (binascii.Error, ValueError):
-                await self._dead_letters.record_raw(
-                    message.text, message.id, "not base64: the host could not decode it"
-                )
-                await self._poison.delete(message)
-        return await self._poison.depth()
+    async def _poison_pass(self, summary: Summary) -> int:
+        """Record and remove every message on the poison queue, undecoded (see `services.deadletter` for
+        why no queue trigger does this). Returns the depth found: what reached the poison queue since the
+        last run. A message taken here stays invisible for POISON_LOCK_SECONDS; if this run dies before deleting
+        it, the next run finds it again and its record is already there (insert-if-absent)."""
+        depth = await self._poison.depth()
+        taken = 0
+        while taken < POISON_PER_RUN:
+            batch = await self._poison.receive(32, visibility_seconds=POISON_LOCK_SECONDS)
+            if not batch:
+                break
+            # A batch at a time, concurrently: each message costs a few storage round trips (200 poisoned
+            # requests on the local stack: 16.2 s one by one, 12.7 s in batches).
+            results = await asyncio.gather(*(self._salvage(m) for m in batch), return_exceptions=True)
+            failures = [r for r in results if isinstance(r, BaseException)]
+            if failures:
+                raise failures[0]
+            taken += len(batch)
+        if taken:
+            summary.actions["dead-lettered"] += taken
+        return depth
+
+    async def _salvage(self, message: RawMessage) -> None:
+        await self._dead_letters.record_poisoned(message.text, message.id)
+        await self._poison.delete(message)
 
     def _log(self, summary: Summary) -> None:
         entity = summary.as_entity()

@@ -53,8 +53,8 @@ from shared.services.providers import Provider
 from shared.services.ratelimit import RateGate
 from shared.settings import Channel, Settings
 from shared.status import TERMINAL, pipeline_may_set
-from shared.tables import provider_id_keys, split_payload
-from shared.validation import CheckedRequest, check_request, content_id, parse_request
+from shared.tables import provider_id_keys, verbatim_payload
+from shared.validation import CheckedRequest, check_request, content_id, load_json, parse_payload_ref, parse_request
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +156,7 @@ class SendService:
             request = parse_request(delivery.body)
         except ValidationFailed as exc:
             return await self._reject_unparsed(delivery, exc)
-        message_id = request.id or content_id(delivery.body)
+        message_id = request.id or content_id(self._settings.consent_hash_key, delivery.body)
         try:
             checked = check_request(request, self._settings, message_id, self._now())
         except ValidationFailed as exc:
@@ -164,16 +164,23 @@ class SendService:
         return await self._first_sight(checked)
 
     async def _resolve(self, body: bytes) -> bytes:
-        """A queue message that references a stored request (claim-check) becomes that request."""
-        if self._payloads is None or b'"payloadRef"' not in body[:400]:
+        """A queue message that references a stored request (claim-check) becomes that request. Only a
+        reference of the exact shape the client and the intake write is followed (`parse_payload_ref`),
+        and only to the blob it was written for."""
+        if b"payloadRef" not in body:  # an escaped key is no shortcut: parse_request refuses the field
             return body
         try:
-            data = json.loads(body)
-        except ValueError:
+            ref = parse_payload_ref(body)
+        except ValidationFailed as exc:
+            raise PermanentError(exc.errors[0].message) from None
+        if ref is None:
             return body
-        if isinstance(data, dict) and isinstance(data.get("payloadRef"), str):
-            return (await self._payloads.get(data["payloadRef"])).encode()
-        return body
+        if self._payloads is None:
+            raise PermanentError("a payload reference, but no payload store is configured")
+        text = await self._payloads.get(ref.name)
+        if not ref.holds(text):
+            raise PermanentError("the stored payload is not the request this reference was written for")
+        return text.encode()
 
     async def _payload(self, checked: CheckedRequest) -> tuple[str, str | None]:
         """The request as stored: inline text, or (for requests too large for a queue message or a table
@@ -582,7 +589,7 @@ class SendService:
         return await self._record_rejection(message_id, channel.value, exc.errors, body)
 
     async def _reject_unparsed(self, delivery: QueueDelivery, exc: ValidationFailed) -> Outcome:
-        message_id, channel = _salvage_ids(delivery)
+        message_id, channel = _salvage_ids(self._settings.consent_hash_key, delivery.body)
         return await self._record_rejection(message_id, channel, exc.errors, delivery.body)
 
     async def _record_rejection(self, message_id: str, channel: str, errors: list[FieldError], body: bytes) -> Outcome:
@@ -593,7 +600,9 @@ class SendService:
             "Errors": json.dumps([e.as_dict() for e in errors])[:30_000],
             "CreatedAt": iso(now),
             "Source": "queue",
-            **split_payload(body.decode("utf-8", errors="replace")[:60_000]),
+            # Verbatim, whatever the bytes (text when UTF-8, else base64), as far as a row holds it.
+            **verbatim_payload(body[:MAX_PAYLOAD_BYTES]),
+            **({"PayloadTruncated": True} if len(body) > MAX_PAYLOAD_BYTES else {}),
             **transition_fields(Status.REJECTED, now, Reason=reason),
         }
         if await self._ledger.record_rejected(message_id, fields):
@@ -623,17 +632,17 @@ class SendService:
         return Outcome.REJECTED
 
 
-def _salvage_ids(delivery: QueueDelivery) -> tuple[str, str]:
+def _salvage_ids(key: bytes, body: bytes) -> tuple[str, str]:
     """Best-effort id and channel from a body that failed validation (for the Rejected record)."""
-    fallback = content_id(delivery.body)
+    fallback = content_id(key, body)
     try:
-        data = json.loads(delivery.body)
-    except (ValueError, UnicodeDecodeError):
+        data = load_json(body)
+    except ValidationFailed:
         return fallback, "unknown"
     if not isinstance(data, dict):
         return fallback, "unknown"
     candidate, channel = data.get("id"), data.get("channel")
-    channel_name = channel if channel in {c.value for c in Channel} else "unknown"
+    channel_name = channel if isinstance(channel, str) and channel in {c.value for c in Channel} else "unknown"
     if isinstance(candidate, str) and re.fullmatch(MESSAGE_ID_PATTERN, candidate):
         return candidate, channel_name
     return fallback, channel_name

@@ -68,14 +68,14 @@ def generate_corpus(size: int) -> list[str]:
     return drawn[0]
 
 
-def _expected_id(body: str) -> str:
+def _expected_id(key: bytes, body: str) -> str:
     try:
         data: Any = json.loads(body)
     except ValueError:
-        return content_id(body.encode())
+        return content_id(key, body.encode())
     if isinstance(data, dict) and isinstance(data.get("id"), str):
         return str(data["id"])
-    return content_id(body.encode())
+    return content_id(key, body.encode())
 
 
 async def test_bad_input_is_rejected_or_dead_lettered_never_retried(make_stack) -> None:  # type: ignore[no-untyped-def]
@@ -87,7 +87,7 @@ async def test_bad_input_is_rejected_or_dead_lettered_never_retried(make_stack) 
     raw_plain = ["plain text, not base64 !!", "{not even json"]
     for text in raw_plain:
         await stack.svc.storage.queues.get_queue_client(stack.env["SEND_QUEUE"]).send_message(text)
-    ids = sorted({_expected_id(body) for body in corpus})
+    ids = sorted({_expected_id(stack.env["CONSENT_HASH_KEY"].encode(), body) for body in corpus})
     rejected = frozenset({Status.REJECTED})
     await wait_until(lambda: all_final(stack, ids, rejected), 60, "every bad body to be recorded as Rejected")
     for message_id in ids:

@@ -63,7 +63,7 @@ async def test_same_id_via_queue_and_http_is_one_send(make_stack) -> None:  # ty
 
 async def test_503_every_time_ends_dead_lettered_with_reason_and_payload(make_stack) -> None:  # type: ignore[no-untyped-def]
     """After maxDequeueCount failures the message is DeadLettered with the provider's answer."""
-    stack = await make_stack()
+    stack = await make_stack(RECONCILE_SCHEDULE="*/2 * * * * *")  # the timer records the poison queue
     stack.acs.add_fault("503", count=100, channel="sms")
     await stack.svc.outbound.send(sms("always-503").decode())
 

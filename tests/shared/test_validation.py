@@ -154,3 +154,143 @@ def test_an_email_over_10_mb_is_a_field_error() -> None:
     assert _fields(body) == {"content"}
     small = {**big, "contentInBase64": "QUFB" * 50_000}
     _check({**body, "content": {"subject": "s", "text": "t", "attachments": [small]}})
+
+
+# -- strict JSON: every body is a request or field errors (issue 14, items 4 and 10) ----------------
+
+VALID_SMS = {"channel": "sms", "to": "+14255550123", "content": {"text": "hello"}}
+_json_leaf = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**30), max_value=10**30),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=20),
+)
+JSON_VALUES = st.recursive(
+    _json_leaf,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=20,
+)
+
+
+def _nested(depth: int, kind: str) -> str:
+    opener, closer = ("[", "]") if kind == "list" else ('{"a":', "}")
+    return opener * depth + "1" + closer * depth
+
+
+# Texts that `json.loads` takes (or chokes on) but the contract must refuse with a field error.
+HOSTILE_TEXTS = st.one_of(
+    st.builds(_nested, st.integers(min_value=11, max_value=20_000), st.sampled_from(["list", "dict"])),
+    st.integers(min_value=20, max_value=6_000).map(lambda n: '{"metadata": {"n": ' + "9" * n + "}}"),
+    st.sampled_from(["NaN", "Infinity", "-Infinity", "1e400", "-1e999"]).map(
+        lambda v: '{"metadata": {"n": ' + v + "}}"
+    ),
+    st.sampled_from(["channel", "to", "id"]).map(lambda k: '{"' + k + '": "a", "' + k + '": "b"}'),
+    st.sampled_from(["\\ud800", "\\udfff", "a\\udc00b", "\\ud83d"]).map(lambda s: '{"to": "' + s + '"}'),
+)
+BAD_UTF8 = st.binary(min_size=1, max_size=64).filter(lambda b: not _is_utf8(b))
+
+
+def _is_utf8(body: bytes) -> bool:
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.one_of(HOSTILE_TEXTS.map(str.encode), BAD_UTF8, JSON_VALUES.map(lambda v: json.dumps(v).encode())))
+def test_any_json_or_bytes_is_a_request_or_field_errors(body: bytes) -> None:
+    """Deep nesting, 5,000-digit integers, NaN, repeated keys, lone surrogates and bytes that are not
+    UTF-8 all end as ValidationFailed with a field error: never RecursionError or ValueError."""
+    errors = _errors_or_none(lambda: check_request(parse_request(body), SETTINGS, "m-1", NOW))
+    assert errors is None or len(errors) > 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(HOSTILE_TEXTS)
+def test_hostile_json_is_refused_at_the_root(text: str) -> None:
+    """Each hostile shape is refused as a whole (field `$`), with no partial parse."""
+    errors = _errors_or_none(lambda: parse_request(text.encode()))
+    assert errors is not None and [e.field for e in errors] == ["$"]
+
+
+def test_the_issue_examples_are_field_errors() -> None:
+    """JSON nested 10,000 deep and an integer of 5,000 digits: 400-style field errors, not crashes."""
+    for body in (_nested(10_000, "list"), _nested(10_000, "dict"), '{"to": ' + "1" * 5_000 + "}"):
+        errors = _errors_or_none(lambda body=body: parse_request(body))
+        assert errors is not None and errors[0].field == "$"
+
+
+@pytest.mark.parametrize("version", [True, 1.0, "1", [1], None])
+def test_schema_version_must_be_the_integer_one(version: object) -> None:
+    """`schemaVersion: true` (and 1.0, "1") are not the integer 1 of the contract."""
+    assert _fields({**VALID_SMS, "schemaVersion": version}) == {"schemaVersion"}
+
+
+@pytest.mark.parametrize(
+    "expires",
+    [1_900_000_000, 1.9e9, True, "2026-01-01T12:00:00", "2026-01-01", "1900000000", "next week", "2026-01-01T12:00Z"],
+)
+def test_expires_at_must_be_an_rfc3339_string_with_an_offset(expires: object) -> None:
+    """A Unix time, a date-time without offset or a date alone is a field error."""
+    assert _fields({**VALID_SMS, "expiresAt": expires}) == {"expiresAt"}
+
+
+@pytest.mark.parametrize("expires", ["2026-01-01T12:00:00Z", "2026-01-01T12:00:00.5+02:00", "2026-01-01t12:00:00z"])
+def test_rfc3339_date_times_with_an_offset_are_accepted(expires: str) -> None:
+    """The forms RFC 3339 allows are accepted and time-zone aware."""
+    request = parse_request(json.dumps({**VALID_SMS, "expiresAt": expires}))
+    assert request.expires_at is not None and request.expires_at.tzinfo is not None
+
+
+CONTROL = st.sampled_from(["\r", "\n", "\r\n", "\x00", "\t", "\x1b", "\x7f", "\x85", "\u2028", "\u2029"])
+_line = st.text(alphabet=st.characters(categories=["L", "N", "Zs"]), min_size=1, max_size=10)
+
+
+def _email_with(subject: str = "Hi", name: str = "a.pdf", content_type: str = "application/pdf") -> dict[str, object]:
+    attachment = {"name": name, "contentType": content_type, "contentInBase64": "QUFB"}
+    content = {"subject": subject, "text": "t", "attachments": [attachment]}
+    return {"channel": "email", "to": "ann@example.com", "content": content}
+
+
+@settings(max_examples=80, deadline=None)
+@given(_line, CONTROL, _line, st.sampled_from(["subject", "name", "content_type"]))
+def test_control_characters_in_header_fields_are_field_errors(head: str, control: str, tail: str, where: str) -> None:
+    """CR, LF, NUL and every other control or line separator in an email subject, attachment name
+    or content type is refused against that field: these values become MIME headers."""
+    value = head + control + tail + ("/x" if where == "content_type" else "")
+    field = {"subject": "content.subject", "name": "content.attachments.0.name"}.get(
+        where, "content.attachments.0.contentType"
+    )
+    assert _fields(_email_with(**{where: value})) == {field}
+
+
+@settings(max_examples=40, deadline=None)
+@given(_line, _line)
+def test_header_fields_without_control_characters_pass(subject: str, name: str) -> None:
+    """Ordinary one-line text (any script, spaces) stays valid."""
+    _check(_email_with(subject=subject, name=name))
+
+
+def test_the_content_id_is_keyed() -> None:
+    """A request without id gets an id that depends on the app's secret, not a plain SHA-256 of the
+    body (which anyone could compute from a guessed one-time code and phone number)."""
+    import hashlib
+
+    from shared.validation import content_id
+
+    body = json.dumps(VALID_SMS).encode()
+    assert content_id(b"k1", body) == content_id(b"k1", body + b"\n")  # a trailing newline is no new request
+    assert content_id(b"k1", body) != content_id(b"k2", body)
+    assert hashlib.sha256(body).hexdigest()[:40] not in content_id(b"k1", body)
+
+
+def test_unknown_keys_come_back_short_and_printable() -> None:
+    """An unknown key of 100,000 characters, or one with CR/LF, is named in the error (and so in logs)
+    only as a short printable stand-in."""
+    errors = _errors_or_none(lambda: parse_request(json.dumps({**VALID_SMS, "k" * 100_000: 1, "a\r\nb": 2})))
+    assert errors is not None
+    assert all(len(e.field) <= 40 and "\r" not in e.field and "\n" not in e.field for e in errors)
+    assert {e.field for e in errors} >= {"a??b"}

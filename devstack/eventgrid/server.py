@@ -15,10 +15,12 @@ endpoint does not take part; events published before a subscription exists are n
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import secrets
 import ssl
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
@@ -90,10 +92,26 @@ class TopicState:
 
 
 STATE = web.AppKey("state", TopicState)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def loopback_admin(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The admin API has no auth, so it answers loopback clients only (whatever `--host` binds)."""
+    if request.path.startswith("/admin") and not _is_loopback(request.remote):
+        return json_response({"error": {"code": "Forbidden", "message": "admin API is loopback only"}}, 403)
+    return await handler(request)
+
+
+def _is_loopback(remote: str | None) -> bool:
+    try:
+        return remote is not None and ipaddress.ip_address(remote).is_loopback
+    except ValueError:
+        return False
 
 
 def build_app(state: TopicState) -> web.Application:
-    app = web.Application(client_max_size=publish.MAX_REQUEST_BYTES * 2)
+    app = web.Application(client_max_size=publish.MAX_REQUEST_BYTES * 2, middlewares=[loopback_admin])
     app[STATE] = state
     app.router.add_post("/api/events", publish_events)
     app.router.add_get("/admin/health", health)

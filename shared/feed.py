@@ -44,7 +44,10 @@ _METADATA_VALUE = str | int | float | bool
 class StatusChange:
     """One ledger transition as subscribers see it (the CloudEvent's `data`, camelCase keys)."""
 
-    __pydantic_config__ = ConfigDict(title="Contact Messages status change (data schema version 1)")
+    __pydantic_config__ = ConfigDict(
+        title="Contact Messages status change (data schema version 1)",
+        field_title_generator=lambda name, info: info.alias or name,
+    )
 
     message_id: Annotated[
         str, Field(alias="messageId", description="The message id (the producer's or the assigned one).")
@@ -61,7 +64,9 @@ class StatusChange:
         str, Field(alias="recipientMasked", description="The recipient, masked (`+1******0100`, `a***@e***.com`).")
     ]
     changed_at: Annotated[datetime, Field(alias="changedAt", description="When the transition happened (UTC).")]
-    reason: Annotated[str | None, Field(description="Why, when the status says less than the reason.")] = None
+    reason: Annotated[
+        str | None, Field(description="Why it moved (a failure code, an expiry), when the status alone does not say.")
+    ] = None
     correlation_id: Annotated[
         str | None, Field(alias="correlationId", description="The send request's correlationId.")
     ] = None

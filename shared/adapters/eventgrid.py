@@ -5,7 +5,8 @@ into the application's two branches. `EventGridPublisherClient` sends a list of 
 `application/cloudevents-batch+json` request; Event Grid takes at most 1 MB per request
 (https://learn.microsoft.com/azure/event-grid/post-to-custom-topic), so a larger batch is split here.
 
-Credentials: a topic key (`AzureKeyCredential`, sent as `aeg-sas-key`) for the local topic, a token
+Credentials: a topic key (`AzureKeyCredential`, sent as `aeg-sas-key`) or a SAS token
+(`AzureSasCredential`, `aeg-sas-token`) for the local topic, a token
 credential in Azure (the app's managed identity with the "EventGrid Data Sender" role, scope
 `https://eventgrid.azure.net/.default`); local auth is disabled on the deployed topic.
 
@@ -21,7 +22,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
-from azure.core.credentials import AzureKeyCredential
+from azure.core.credentials import AzureKeyCredential, AzureSasCredential
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import (
     ClientAuthenticationError,
@@ -46,7 +47,10 @@ class FeedPublisher:
     """One `EventGridPublisherClient` for the process; `publish` sends CloudEvent dicts in ≤ 1 MB requests."""
 
     def __init__(
-        self, endpoint: str, credential: AzureKeyCredential | AsyncTokenCredential, **client_options: Any
+        self,
+        endpoint: str,
+        credential: AzureKeyCredential | AzureSasCredential | AsyncTokenCredential,
+        **client_options: Any,
     ) -> None:
         options = {"retry_total": SDK_RETRY_TOTAL, **client_options}
         self._client = EventGridPublisherClient(endpoint, credential, **options)

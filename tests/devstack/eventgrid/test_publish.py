@@ -108,7 +108,7 @@ async def test_sas_token_from_the_sdk_is_accepted(topic: LocalTopic, subscriber:
         await client.send(_events(f"sas-{path}", 1))
     wait_for(lambda: len(subscriber.delivered(path)) == 1)
     forged = AzureSasCredential(generate_sas(topic.endpoint, WRONG_KEY, expiry))
-    async with FeedPublisher(topic.endpoint, forged) as publisher:  # type: ignore[arg-type]
+    async with FeedPublisher(topic.endpoint, forged) as publisher:
         with pytest.raises(TransientError, match="401"):
             await publisher.publish(_events(f"sas-{path}", 1))
 

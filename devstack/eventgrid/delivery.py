@@ -45,6 +45,8 @@ from devstack.eventgrid.config import Subscription
 logger = logging.getLogger(__name__)
 
 LOG_LIMIT = 50_000
+# requests in flight per subscription (one per pump); Event Grid itself delivers concurrently
+CONCURRENCY = 4
 # lastDeliveryOutcome names Event Grid uses for the answers it got (413 is named after its status here);
 # the docs name no others, so any other answer is "GenericError" and a failed connection "SocketError"
 OUTCOMES = {
@@ -112,8 +114,7 @@ class Deliverer:
         self._wake.set()
 
     def _start_pumps(self) -> None:
-        # one request in flight per pump; Event Grid itself delivers concurrently
-        while len(self._pumps) < 4:
+        while len(self._pumps) < CONCURRENCY:
             pump = asyncio.get_running_loop().create_task(self._pump())
             self._pumps.add(pump)
             pump.add_done_callback(self._pumps.discard)
@@ -149,17 +150,18 @@ class Deliverer:
     # one attempt and its consequences ---------------------------------------------------------
 
     async def _attempt(self, batch: list[Pending]) -> None:
-        expired = [item for item in batch if self._expired(item)]
-        for item in expired:
-            self._dead_letter(item, "TimeToLiveExceeded")
-        batch = [item for item in batch if item not in expired]
-        if not batch:
+        live = []
+        for item in batch:
+            if self._expired(item):
+                self._dead_letter(item, "TimeToLiveExceeded")
+            else:
+                live.append(item)
+        if not live:
             return
-        status = await self._post(batch)
+        status = await self._post(live)
         at = datetime.now(UTC)
-        tried = [replace(item, statuses=(*item.statuses, status), last_attempt_at=at) for item in batch]
-        for item in tried:
-            self._after(item, status)
+        for item in live:
+            self._after(replace(item, statuses=(*item.statuses, status), last_attempt_at=at), status)
 
     def _expired(self, item: Pending) -> bool:
         return bool(item.statuses) and time.monotonic() - item.published_clock > self.subscription.retry.ttl_seconds

@@ -77,7 +77,7 @@ class TopicState:
 
     def deliverer(self, name: str) -> Deliverer:
         if name not in self.active:
-            raise web.HTTPNotFound(text=f"no subscription named {name}")
+            raise LookupError(f"no subscription named {name}")
         return self.active[name]
 
     def health(self) -> dict[str, Any]:
@@ -209,12 +209,18 @@ async def delete_subscription(request: web.Request) -> web.Response:
 
 
 async def deliveries(request: web.Request) -> web.Response:
-    deliverer = request.app[STATE].deliverer(request.match_info["name"])
-    return json_response([record.to_json() for record in deliverer.log])
+    return json_response([record.to_json() for record in _deliverer(request).log])
 
 
 async def dead_letters(request: web.Request) -> web.Response:
-    return json_response(request.app[STATE].deliverer(request.match_info["name"]).dead_letters)
+    return json_response(_deliverer(request).dead_letters)
+
+
+def _deliverer(request: web.Request) -> Deliverer:
+    try:
+        return request.app[STATE].deliverer(request.match_info["name"])
+    except LookupError as exc:
+        raise web.HTTPNotFound(text=str(exc)) from exc
 
 
 async def manual_validation(request: web.Request) -> web.Response:

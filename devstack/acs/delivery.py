@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 
@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 SUCCESS = frozenset({200, 201, 202, 203, 204})
 NOT_RETRIED = frozenset({400, 401, 403, 413})
 EVENTS_LOG_LIMIT = 50_000
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -66,14 +67,18 @@ class BatchLimits:
 def cut(queue: deque[Queued], limits: BatchLimits, rendering: events.Rendering) -> list[Queued]:
     """Take the next batch off the front of a non-empty queue.
 
-    The first event always goes, even when it alone is over the size (Event Grid still delivers it);
-    the batch then grows until the next event would break the count or the size limit. Sizes are
-    those of the body `events.request_body` builds with this rendering.
+    Sizes are those of the body `events.request_body` builds with this rendering.
     """
+    return cut_sized(queue, limits, lambda item: len(events.encoded(item.spec, rendering)))
 
-    def size_of(item: Queued) -> int:
-        return len(events.encoded(item.spec, rendering))
 
+def cut_sized(queue: deque[T], limits: BatchLimits, size_of: Callable[[T], int]) -> list[T]:
+    """Take the next batch off the front of a non-empty queue of anything `size_of` can measure (the
+    JSON bytes it takes up in the delivered array; the local Event Grid topic batches raw events).
+
+    The first event always goes, even when it alone is over the size (Event Grid still delivers it);
+    the batch then grows until the next event would break the count or the size limit.
+    """
     batch = [queue.popleft()]
     body = len(b"[]") + size_of(batch[0])
     while queue and len(batch) < limits.max_events:

@@ -12,7 +12,6 @@ from datetime import datetime
 from enum import StrEnum
 
 from shared.adapters.tables import Conflict, EtagMismatch, TableStore
-from shared.errors import FieldError, ValidationFailed
 from shared.ledger import iso
 from shared.privacy import address_hash
 from shared.services.audit import AuditLog
@@ -96,15 +95,15 @@ class ConsentService:
     ) -> bool:
         """Record a consent change and its audit entry; True if it is now the address's latest state.
 
-        `address` must already be in the form sends use (`canonical_recipient`, or `acs_address` for
-        what ACS reports): any other form would be stored under a hash no send matches, so it is
-        refused here rather than stored. `sender` may be `*` (every sender). `now` is when the change
-        was made (for an inbound keyword, when ACS received it), so the latest change wins whatever
-        order changes are recorded in. `change_id` makes the change idempotent: applying the same
-        change again (a redelivered event finishing its work) writes the same rows, and one audit entry.
+        `address` is put in the form sends use (`canonical_recipient`; what ACS reports goes through
+        `acs_address` first); what has no such form raises ValidationFailed: stored under its own hash
+        it would match no send, so the caller must refuse it visibly instead. `sender` may be `*`
+        (every sender). `now` is when the change was made (for an inbound keyword, when ACS received
+        it), so the latest change wins whatever order changes are recorded in. `change_id` makes the
+        change idempotent: applying it again (a redelivered event finishing its work) writes the same
+        rows, and one audit entry.
         """
-        if canonical_recipient(channel, address) != address.strip():
-            raise ValidationFailed([FieldError("address", "is not in the form sends use")])
+        address = canonical_recipient(channel, address)
         partition = self._partition(channel, address)
         at = iso(now)
         entity = {"PartitionKey": partition, "RowKey": sender, "State": state.value, "Reason": reason}

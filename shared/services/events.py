@@ -78,6 +78,10 @@ class Tables:
     inbound: TableStore
 
 
+# Channels whose provider ids the sender indexes once ACS answers: an unmatched report of theirs leaves
+# a placeholder where that index row will be written, so that the sender re-matches it.
+INDEXED_AFTER_SEND = frozenset({Channel.SMS, Channel.WHATSAPP})
+
 # How long a WhatsApp status for an unknown id waits for a send still in flight here to learn its id.
 WAIT_FOR_SEND_SECONDS = 1.0
 
@@ -232,7 +236,7 @@ class EventService:
         return message_id, self._ledger.hint(message_id)
 
     async def _meet_the_sender(self, event: AcsEvent) -> bool:
-        """Leave a placeholder where the sender (on any instance) will index this WhatsApp id. If the
+        """Leave a placeholder where the sender (on any instance) will index this SMS or WhatsApp id. If the
         sender writes later, its insert meets the placeholder and it re-matches what is parked; if it
         wrote first, our insert meets its row and we re-match now. True if this status was applied."""
         partition, row_key = provider_id_keys(event.provider_message_id)
@@ -267,7 +271,7 @@ class EventService:
             )
         except Conflict:
             return EventOutcome.DUPLICATE
-        if event.channel == Channel.WHATSAPP and await self._meet_the_sender(event):
+        if event.channel in INDEXED_AFTER_SEND and await self._meet_the_sender(event):
             return EventOutcome.RECORDED
         emit(
             log,

@@ -207,3 +207,66 @@ async def test_a_malformed_event_from_a_foreign_topic_writes_nothing(svc: Servic
     event["topic"] = "/subscriptions/evil/resourceGroups/x/providers/Microsoft.Communication/communicationServices/y"
     assert await svc.events.record(event) == EventOutcome.IGNORED
     assert await _rejected(svc) == []
+
+
+async def _sent_sms(svc: Services, message_id: str) -> str:
+    assert await svc.sending.handle(_d(sms(message_id))) == Outcome.SENT
+    row = await svc.ledger.get(message_id)
+    assert row is not None
+    return str(row.get("ProviderMessageId"))
+
+
+@pytest.mark.parametrize("tag", [None, "someone-elses-id", 42, "their/tag"])
+async def test_an_sms_report_without_our_tag_matches_by_its_provider_id(svc: Services, tag: Any) -> None:
+    """A report that lacks the tag, or carries a foreign one, is matched by the provider message id the
+    ledger holds, on a fresh instance too (no in-memory hint): the message is Delivered, not orphaned."""
+    message_id = f"untagged-{uuid.uuid4().hex[:8]}"
+    provider_id = await _sent_sms(svc, message_id)
+    fresh = await _fresh_events(svc)
+    event = _sms_report(messageId=provider_id, **({} if tag is None else {"tag": tag}))
+    assert await fresh.record(event) == EventOutcome.RECORDED
+    row = await svc.ledger.get(message_id)
+    assert row is not None and row.status.value == "Delivered"
+
+
+async def test_an_untagged_sms_report_that_beat_its_send_is_rematched_when_the_send_learns_its_id(
+    svc: Services,
+) -> None:
+    """The report arrives before ACS's answer reaches the sender: it is parked, and the sender's index
+    write meets its placeholder and re-matches it at once."""
+    message_id = f"early-{uuid.uuid4().hex[:8]}"
+    provider_id = await _sent_sms(svc, message_id)
+    index = svc.storage.table(svc.names.provider_ids)
+    await index.delete(provider_id, provider_id)  # as if the send had not indexed it yet
+    fresh = await _fresh_events(svc)
+    assert await fresh.record(_sms_report(messageId=provider_id)) == EventOutcome.ORPHANED
+    # The send's own index step, as _mark_sent runs it: it finds the placeholder, so it re-matches.
+    assert await svc.sending._index_provider_id(_checked_sms(svc, message_id), provider_id)
+    assert await svc.events.rematch(provider_id) == 1
+    row = await svc.ledger.get(message_id)
+    assert row is not None and row.status.value == "Delivered"
+
+
+def _checked_sms(svc: Services, message_id: str):  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime
+
+    from shared.validation import check_request, parse_request
+
+    return check_request(parse_request(sms(message_id)), svc.settings, message_id, datetime.now(UTC))
+
+
+async def _fresh_events(svc: Services):  # type: ignore[no-untyped-def]
+    """Another instance's EventService: same tables, no in-memory hints."""
+    from shared.clock import utc_now
+    from shared.ledger import Ledger
+    from shared.services.events import EventService, Tables
+
+    names = svc.names
+    tables = Tables(
+        svc.storage.table(names.messages),
+        svc.storage.table(names.provider_ids),
+        svc.storage.table(names.orphans),
+        svc.storage.table(names.inbound),
+    )
+    ledger = Ledger(svc.storage.table(names.messages), svc.settings.consent_hash_key)
+    return EventService(svc.settings, ledger, tables, svc.consent, utc_now)

@@ -20,7 +20,7 @@ import json
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -49,6 +49,7 @@ from shared.services.consent import (
     ConsentState,
     keyword_of,
 )
+from shared.services.due import DueIndex, DueKind
 from shared.settings import Channel, Settings
 from shared.status import report_wins
 from shared.tables import event_row_key, ledger_row_key, provider_id_keys, split_payload
@@ -82,6 +83,12 @@ class Tables:
 # a placeholder where that index row will be written, so that the sender re-matches it.
 INDEXED_AFTER_SEND = frozenset({Channel.SMS, Channel.WHATSAPP})
 
+# When a parked event is first looked at again (a send still in flight has learnt its id by then), and
+# how long it may wait for its message before it is given up and counted.
+ORPHAN_RECHECK = timedelta(minutes=5)
+ORPHAN_WINDOW = timedelta(hours=24)
+ORPHANS_DUE_PARTITION = "~due"
+
 # How long a WhatsApp status for an unknown id waits for a send still in flight here to learn its id.
 WAIT_FOR_SEND_SECONDS = 1.0
 
@@ -103,6 +110,9 @@ class EventService:
         self._provider_hints: Lru[str, str] = Lru(20_000)
         self._whatsapp_sends = 0
         self._id_waiters: dict[str, asyncio.Future[str]] = {}
+        # Parked events are found through their own due-time index, in the orphans table, so that
+        # reconciliation reads only those due now: never all orphans, whatever their number.
+        self._orphans_due = DueIndex(tables.orphans, ORPHANS_DUE_PARTITION)
 
     def remember_provider_id(self, provider_message_id: str, message_id: str) -> None:
         """The sender tells us the provider id it just indexed, so its report needs no index read."""
@@ -199,6 +209,35 @@ class EventService:
             change_id=_event_key(event),
         )
 
+    async def recheck_orphans(self, now: datetime, limit: int) -> tuple[int, int]:
+        """Re-match the parked events whose recheck is due (at most `limit` provider ids); give up
+        those parked longer than the orphan window. Returns (matched, given up). The work is O(due
+        entries): each parked provider id is looked at about ten times in its 24 hours, at doubling
+        intervals, however many others are parked."""
+        matched = given_up = 0
+        for entry in await self._orphans_due.due(now, limit):
+            matched += await self.rematch(entry.message_id)
+            given_up += await self._give_up_or_recheck(entry.message_id, now)
+            await self._orphans_due.remove(entry)
+        return matched, given_up
+
+    async def _give_up_or_recheck(self, provider_message_id: str, now: datetime) -> int:
+        """Still parked: give up what is older than the window, schedule the next look at the rest."""
+        rows = [r async for r in self._t.orphans.query("PartitionKey eq @pk", {"pk": provider_message_id})]
+        if not rows:
+            return 0
+        cutoff = iso(now - ORPHAN_WINDOW)
+        stale = [r for r in rows if str(r.get("ParkedAt", "")) < cutoff]
+        for row in stale:
+            await self._t.orphans.delete(provider_message_id, str(row["RowKey"]))
+        if len(stale) < len(rows):
+            oldest = parse_iso(min(str(r.get("ParkedAt") or iso(now)) for r in rows if r not in stale))
+            waited = max(now - oldest, ORPHAN_RECHECK)  # doubling: 5 min, 10, 20, ... then the window's end
+            await self._orphans_due.add(provider_message_id, DueKind.ORPHAN, min(now + waited, oldest + ORPHAN_WINDOW))
+        else:
+            await self.forget_placeholder(provider_message_id)
+        return len(stale)  # counted in the reconcile summary
+
     async def rematch(self, provider_message_id: str) -> int:
         """Re-apply the orphans of one provider id; returns how many found their message."""
         matched = 0
@@ -271,6 +310,7 @@ class EventService:
             )
         except Conflict:
             return EventOutcome.DUPLICATE
+        await self._orphans_due.add(event.provider_message_id, DueKind.ORPHAN, self._now() + ORPHAN_RECHECK)
         if event.channel in INDEXED_AFTER_SEND and await self._meet_the_sender(event):
             return EventOutcome.RECORDED
         emit(

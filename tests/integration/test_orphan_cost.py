@@ -1,0 +1,90 @@
+"""Reconciliation's cost stays O(due items), whatever the number of parked (orphan) events."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from devstack.acs import DEFAULT_TOPIC
+from shared.adapters.tables import TableStore
+from shared.runtime import Services
+from shared.services.events import EventOutcome
+from tests.integration.conftest import Clock
+
+CALLS = ("get", "insert", "update", "upsert", "delete", "query", "transact")
+
+
+def unknown_report(provider_id: str) -> dict[str, Any]:
+    return {
+        "id": provider_id,
+        "topic": DEFAULT_TOPIC,
+        "subject": "/phonenumber/18005550100",
+        "eventType": "Microsoft.Communication.SMSDeliveryReportReceived",
+        "eventTime": "2026-11-28T10:00:00Z",
+        "data": {
+            "messageId": provider_id,
+            "from": "18005550100",
+            "to": "+14255550100",
+            "deliveryStatus": "Delivered",
+            "deliveryStatusDetails": "No error.",
+            "receivedTimestamp": "2026-11-28T10:00:00Z",
+        },
+    }
+
+
+@pytest.fixture
+def requests(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """Counts storage requests made through the real table adapter (a spy: storage stays real)."""
+    counts: Counter[str] = Counter()
+
+    def spy(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
+        if name == "query":
+
+            def query(store: TableStore, *args: Any, **kwargs: Any) -> Any:
+                counts[name] += 1
+                return method(store, *args, **kwargs)
+
+            return query
+
+        async def call(store: TableStore, *args: Any, **kwargs: Any) -> Awaitable[Any]:
+            counts[name] += 1
+            return await method(store, *args, **kwargs)
+
+        return call
+
+    for name in CALLS:
+        monkeypatch.setattr(TableStore, name, spy(name, getattr(TableStore, name)))
+    return counts
+
+
+async def _run_cost(svc: Services, requests: Counter[str]) -> int:
+    requests.clear()
+    await svc.reconcile.run()
+    return sum(requests.values())
+
+
+async def test_reconcile_cost_does_not_grow_with_parked_events(
+    svc: Services, clock: Clock, requests: Counter[str]
+) -> None:
+    """300 reports nobody sent are parked; a reconcile run before any is due costs what a run with
+    none parked costs, and a run once they are due looks at each once, not at every run after."""
+    baseline = await _run_cost(svc, requests)
+    ids = [f"Outgoing_{uuid.uuid4().hex}" for _ in range(300)]
+    outcomes = await asyncio.gather(*(svc.events.record(unknown_report(i)) for i in ids))
+    assert set(outcomes) == {EventOutcome.ORPHANED}
+    assert await _run_cost(svc, requests) == baseline
+    clock.advance(minutes=6)
+    due_run = await _run_cost(svc, requests)
+    assert due_run >= 300  # each due orphan is looked at
+    clock.advance(minutes=1)
+    assert await _run_cost(svc, requests) == baseline  # and then left alone until its next recheck
+    clock.advance(hours=25)
+    summary = await svc.reconcile.run()
+    assert summary.orphans_given_up == 300
+    orphans = svc.storage.table(svc.names.orphans)
+    assert [r async for r in orphans.query("PartitionKey ne @r", {"r": "rejected-events"})] == []

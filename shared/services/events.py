@@ -49,7 +49,7 @@ from shared.services.consent import (
     ConsentState,
     keyword_of,
 )
-from shared.services.due import DueIndex, DueKind
+from shared.services.due import DueEntry, DueIndex, DueKind
 from shared.settings import Channel, Settings
 from shared.status import report_wins
 from shared.tables import event_row_key, ledger_row_key, provider_id_keys, split_payload
@@ -85,9 +85,10 @@ INDEXED_AFTER_SEND = frozenset({Channel.SMS, Channel.WHATSAPP})
 
 # When a parked event is first looked at again (a send still in flight has learnt its id by then), and
 # how long it may wait for its message before it is given up and counted.
-ORPHAN_RECHECK = timedelta(minutes=5)
+ORPHAN_RECHECK = timedelta(minutes=15)
 ORPHAN_WINDOW = timedelta(hours=24)
 ORPHANS_DUE_PARTITION = "~due"
+RECHECK_CONCURRENCY = 16
 
 # How long a WhatsApp status for an unknown id waits for a send still in flight here to learn its id.
 WAIT_FOR_SEND_SECONDS = 1.0
@@ -210,31 +211,50 @@ class EventService:
         )
 
     async def recheck_orphans(self, now: datetime, limit: int) -> tuple[int, int]:
-        """Re-match the parked events whose recheck is due (at most `limit` provider ids); give up
-        those parked longer than the orphan window. Returns (matched, given up). The work is O(due
-        entries): each parked provider id is looked at about ten times in its 24 hours, at doubling
-        intervals, however many others are parked."""
+        """Look again at the parked events whose recheck is due (at most `limit`): re-match those whose
+        provider id has become known, give up those parked longer than the orphan window, schedule the
+        next look at the rest. Returns (matched, given up). The work is O(due entries), never O(parked):
+        each parked event is looked at about seven times in its 24 hours, at doubling intervals. (A send
+        that learns the id re-matches its parked events itself, through the placeholder; these looks
+        catch what a crash between the two left behind, and give up the rest.)"""
+        gate = asyncio.Semaphore(RECHECK_CONCURRENCY)
+
+        async def one(entry: DueEntry) -> tuple[int, int]:
+            async with gate:
+                return await self._recheck(entry, now)
+
+        results = await asyncio.gather(*(one(entry) for entry in await self._orphans_due.due(now, limit)))
+        return sum(m for m, _ in results), sum(g for _, g in results)
+
+    async def _recheck(self, entry: DueEntry, now: datetime) -> tuple[int, int]:
+        provider_message_id, channel, parked_at = entry.message_id.rsplit("|", 2)
         matched = given_up = 0
-        for entry in await self._orphans_due.due(now, limit):
-            matched += await self.rematch(entry.message_id)
-            given_up += await self._give_up_or_recheck(entry.message_id, now)
-            await self._orphans_due.remove(entry)
+        if await self._known(provider_message_id, Channel(channel)):
+            matched = await self.rematch(provider_message_id)
+        if not matched and parked_at < iso(now - ORPHAN_WINDOW):
+            given_up = await self._give_up(provider_message_id, now)
+        elif not matched:
+            parked = parse_iso(parked_at)
+            waited = max(now - parked, ORPHAN_RECHECK)  # doubling: 15 min, 30, 60, ... then the window's end
+            await self._orphans_due.add(entry.message_id, DueKind.ORPHAN, min(now + waited, parked + ORPHAN_WINDOW))
+        await self._orphans_due.remove(entry)
         return matched, given_up
 
-    async def _give_up_or_recheck(self, provider_message_id: str, now: datetime) -> int:
-        """Still parked: give up what is older than the window, schedule the next look at the rest."""
-        rows = [r async for r in self._t.orphans.query("PartitionKey eq @pk", {"pk": provider_message_id})]
-        if not rows:
-            return 0
+    async def _known(self, provider_message_id: str, channel: Channel) -> bool:
+        """Has a send learnt this provider id (its index row), or is it one of our ids (email)?"""
+        if channel == Channel.EMAIL and await self._ledger.get(provider_message_id) is not None:
+            return True
+        stored = await self._t.provider_ids.get(*provider_id_keys(provider_message_id))
+        return stored is not None and bool(stored.entity.get("MessageId"))
+
+    async def _give_up(self, provider_message_id: str, now: datetime) -> int:
+        """Drop this id's events parked longer than the window (later ones have their own entries)."""
         cutoff = iso(now - ORPHAN_WINDOW)
-        stale = [r for r in rows if str(r.get("ParkedAt", "")) < cutoff]
-        for row in stale:
-            await self._t.orphans.delete(provider_message_id, str(row["RowKey"]))
-        if len(stale) < len(rows):
-            oldest = parse_iso(min(str(r.get("ParkedAt") or iso(now)) for r in rows if r not in stale))
-            waited = max(now - oldest, ORPHAN_RECHECK)  # doubling: 5 min, 10, 20, ... then the window's end
-            await self._orphans_due.add(provider_message_id, DueKind.ORPHAN, min(now + waited, oldest + ORPHAN_WINDOW))
-        else:
+        rows = [r async for r in self._t.orphans.query("PartitionKey eq @pk", {"pk": provider_message_id})]
+        stale = [str(r["RowKey"]) for r in rows if str(r.get("ParkedAt", "")) < cutoff]
+        for row_key in stale:
+            await self._t.orphans.delete(provider_message_id, row_key)
+        if len(stale) == len(rows):
             await self.forget_placeholder(provider_message_id)
         return len(stale)  # counted in the reconcile summary
 
@@ -298,19 +318,22 @@ class EventService:
 
     async def _park(self, event: AcsEvent) -> EventOutcome:
         key = _event_key(event)
+        parked_at = self._now()
         try:
             await self._t.orphans.insert(
                 {
                     "PartitionKey": event.provider_message_id,
                     "RowKey": key,
                     "Event": _event_to_json(event),
-                    "ParkedAt": iso(self._now()),
+                    "ParkedAt": iso(parked_at),
                     "Channel": event.channel.value,
                 }
             )
         except Conflict:
             return EventOutcome.DUPLICATE
-        await self._orphans_due.add(event.provider_message_id, DueKind.ORPHAN, self._now() + ORPHAN_RECHECK)
+        # The entry names the parked time too, so a recheck knows when to give up without reading.
+        entry = f"{event.provider_message_id}|{event.channel.value}|{iso(parked_at)}"
+        await self._orphans_due.add(entry, DueKind.ORPHAN, parked_at + ORPHAN_RECHECK)
         if event.channel in INDEXED_AFTER_SEND and await self._meet_the_sender(event):
             return EventOutcome.RECORDED
         emit(

@@ -41,6 +41,9 @@ from shared.status import pipeline_may_set
 log = logging.getLogger(__name__)
 STUCK_RECHECK = timedelta(minutes=15)
 EMAIL_RUNNING_RECHECKS = 3
+# Parked events looked at in one run: what is left stays due for the next run, so a burst of reports
+# nobody sent spreads over runs instead of pushing one past the function timeout.
+ORPHANS_PER_RUN = 2000
 REPORT_PARTITION = "summary"
 
 
@@ -184,7 +187,7 @@ class ReconcileService:
 
     async def _orphan_pass(self, now: datetime, summary: Summary, limit: int) -> None:
         """Parked events whose recheck is due, through their own due index (never a scan of them all)."""
-        matched, given_up = await self._events.recheck_orphans(now, limit)
+        matched, given_up = await self._events.recheck_orphans(now, min(limit, ORPHANS_PER_RUN))
         summary.orphans_matched += matched
         summary.orphans_given_up += given_up
 

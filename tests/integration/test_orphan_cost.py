@@ -71,20 +71,45 @@ async def _run_cost(svc: Services, requests: Counter[str]) -> int:
 async def test_reconcile_cost_does_not_grow_with_parked_events(
     svc: Services, clock: Clock, requests: Counter[str]
 ) -> None:
-    """300 reports nobody sent are parked; a reconcile run before any is due costs what a run with
+    """150 reports nobody sent are parked; a reconcile run before any is due costs what a run with
     none parked costs, and a run once they are due looks at each once, not at every run after."""
     baseline = await _run_cost(svc, requests)
-    ids = [f"Outgoing_{uuid.uuid4().hex}" for _ in range(300)]
+    ids = [f"Outgoing_{uuid.uuid4().hex}" for _ in range(150)]
     outcomes = await asyncio.gather(*(svc.events.record(unknown_report(i)) for i in ids))
     assert set(outcomes) == {EventOutcome.ORPHANED}
     assert await _run_cost(svc, requests) == baseline
-    clock.advance(minutes=6)
+    clock.advance(minutes=16)
     due_run = await _run_cost(svc, requests)
-    assert due_run >= 300  # each due orphan is looked at
+    assert due_run >= 150  # each due orphan is looked at
     clock.advance(minutes=1)
     assert await _run_cost(svc, requests) == baseline  # and then left alone until its next recheck
     clock.advance(hours=25)
     summary = await svc.reconcile.run()
-    assert summary.orphans_given_up == 300
+    assert summary.orphans_given_up == 150
     orphans = svc.storage.table(svc.names.orphans)
     assert [r async for r in orphans.query("PartitionKey ne @r", {"r": "rejected-events"})] == []
+
+
+async def test_a_parked_report_whose_send_crashed_before_rematching_is_matched_by_reconcile(
+    svc: Services, clock: Clock
+) -> None:
+    """The sender indexed the id but died before re-matching what was parked: the orphan's due recheck
+    finds the id known and applies the report."""
+    from shared.services.sending import Outcome, QueueDelivery
+    from tests.integration.conftest import sms
+    from tests.integration.test_events_real_input import _fresh_events
+
+    assert await svc.sending.handle(QueueDelivery(sms("crashed-rematch"), "q", 1)) == Outcome.SENT
+    row = await svc.ledger.get("crashed-rematch")
+    assert row is not None
+    provider_id = str(row.get("ProviderMessageId"))
+    index = svc.storage.table(svc.names.provider_ids)
+    await index.delete(provider_id, provider_id)
+    other_instance = await _fresh_events(svc)  # one without the sender's in-memory hint
+    assert await other_instance.record(unknown_report(provider_id)) == EventOutcome.ORPHANED
+    await index.upsert({"PartitionKey": provider_id, "RowKey": provider_id, "MessageId": "crashed-rematch"})
+    clock.advance(minutes=16)
+    summary = await svc.reconcile.run()
+    assert summary.orphans_matched == 1
+    final = await svc.ledger.get("crashed-rematch")
+    assert final is not None and final.status.value == "Delivered"

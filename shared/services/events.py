@@ -89,6 +89,9 @@ ORPHAN_RECHECK = timedelta(minutes=15)
 ORPHAN_WINDOW = timedelta(hours=24)
 ORPHANS_DUE_PARTITION = "~due"
 RECHECK_CONCURRENCY = 16
+# Events of one batch worked on together: enough to keep storage busy (Azure Storage answers in
+# milliseconds; more in flight only queue in the connection pool), few enough to bound memory.
+MAX_EVENTS_IN_FLIGHT = 64
 
 # How long a WhatsApp status for an unknown id waits for a send still in flight here to learn its id.
 WAIT_FOR_SEND_SECONDS = 1.0
@@ -114,6 +117,7 @@ class EventService:
         # Parked events are found through their own due-time index, in the orphans table, so that
         # reconciliation reads only those due now: never all orphans, whatever their number.
         self._orphans_due = DueIndex(tables.orphans, ORPHANS_DUE_PARTITION)
+        self._in_flight = asyncio.Semaphore(MAX_EVENTS_IN_FLIGHT)
 
     def remember_provider_id(self, provider_message_id: str, message_id: str) -> None:
         """The sender tells us the provider id it just indexed, so its report needs no index read."""
@@ -153,7 +157,15 @@ class EventService:
 
     async def record(self, raw: Mapping[str, Any]) -> EventOutcome:
         """Record one Event Grid or CloudEvents event (a dict as delivered). Bad input is recorded as
-        rejected and acknowledged; only a storage outage raises (Event Grid then delivers it again)."""
+        rejected and acknowledged; only a storage outage raises (Event Grid then delivers it again).
+
+        The host invokes the function once per event of a batch, all at once, and a batch may hold
+        5,000 events: at most MAX_EVENTS_IN_FLIGHT are worked on together in this process, so a
+        batch's memory is that of its waiting coroutines, not of 5,000 storage requests in flight."""
+        async with self._in_flight:
+            return await self._record(raw)
+
+    async def _record(self, raw: Mapping[str, Any]) -> EventOutcome:
         topic = topic_of(raw) if isinstance(raw, Mapping) else ""
         if topic.lower() not in self._settings.acs_resource_ids:
             return self._ignore("untrusted-topic", "event from an untrusted topic ignored", raw)

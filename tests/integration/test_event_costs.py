@@ -1,4 +1,5 @@
-"""Reconciliation's cost stays O(due items), whatever the number of parked (orphan) events."""
+"""What events cost: reconciliation stays O(due items) whatever the number of parked (orphan) events,
+and one large Event Grid batch keeps a bounded number of storage requests (and their memory) in flight."""
 
 from __future__ import annotations
 
@@ -113,3 +114,29 @@ async def test_a_parked_report_whose_send_crashed_before_rematching_is_matched_b
     assert summary.orphans_matched == 1
     final = await svc.ledger.get("crashed-rematch")
     assert final is not None and final.status.value == "Delivered"
+
+
+async def test_a_large_batch_keeps_a_bounded_number_of_storage_requests_in_flight(
+    svc: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The host invokes record_event for every event of a batch at once (up to 5,000): the service
+    works on at most MAX_EVENTS_IN_FLIGHT of them together, so memory does not grow with the batch."""
+    from shared.services.events import MAX_EVENTS_IN_FLIGHT
+
+    active = peak = 0
+    real_get = TableStore.get
+
+    async def counting_get(store: TableStore, *args: Any) -> Any:
+        nonlocal active, peak
+        active += 1
+        peak = max(peak, active)
+        try:
+            return await real_get(store, *args)
+        finally:
+            active -= 1
+
+    monkeypatch.setattr(TableStore, "get", counting_get)
+    batch = [unknown_report(f"Outgoing_{uuid.uuid4().hex}") for _ in range(100)]
+    outcomes = await asyncio.gather(*(svc.events.record(event) for event in batch))
+    assert set(outcomes) == {EventOutcome.ORPHANED}
+    assert peak <= MAX_EVENTS_IN_FLIGHT < len(batch)

@@ -27,7 +27,7 @@ from shared.settings import Channel
 PREFIX = "microsoft.communication."
 
 # The ACS event types we handle, as Event Grid names them. They equal azure-eventgrid's
-# `SystemEventNames.Acs*EventName` values; tests/property/test_event_names.py holds them to it, so the
+# `SystemEventNames.Acs*EventName` values; tests/shared/test_event_names.py holds them to it, so the
 # app needs no Azure SDK outside shared/adapters for six strings.
 SMS_DELIVERY_REPORT = "Microsoft.Communication.SMSDeliveryReportReceived"
 SMS_RECEIVED = "Microsoft.Communication.SMSReceived"
@@ -42,6 +42,7 @@ WHATSAPP_RECEIVED = "Microsoft.Communication.AdvancedMessageReceived"
 _KEY_FORBIDDEN = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
 MAX_PROVIDER_ID_CHARS = 256
 _OUR_ID = re.compile(MESSAGE_ID_PATTERN)
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class EventKind(StrEnum):
@@ -100,6 +101,8 @@ def lower_keys(value: Any, depth: int = READ_DEPTH) -> Any:
 
 
 def _clip(value: Any, depth: int) -> Any:
+    if isinstance(value, int) and abs(value) >= MAX_COUNT**200:  # Python will not print 4,300+ digits
+        return f"<an integer of about {int(value.bit_length() * 0.30103)} digits>"
     if isinstance(value, Mapping):
         return {str(k): _clip(v, depth - 1) for k, v in value.items()} if depth else "<nested deeper>"
     if isinstance(value, list | tuple):
@@ -136,10 +139,13 @@ def normalise_time(value: Any, fallback: str) -> str:
 
 
 def _text(data: Mapping[str, Any], key: str) -> str | None:
-    """An optional string field; any other JSON type is malformed."""
+    """An optional string field; any other JSON type is malformed. JSON may carry lone surrogates,
+    which no UTF-8 request can: they become U+FFFD, so the text can be stored."""
     value = data.get(key)
-    if value is None or isinstance(value, str):
-        return value
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
     raise MalformedEvent(f"data.{key} is a {type(value).__name__}, not a string")
 
 
@@ -153,7 +159,7 @@ def _required(data: Mapping[str, Any], key: str) -> str:
 def _key_safe(value: str, field: str) -> str:
     if len(value) > MAX_PROVIDER_ID_CHARS:
         raise MalformedEvent(f"{field} is longer than {MAX_PROVIDER_ID_CHARS} characters")
-    if _KEY_FORBIDDEN.search(value):
+    if _KEY_FORBIDDEN.search(value) or "\ufffd" in value:  # U+FFFD: was a lone surrogate, or is junk
         raise MalformedEvent(f"{field} holds a character table keys forbid")
     return value
 
@@ -162,18 +168,21 @@ def _provider_id(data: Mapping[str, Any]) -> str:
     return _key_safe(_required(data, "messageid"), "data.messageId")
 
 
+MAX_COUNT = 10**18  # beyond any real count, and short enough to print (Python refuses 4,300+ digits)
+
+
 def _count(value: Any, field: str) -> int:
     """A segment count in any form JSON writers use: 1, 1.0, "1"; absent is 0."""
     if value is None or value == "":
         return 0
     if isinstance(value, bool):
         raise MalformedEvent(f"{field} is a boolean, not a count")
-    if isinstance(value, int):
-        return value
     if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
-        return int(value.strip()[:10])
+        value = int(value)
+    elif isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        value = int(value.strip()[:19])
+    if isinstance(value, int) and 0 <= value < MAX_COUNT:
+        return value
     raise MalformedEvent(f"{field} is not a count")
 
 
@@ -198,10 +207,11 @@ def _detail(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, str):
-        return value
+        return _LONE_SURROGATE.sub("\ufffd", value)
     if isinstance(value, Mapping):
         parts = [value.get(k) for k in ("statusmessage", "channelcode", "channelmessage")]
-        return " ".join(str(p) for p in parts if isinstance(p, str | int) and not isinstance(p, bool)).strip()
+        text = " ".join(p if isinstance(p, str) else str(_count(p, "an error code")) for p in parts if p is not None)
+        return _LONE_SURROGATE.sub("\ufffd", text.strip())
     raise MalformedEvent(f"a detail is a {type(value).__name__}, not a string or an object")
 
 

@@ -184,7 +184,7 @@ class EventService:
 
     def _ignore(self, reason: str, text: str, raw: Any) -> EventOutcome:
         keys = lower_case_keys(raw) if isinstance(raw, Mapping) else {}
-        event_type = str(keys.get("eventtype") or keys.get("type") or "")[:200]
+        event_type = _storable(str(keys.get("eventtype") or keys.get("type") or ""))[:200]
         log_event = emit_warning if reason == "untrusted-topic" else emit
         log_event(log, "event.ignored", f"{text} event_type=%s", event_type, event_type=event_type, reason=reason)
         count(log, "events_ignored", reason=reason)

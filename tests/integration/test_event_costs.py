@@ -72,21 +72,21 @@ async def _run_cost(svc: Services, requests: Counter[str]) -> int:
 async def test_reconcile_cost_does_not_grow_with_parked_events(
     svc: Services, clock: Clock, requests: Counter[str]
 ) -> None:
-    """150 reports nobody sent are parked; a reconcile run before any is due costs what a run with
+    """100 reports nobody sent are parked; a reconcile run before any is due costs what a run with
     none parked costs, and a run once they are due looks at each once, not at every run after."""
     baseline = await _run_cost(svc, requests)
-    ids = [f"Outgoing_{uuid.uuid4().hex}" for _ in range(150)]
+    ids = [f"Outgoing_{uuid.uuid4().hex}" for _ in range(100)]
     outcomes = await asyncio.gather(*(svc.events.record(unknown_report(i)) for i in ids))
     assert set(outcomes) == {EventOutcome.ORPHANED}
     assert await _run_cost(svc, requests) == baseline
     clock.advance(minutes=16)
     due_run = await _run_cost(svc, requests)
-    assert due_run >= 150  # each due orphan is looked at
+    assert due_run >= 100  # each due orphan is looked at
     clock.advance(minutes=1)
     assert await _run_cost(svc, requests) == baseline  # and then left alone until its next recheck
     clock.advance(hours=25)
     summary = await svc.reconcile.run()
-    assert summary.orphans_given_up == 150
+    assert summary.orphans_given_up == 100
     orphans = svc.storage.table(svc.names.orphans)
     assert [r async for r in orphans.query("PartitionKey ne @r", {"r": "rejected-events"})] == []
 

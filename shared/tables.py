@@ -5,12 +5,13 @@
                row's RowKey repeats the id so that no RowKey is shared across partitions: Azure serves a
                point read by both keys either way, but Azurite finds a row by RowKey first, and a RowKey
                shared by every message made each point read there cost O(messages).
-- providerids: PartitionKey = RowKey = provider message id -> message id (email operation id, WhatsApp ids);
+- providerids: PartitionKey = RowKey = provider message id -> message id (email operation id, SMS and WhatsApp ids);
                the RowKey repeats the id for the same reason.
 - due:         PartitionKey = `due`, RowKey = `<iso due time>|<message id>|<kind>`: reconciliation reads
                only what is due (a range query), never the history.
 - orphans:     PartitionKey = provider message id, RowKey = event key: reports that arrived before their
-               message was known.
+               message was known; partition `~due` is their recheck index (as `due`), partition
+               `rejected-events` holds malformed events once each (RowKey = hash of the payload).
 - consent:     PartitionKey = `<channel>|<keyed hash of address>`, RowKey = sender or `*`.
 - audit, deadletters, reports, control: operator history, undecodable poison payloads, summaries, pause switches.
 """

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from datetime import datetime
 from typing import Any
 
-from shared.adapters.tables import TableStore
+from shared.adapters.tables import Conflict, TableStore
 from shared.ledger import iso
 
 AUDIT_PARTITION = "audit"
@@ -16,18 +17,22 @@ class AuditLog:
     def __init__(self, table: TableStore) -> None:
         self._table = table
 
-    async def record(self, *, actor: str, action: str, subject: str, reason: str, now: datetime) -> None:
-        await self._table.insert(
-            {
-                "PartitionKey": AUDIT_PARTITION,
-                "RowKey": f"{iso(now)}|{uuid.uuid4().hex[:12]}",
-                "Actor": actor,
-                "Action": action,
-                "Subject": subject,
-                "Reason": reason,
-                "At": iso(now),
-            }
-        )
+    async def record(
+        self, *, actor: str, action: str, subject: str, reason: str, now: datetime, entry_id: str | None = None
+    ) -> None:
+        """Append one entry. With `entry_id` (a change that may be applied again, such as a redelivered
+        event finishing its work) the entry is written once, however often it is recorded."""
+        entity = {
+            "PartitionKey": AUDIT_PARTITION,
+            "RowKey": f"{iso(now)}|{entry_id or uuid.uuid4().hex[:12]}",
+            "Actor": actor,
+            "Action": action,
+            "Subject": subject,
+            "Reason": reason,
+            "At": iso(now),
+        }
+        with contextlib.suppress(Conflict):
+            await self._table.insert(entity)
 
     async def entries(self, since: datetime | None = None) -> list[dict[str, Any]]:
         query = "PartitionKey eq @pk" + (" and RowKey ge @since" if since else "")

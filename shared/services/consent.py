@@ -7,13 +7,11 @@ The latest change wins between a sender-specific row and the `*` row (STOPALL, b
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from shared.adapters.tables import TableStore
-from shared.errors import ValidationFailed
+from shared.adapters.tables import Conflict, EtagMismatch, TableStore
 from shared.ledger import iso
 from shared.privacy import address_hash
 from shared.services.audit import AuditLog
@@ -21,6 +19,7 @@ from shared.settings import Channel
 from shared.validation import canonical_recipient
 
 ALL_SENDERS = "*"
+MAX_RACE_RETRIES = 8
 
 OPT_OUT_KEYWORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"})
 OPT_IN_KEYWORDS = frozenset({"START", "UNSTOP", "YES"})
@@ -92,32 +91,57 @@ class ConsentService:
         reason: str,
         actor: str,
         now: datetime,
-    ) -> None:
-        """Record a consent change and its audit entry. `sender` may be `*` (every sender). The address
-        is put in the form sends use when it can be; what ACS reports is recorded even if it cannot
-        (operators' input is checked strictly before it gets here)."""
-        with contextlib.suppress(ValidationFailed):
-            address = canonical_recipient(channel, address)
+        change_id: str | None = None,
+    ) -> bool:
+        """Record a consent change and its audit entry; True if it is now the address's latest state.
+
+        `address` is put in the form sends use (`canonical_recipient`; what ACS reports goes through
+        `acs_address` first); what has no such form raises ValidationFailed: stored under its own hash
+        it would match no send, so the caller must refuse it visibly instead. `sender` may be `*`
+        (every sender). `now` is when the change was made (for an inbound keyword, when ACS received
+        it), so the latest change wins whatever order changes are recorded in. `change_id` makes the
+        change idempotent: applying it again (a redelivered event finishing its work) writes the same
+        rows, and one audit entry.
+        """
+        address = canonical_recipient(channel, address)
         partition = self._partition(channel, address)
-        await self._table.upsert(
-            {
-                "PartitionKey": partition,
-                "RowKey": sender,
-                "State": state.value,
-                "Reason": reason,
-                "Actor": actor,
-                "UpdatedAt": iso(now),
-            }
-        )
-        if state == ConsentState.OPTED_IN and sender != ALL_SENDERS:
-            await self._table.delete(partition, ALL_SENDERS)
+        at = iso(now)
+        entity = {"PartitionKey": partition, "RowKey": sender, "State": state.value, "Reason": reason}
+        latest = await self._write_if_newer({**entity, "Actor": actor, "UpdatedAt": at})
+        if latest and state == ConsentState.OPTED_IN and sender != ALL_SENDERS:
+            await self._delete_if_older(partition, ALL_SENDERS, at)
         await self._audit.record(
             actor=actor,
             action=f"consent.{state.value}",
             subject=f"{channel.value}:{address_hash(self._key, address)}:{sender}",
             reason=reason,
             now=now,
+            entry_id=change_id,
         )
+        return latest
+
+    async def _write_if_newer(self, entity: dict[str, str]) -> bool:
+        """Write the row unless a later change is stored (read, decide, etag-guarded write)."""
+        partition, key = entity["PartitionKey"], entity["RowKey"]
+        for _ in range(MAX_RACE_RETRIES):
+            stored = await self._table.get(partition, key)
+            try:
+                if stored is None:
+                    await self._table.insert(entity)
+                elif str(stored.entity.get("UpdatedAt", "")) > entity["UpdatedAt"]:
+                    return False
+                else:
+                    await self._table.update(entity, stored.etag)
+            except (Conflict, EtagMismatch):
+                continue
+            return True
+        raise EtagMismatch(f"consent row {partition}/{key} kept changing")
+
+    async def _delete_if_older(self, partition: str, key: str, at: str) -> None:
+        """An opt-in for one sender lifts an earlier STOPALL, not a later one."""
+        stored = await self._table.get(partition, key)
+        if stored is not None and str(stored.entity.get("UpdatedAt", "")) <= at:
+            await self._table.delete(partition, key)
 
     async def forget(self, channel: Channel, address: str) -> Forgotten:
         """Erasure: delete the address's permissions (opt-ins), keep its opt-outs and suppressions.

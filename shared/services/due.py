@@ -23,6 +23,7 @@ class DueKind(StrEnum):
     PURGE_CONTENT = "purge-content"  # retention: drop message content
     PURGE_RECIPIENT = "purge-recipient"  # retention: drop the recipient (PII)
     PURGE_ROWS = "purge-rows"  # retention: delete the message and its events
+    ORPHAN = "orphan"  # an event parked for an unknown provider id: re-match it, or give it up
 
 
 RETENTION_PARTITION = "retention"

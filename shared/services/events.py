@@ -15,22 +15,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from shared.adapters.tables import Conflict, EtagMismatch, Op, TableStore
 from shared.cache import Lru
-from shared.errors import PermanentError
-from shared.events_model import AcsEvent, EventKind, MalformedEvent, envelope_from_dict, normalise
-from shared.ledger import REACHED, Ledger, LedgerRow, delivery_latency_ms, iso
+from shared.errors import PermanentError, ValidationFailed
+from shared.events_model import (
+    AcsEvent,
+    EventKind,
+    MalformedEvent,
+    envelope_from_dict,
+    lower_case_keys,
+    normalise,
+    stable_json,
+    topic_of,
+)
+from shared.ledger import REACHED, Ledger, LedgerRow, delivery_latency_ms, iso, parse_iso
 from shared.models import Status
 from shared.observability import count, emit, emit_warning
-from shared.privacy import address_hash, mask
+from shared.privacy import acs_address, address_hash, mask
 from shared.services.consent import (
     ALL_SENDERS,
     OPT_IN_KEYWORDS,
@@ -39,13 +49,17 @@ from shared.services.consent import (
     ConsentState,
     keyword_of,
 )
+from shared.services.due import DueEntry, DueIndex, DueKind
 from shared.settings import Channel, Settings
 from shared.status import report_wins
-from shared.tables import event_row_key, ledger_row_key, provider_id_keys
+from shared.tables import event_row_key, ledger_row_key, provider_id_keys, split_payload
 
 log = logging.getLogger(__name__)
 MAX_RACE_RETRIES = 8
 REJECTED_PARTITION = "rejected-events"
+# Payload characters kept with a rejected event: 12 properties of 30,000 UTF-16 units stay well under
+# the 1 MiB a table entity may hold (an Event Grid event is at most 1 MB; larger ones are cut, and say so).
+MAX_REJECTED_PAYLOAD = 360_000
 
 
 class EventOutcome(StrEnum):
@@ -64,6 +78,20 @@ class Tables:
     orphans: TableStore
     inbound: TableStore
 
+
+# Channels whose provider ids the sender indexes once ACS answers: an unmatched report of theirs leaves
+# a placeholder where that index row will be written, so that the sender re-matches it.
+INDEXED_AFTER_SEND = frozenset({Channel.SMS, Channel.WHATSAPP})
+
+# When a parked event is first looked at again (a send still in flight has learnt its id by then), and
+# how long it may wait for its message before it is given up and counted.
+ORPHAN_RECHECK = timedelta(minutes=15)
+ORPHAN_WINDOW = timedelta(hours=24)
+ORPHANS_DUE_PARTITION = "~due"
+RECHECK_CONCURRENCY = 16
+# Events of one batch worked on together: enough to keep storage busy (Azure Storage answers in
+# milliseconds; more in flight only queue in the connection pool), few enough to bound memory.
+MAX_EVENTS_IN_FLIGHT = 64
 
 # How long a WhatsApp status for an unknown id waits for a send still in flight here to learn its id.
 WAIT_FOR_SEND_SECONDS = 1.0
@@ -86,6 +114,10 @@ class EventService:
         self._provider_hints: Lru[str, str] = Lru(20_000)
         self._whatsapp_sends = 0
         self._id_waiters: dict[str, asyncio.Future[str]] = {}
+        # Parked events are found through their own due-time index, in the orphans table, so that
+        # reconciliation reads only those due now: never all orphans, whatever their number.
+        self._orphans_due = DueIndex(tables.orphans, ORPHANS_DUE_PARTITION)
+        self._in_flight = asyncio.Semaphore(MAX_EVENTS_IN_FLIGHT)
 
     def remember_provider_id(self, provider_message_id: str, message_id: str) -> None:
         """The sender tells us the provider id it just indexed, so its report needs no index read."""
@@ -124,37 +156,25 @@ class EventService:
             return None
 
     async def record(self, raw: Mapping[str, Any]) -> EventOutcome:
-        """Record one Event Grid or CloudEvents event (a dict as delivered)."""
+        """Record one Event Grid or CloudEvents event (a dict as delivered). Bad input is recorded as
+        rejected and acknowledged; only a storage outage raises (Event Grid then delivers it again).
+
+        The host invokes the function once per event of a batch, all at once, and a batch may hold
+        5,000 events: at most MAX_EVENTS_IN_FLIGHT are worked on together in this process, so a
+        batch's memory is that of its waiting coroutines, not of 5,000 storage requests in flight."""
+        async with self._in_flight:
+            return await self._record(raw)
+
+    async def _record(self, raw: Mapping[str, Any]) -> EventOutcome:
+        topic = topic_of(raw) if isinstance(raw, Mapping) else ""
+        if topic.lower() not in self._settings.acs_resource_ids:
+            return self._ignore("untrusted-topic", "event from an untrusted topic ignored", raw)
         try:
-            envelope = envelope_from_dict(raw)
-        except MalformedEvent as exc:
-            return await self._reject(raw, str(exc))
-        if envelope.topic.lower() not in self._settings.acs_resource_ids:
-            emit_warning(
-                log,
-                "event.ignored",
-                "event from an untrusted topic ignored event_type=%s",
-                envelope.event_type,
-                event_type=envelope.event_type,
-                reason="untrusted-topic",
-            )
-            count(log, "events_ignored", reason="untrusted-topic")
-            return EventOutcome.IGNORED
-        try:
-            event = normalise(envelope)
+            event = normalise(envelope_from_dict(raw))
         except MalformedEvent as exc:
             return await self._reject(raw, str(exc))
         if event is None:
-            emit(
-                log,
-                "event.ignored",
-                "unhandled event type ignored event_type=%s",
-                envelope.event_type,
-                event_type=envelope.event_type,
-                reason="unknown-type",
-            )
-            count(log, "events_ignored", reason="unknown-type")
-            return EventOutcome.IGNORED
+            return self._ignore("unknown-type", "unhandled event type ignored", raw)
         try:
             if event.kind == EventKind.INBOUND:
                 return await self._inbound(event)
@@ -162,25 +182,93 @@ class EventService:
         except PermanentError as exc:  # storage refused this event's values: record it, never retry for 24 h
             return await self._reject(raw, f"could not store the event: {exc}")
 
+    def _ignore(self, reason: str, text: str, raw: Any) -> EventOutcome:
+        keys = lower_case_keys(raw) if isinstance(raw, Mapping) else {}
+        event_type = _storable(str(keys.get("eventtype") or keys.get("type") or ""))[:200]
+        log_event = emit_warning if reason == "untrusted-topic" else emit
+        log_event(log, "event.ignored", f"{text} event_type=%s", event_type, event_type=event_type, reason=reason)
+        count(log, "events_ignored", reason=reason)
+        return EventOutcome.IGNORED
+
     async def apply(self, event: AcsEvent) -> EventOutcome:
-        """Match and record a report or engagement event (also used to re-match orphans)."""
+        """Match and record a report or engagement event (also used to re-match orphans).
+
+        A bounce suppresses its address first, and idempotently: if anything fails after it, Event
+        Grid's redelivery finds the report recorded (a duplicate) and the suppression already done."""
+        if event.suppress_recipient:
+            await self._suppress(event)
         found = await self._match_row(event)
         if found is None and (waited := await self._wait_for_send(event)) is not None:
             found = waited, self._ledger.hint(waited)
         if found is None:
             return await self._park(event)
-        outcome = await self._transact(found[0], event, found[1])
-        if outcome == EventOutcome.RECORDED and event.suppress_recipient and event.recipient:
-            await self._consent.set_state(
-                Channel.EMAIL,
-                event.recipient,
-                ALL_SENDERS,
-                ConsentState.SUPPRESSED,
-                reason=event.raw_status.lower(),
-                actor="acs",
-                now=self._now(),
-            )
-        return outcome
+        return await self._transact(found[0], event, found[1])
+
+    async def _suppress(self, event: AcsEvent) -> None:
+        try:
+            address = acs_address(Channel.EMAIL, event.recipient or "", "data.recipient")
+        except ValidationFailed:
+            # Refused loudly: a hash of this value would match no send. The report itself is still recorded.
+            await self._reject(_event_record(event), "suppression refused: data.recipient is not an email address")
+            return
+        await self._consent.set_state(
+            Channel.EMAIL,
+            address,
+            ALL_SENDERS,
+            ConsentState.SUPPRESSED,
+            reason=event.raw_status.lower(),
+            actor="acs",
+            now=parse_iso(event.event_time),
+            change_id=_event_key(event),
+        )
+
+    async def recheck_orphans(self, now: datetime, limit: int) -> tuple[int, int]:
+        """Look again at the parked events whose recheck is due (at most `limit`): re-match those whose
+        provider id has become known, give up those parked longer than the orphan window, schedule the
+        next look at the rest. Returns (matched, given up). The work is O(due entries), never O(parked):
+        each parked event is looked at about seven times in its 24 hours, at doubling intervals. (A send
+        that learns the id re-matches its parked events itself, through the placeholder; these looks
+        catch what a crash between the two left behind, and give up the rest.)"""
+        gate = asyncio.Semaphore(RECHECK_CONCURRENCY)
+
+        async def one(entry: DueEntry) -> tuple[int, int]:
+            async with gate:
+                return await self._recheck(entry, now)
+
+        results = await asyncio.gather(*(one(entry) for entry in await self._orphans_due.due(now, limit)))
+        return sum(m for m, _ in results), sum(g for _, g in results)
+
+    async def _recheck(self, entry: DueEntry, now: datetime) -> tuple[int, int]:
+        provider_message_id, channel, parked_at = entry.message_id.rsplit("|", 2)
+        matched = given_up = 0
+        if await self._known(provider_message_id, Channel(channel)):
+            matched = await self.rematch(provider_message_id)
+        if not matched and parked_at < iso(now - ORPHAN_WINDOW):
+            given_up = await self._give_up(provider_message_id, now)
+        elif not matched:
+            parked = parse_iso(parked_at)
+            waited = max(now - parked, ORPHAN_RECHECK)  # doubling: 15 min, 30, 60, ... then the window's end
+            await self._orphans_due.add(entry.message_id, DueKind.ORPHAN, min(now + waited, parked + ORPHAN_WINDOW))
+        await self._orphans_due.remove(entry)
+        return matched, given_up
+
+    async def _known(self, provider_message_id: str, channel: Channel) -> bool:
+        """Has a send learnt this provider id (its index row), or is it one of our ids (email)?"""
+        if channel == Channel.EMAIL and await self._ledger.get(provider_message_id) is not None:
+            return True
+        stored = await self._t.provider_ids.get(*provider_id_keys(provider_message_id))
+        return stored is not None and bool(stored.entity.get("MessageId"))
+
+    async def _give_up(self, provider_message_id: str, now: datetime) -> int:
+        """Drop this id's events parked longer than the window (later ones have their own entries)."""
+        cutoff = iso(now - ORPHAN_WINDOW)
+        rows = [r async for r in self._t.orphans.query("PartitionKey eq @pk", {"pk": provider_message_id})]
+        stale = [str(r["RowKey"]) for r in rows if str(r.get("ParkedAt", "")) < cutoff]
+        for row_key in stale:
+            await self._t.orphans.delete(provider_message_id, row_key)
+        if len(stale) == len(rows):
+            await self.forget_placeholder(provider_message_id)
+        return len(stale)  # counted in the reconcile summary
 
     async def rematch(self, provider_message_id: str) -> int:
         """Re-apply the orphans of one provider id; returns how many found their message."""
@@ -219,7 +307,7 @@ class EventService:
         return message_id, self._ledger.hint(message_id)
 
     async def _meet_the_sender(self, event: AcsEvent) -> bool:
-        """Leave a placeholder where the sender (on any instance) will index this WhatsApp id. If the
+        """Leave a placeholder where the sender (on any instance) will index this SMS or WhatsApp id. If the
         sender writes later, its insert meets the placeholder and it re-matches what is parked; if it
         wrote first, our insert meets its row and we re-match now. True if this status was applied."""
         partition, row_key = provider_id_keys(event.provider_message_id)
@@ -242,19 +330,23 @@ class EventService:
 
     async def _park(self, event: AcsEvent) -> EventOutcome:
         key = _event_key(event)
+        parked_at = self._now()
         try:
             await self._t.orphans.insert(
                 {
                     "PartitionKey": event.provider_message_id,
                     "RowKey": key,
                     "Event": _event_to_json(event),
-                    "ParkedAt": iso(self._now()),
+                    "ParkedAt": iso(parked_at),
                     "Channel": event.channel.value,
                 }
             )
         except Conflict:
             return EventOutcome.DUPLICATE
-        if event.channel == Channel.WHATSAPP and await self._meet_the_sender(event):
+        # The entry names the parked time too, so a recheck knows when to give up without reading.
+        entry = f"{event.provider_message_id}|{event.channel.value}|{iso(parked_at)}"
+        await self._orphans_due.add(entry, DueKind.ORPHAN, parked_at + ORPHAN_RECHECK)
+        if event.channel in INDEXED_AFTER_SEND and await self._meet_the_sender(event):
             return EventOutcome.RECORDED
         emit(
             log,
@@ -372,8 +464,12 @@ class EventService:
     # -- inbound and rejects ------------------------------------------------------------------
 
     async def _inbound(self, event: AcsEvent) -> EventOutcome:
+        """Consent first, then the inbound row: the row marks the event done, so a failure between the
+        two leaves no row and the redelivery applies the (idempotent) consent change again."""
         sender = event.sender or ""
         keyword = keyword_of(event.text or "") if event.channel == Channel.SMS else None
+        if keyword in OPT_OUT_KEYWORDS or keyword in OPT_IN_KEYWORDS:
+            await self._apply_keyword(event, keyword)
         try:
             await self._t.inbound.insert(
                 {
@@ -389,8 +485,6 @@ class EventService:
             )
         except Conflict:
             return EventOutcome.DUPLICATE
-        if keyword in OPT_OUT_KEYWORDS or keyword in OPT_IN_KEYWORDS:
-            await self._apply_keyword(event, keyword)
         emit(
             log,
             "event.recorded",
@@ -403,10 +497,17 @@ class EventService:
         )
         return EventOutcome.INBOUND
 
+    def _sender_key(self, our_number: str) -> str:
+        """The sender identity sends check consent against: the configured one this number is."""
+        for configured in self._settings.senders.get(Channel.SMS, ()):
+            with contextlib.suppress(ValidationFailed):
+                if acs_address(Channel.SMS, configured) == our_number:
+                    return configured
+        return our_number
+
     async def _apply_keyword(self, event: AcsEvent, keyword: str) -> None:
-        our_number = event.recipient or ALL_SENDERS
         opt_out = keyword in OPT_OUT_KEYWORDS
-        target = ALL_SENDERS if keyword == "STOPALL" else our_number
+        target = ALL_SENDERS if keyword == "STOPALL" else self._sender_key(event.recipient or "")
         state = ConsentState.OPTED_OUT if opt_out else ConsentState.OPTED_IN
         await self._consent.set_state(
             Channel.SMS,
@@ -415,7 +516,8 @@ class EventService:
             state,
             reason=f"inbound keyword {keyword}",
             actor="recipient",
-            now=self._now(),
+            now=parse_iso(event.event_time),
+            change_id=_event_key(event),
         )
         emit(
             log,
@@ -425,22 +527,31 @@ class EventService:
             channel="sms",
             status=state.value,
             recipient=mask(event.sender or ""),
-            sender=target,
+            sender=mask(target) if target != ALL_SENDERS else target,
         )
 
-    async def _reject(self, raw: Mapping[str, Any], reason: str) -> EventOutcome:
-        now = self._now()
-        event_id = str(raw.get("id") or raw.get("Id") or "no-id")[:200]
-        row_key = f"{iso(now)}|{''.join(ch for ch in event_id if ch.isalnum() or ch in '-_.')[:100]}"
-        await self._t.orphans.upsert(
-            {
-                "PartitionKey": REJECTED_PARTITION,
-                "RowKey": row_key,
-                "Reason": reason[:1000],
-                "EventType": str(raw.get("eventType") or raw.get("type") or "")[:200],
-                "At": iso(now),
-            }
-        )
+    async def _reject(self, raw: Any, reason: str) -> EventOutcome:
+        """Record a malformed event once, with its payload, under a key derived from its content: every
+        delivery of the same event finds the same row."""
+        payload = stable_json(raw)
+        digest = hashlib.sha256(payload.encode()).hexdigest()[:40]
+        keys = lower_case_keys(raw) if isinstance(raw, Mapping) else {}
+        stored = payload[:MAX_REJECTED_PAYLOAD]
+        entity = {
+            "PartitionKey": REJECTED_PARTITION,
+            "RowKey": digest,
+            "Reason": _storable(reason)[:1000],
+            "EventType": _storable(str(keys.get("eventtype") or keys.get("type") or ""))[:200],
+            "EventId": _storable(str(keys.get("id") or ""))[:200],
+            "At": iso(self._now()),
+            "PayloadChars": len(payload),
+            "PayloadTruncated": len(stored) < len(payload),
+            **split_payload(stored),
+        }
+        try:
+            await self._t.orphans.insert(entity)
+        except Conflict:
+            return EventOutcome.REJECTED  # an earlier delivery recorded it
         emit_warning(log, "event.rejected", "malformed event rejected reason=%s", reason, reason=reason[:200])
         count(log, "events_ignored", reason="malformed")
         return EventOutcome.REJECTED
@@ -449,6 +560,17 @@ class EventService:
 def _event_key(event: AcsEvent) -> str:
     kind = f"{event.kind.value}:{event.detail}" if event.kind == EventKind.ENGAGEMENT else event.kind.value
     return event_row_key(event.provider_message_id, kind, event.raw_status, event.event_time)
+
+
+def _event_record(event: AcsEvent) -> dict[str, Any]:
+    data = asdict(event)
+    data["status"] = event.status.value if event.status else None
+    return data
+
+
+def _storable(text: str) -> str:
+    """Text a property can hold whatever the event carried (lone surrogates, control characters)."""
+    return json.dumps(text, ensure_ascii=True)[1:-1]
 
 
 def _event_to_json(event: AcsEvent) -> str:

@@ -7,7 +7,8 @@ The recipe for one run:
    ACS and SMS/WhatsApp become Unknown).
 2. SLA checks: a row still Sent after its channel's SLA: email asks the operation status, SMS and
    WhatsApp become Expired (a late real report still wins).
-3. Orphan events are re-matched; those older than the orphan window are given up and counted.
+3. Orphan events whose recheck is due are re-matched (their own due index, so the cost does not grow
+   with the number parked); those older than the orphan window are given up and counted.
 4. The poison queue is drained: every message on it is recorded (DeadLettered on its ledger row, or
    kept verbatim with its reason) and removed; its depth before the drain goes to the summary.
 5. One summary (the cohort whose SLA closed in this run) goes to the reports table and the log.
@@ -32,15 +33,17 @@ from shared.models import Status
 from shared.observability import count, emit
 from shared.services.deadletter import DeadLetterService
 from shared.services.due import DueEntry, DueIndex, DueKind, schedule_retention
-from shared.services.events import REJECTED_PARTITION, EventService
+from shared.services.events import EventService
 from shared.services.providers import Provider
 from shared.settings import Channel, Settings
 from shared.status import pipeline_may_set
 
 log = logging.getLogger(__name__)
 STUCK_RECHECK = timedelta(minutes=15)
-ORPHAN_WINDOW = timedelta(hours=24)
 EMAIL_RUNNING_RECHECKS = 3
+# Parked events looked at in one run: what is left stays due for the next run, so a burst of reports
+# nobody sent spreads over runs instead of pushing one past the function timeout.
+ORPHANS_PER_RUN = 2000
 REPORT_PARTITION = "summary"
 # Poison messages recorded per run: a poisoned flood is worked off over a few runs, within the
 # function timeout; the depth in the summary shows what is still waiting.
@@ -118,7 +121,7 @@ class ReconcileService:
         for entry in await self._due.due(now, limit):
             await self._handle(entry, summary)
             await self._due.remove(entry)
-        await self._orphan_pass(now, summary)
+        await self._orphan_pass(now, summary, limit)
         summary.poison_depth = await self._poison_pass(summary)
         await self._reports.upsert(summary.as_entity())
         self._log(summary)
@@ -186,22 +189,11 @@ class ReconcileService:
 
         await self._ledger.change(row.message_id, decide)
 
-    async def _orphan_pass(self, now: datetime, summary: Summary) -> None:
-        partitions: set[str] = set()
-        stale: list[tuple[str, str]] = []
-        cutoff = iso(now - ORPHAN_WINDOW)
-        async for row in self._orphans.query("PartitionKey ne @rejected", {"rejected": REJECTED_PARTITION}):
-            partitions.add(str(row["PartitionKey"]))
-            if str(row.get("ParkedAt", "")) < cutoff:
-                stale.append((str(row["PartitionKey"]), str(row["RowKey"])))
-        for provider_id in partitions:
-            summary.orphans_matched += await self._events.rematch(provider_id)
-        for partition, row_key in stale:
-            if await self._orphans.get(partition, row_key) is not None:
-                await self._orphans.delete(partition, row_key)
-                summary.orphans_given_up += 1
-        for partition in {partition for partition, _ in stale}:
-            await self._events.forget_placeholder(partition)
+    async def _orphan_pass(self, now: datetime, summary: Summary, limit: int) -> None:
+        """Parked events whose recheck is due, through their own due index (never a scan of them all)."""
+        matched, given_up = await self._events.recheck_orphans(now, min(limit, ORPHANS_PER_RUN))
+        summary.orphans_matched += matched
+        summary.orphans_given_up += given_up
 
     async def _poison_pass(self, summary: Summary) -> int:
         """Record and remove every message on the poison queue, undecoded (see `services.deadletter` for

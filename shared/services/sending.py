@@ -488,10 +488,11 @@ class SendService:
         # it known), so a WhatsApp Sent status waits for this write and then adds only its event row,
         # instead of projecting Sent itself and leaving this write a second ledger change.
         async with self._ledger.writing(checked.message_id):
-            # SMS reports carry our id in their tag; email's operation id was indexed before the send.
-            # A WhatsApp status can beat the send's answer and be parked (on any instance): the index
-            # row is where the two meet.
-            statuses_parked = checked.channel == Channel.WHATSAPP and await self._index_provider_id(
+            # Email's operation id was indexed before the send. SMS reports usually carry our id in
+            # their tag, but not always (a report without it, or with a foreign one, must still
+            # match), so SMS ids are indexed as WhatsApp's are. A status can beat the send's answer
+            # and be parked (on any instance): the index row is where the two meet.
+            statuses_parked = checked.channel in (Channel.SMS, Channel.WHATSAPP) and await self._index_provider_id(
                 checked, provider_message_id
             )
             # A report may have been recorded here since the claim: its write is the newest state.

@@ -8,8 +8,10 @@ import json
 import uuid
 from datetime import timedelta
 
+import pytest
+
 from devstack.acs import AcsEmulator
-from shared.errors import TransientError
+from shared.errors import TransientError, ValidationFailed
 from shared.models import Status
 from shared.runtime import Services
 from shared.services.consent import ConsentState
@@ -112,14 +114,16 @@ async def test_an_opted_out_recipient_is_suppressed(svc: Services, acs: AcsEmula
 async def test_an_opt_out_stored_as_typed_still_suppresses_the_send(
     svc: Services, acs: AcsEmulator, clock: Clock
 ) -> None:
-    """A number given with spaces is stored under the form sends use; one that has no such form (as
-    ACS might report it) is still recorded rather than refused, so no STOP is ever dropped."""
-    for typed in ("+1 425 555 0166", "not a number"):
+    """A number given with spaces is stored under the form sends use; one that has no such form is
+    refused (a hash of it would match no send), and the caller records the refusal."""
+    await svc.consent.set_state(
+        Channel.SMS, "+1 425 555 0166", SMS_SENDER, ConsentState.OPTED_OUT, reason="test", actor="acs", now=clock()
+    )
+    with pytest.raises(ValidationFailed):
         await svc.consent.set_state(
-            Channel.SMS, typed, SMS_SENDER, ConsentState.OPTED_OUT, reason="test", actor="acs", now=clock()
+            Channel.SMS, "not a number", SMS_SENDER, ConsentState.OPTED_OUT, reason="test", actor="acs", now=clock()
         )
     assert await svc.sending.handle(_delivery(sms("typed", to="+14255550166"))) == Outcome.SUPPRESSED
-    assert not (await svc.consent.check(Channel.SMS, "not a number", SMS_SENDER)).allowed
     assert acs.sends() == []
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from shared.errors import ConfigurationError
+from shared.retry import DEFAULT_SEND_RETRY, Backoff
 
 
 class Channel(StrEnum):
@@ -54,6 +55,11 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("TABLE_PREFIX", False, "prefix of every table name (default cm)"),
     SettingSpec("SEND_QUEUE", True, "name of the send queue; the triggers bind %SEND_QUEUE% and %SEND_QUEUE%-poison"),
     SettingSpec("APPLICATIONINSIGHTS_CONNECTION_STRING", False, "enables telemetry to Application Insights"),
+    SettingSpec(
+        "SEND_RETRY",
+        False,
+        'backoff of sends that failed transiently, JSON {"baseSeconds": 5, "capSeconds": 300, "attempts": 15}',
+    ),
 )
 SETTING_NAMES: frozenset[str] = frozenset(spec.name for spec in SETTINGS)
 
@@ -81,6 +87,7 @@ class Settings:
     table_prefix: str
     send_queue: str
     appinsights_connection_string: str | None = None
+    send_retry: Backoff = DEFAULT_SEND_RETRY
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -136,6 +143,22 @@ def _check_storage_and_acs(env: Mapping[str, str], problems: list[str]) -> None:
         problems.append("CONSENT_HASH_KEY is an unresolved Key Vault reference (check the app's vault access)")
 
 
+def _backoff(env: Mapping[str, str], problems: list[str]) -> Backoff:
+    values = _json_numbers(env, "SEND_RETRY", problems)
+    unknown = sorted(set(values) - {"baseSeconds", "capSeconds", "attempts"})
+    if unknown:
+        problems.append(f"SEND_RETRY: unknown keys {unknown}")
+    default = DEFAULT_SEND_RETRY
+    backoff = Backoff(
+        base_seconds=values.get("baseSeconds", default.base_seconds),
+        cap_seconds=values.get("capSeconds", default.cap_seconds),
+        attempts=int(values.get("attempts", default.attempts)),
+    )
+    if backoff.base_seconds <= 0 or backoff.cap_seconds < backoff.base_seconds:
+        problems.append("SEND_RETRY: baseSeconds must be positive and capSeconds at least baseSeconds")
+    return backoff
+
+
 def _int_setting(env: Mapping[str, str], name: str, default: int, problems: list[str]) -> int:
     raw = env.get(name, "").strip()
     if not raw:
@@ -179,6 +202,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         table_prefix=env.get("TABLE_PREFIX", "").strip() or "cm",
         send_queue=env.get("SEND_QUEUE", "").strip() or "outbound",
         appinsights_connection_string=env.get("APPLICATIONINSIGHTS_CONNECTION_STRING") or None,
+        send_retry=_backoff(env, problems),
     )
     if problems:
         raise ConfigurationError("invalid settings: " + "; ".join(problems))

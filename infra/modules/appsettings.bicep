@@ -63,6 +63,8 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     CONSENT_HASH_KEY: '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=${consentSecretName})'
     TABLE_PREFIX: tablePrefix
     SEND_QUEUE: sendQueueName
+    // Backoff of sends that failed transiently (shared/retry.py): about 25 to 50 minutes of retries.
+    SEND_RETRY: '{"baseSeconds": 5, "capSeconds": 300, "attempts": 15}'
     APPLICATIONINSIGHTS_CONNECTION_STRING: appInsightsConnectionString
     APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD'
   }

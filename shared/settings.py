@@ -38,6 +38,12 @@ class SettingSpec:
 SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("AzureWebJobsStorage", False, "storage connection string (local stack only)", secret=True),
     SettingSpec("AzureWebJobsStorage__accountName", False, "storage account for identity-based access"),
+    # The host's own identity-based storage settings: when set, the app uses the same endpoints (any cloud),
+    # instead of deriving https://<account>.<service>.core.windows.net (Azure public cloud only).
+    SettingSpec("AzureWebJobsStorage__queueServiceUri", False, "queue endpoint for identity-based access"),
+    SettingSpec("AzureWebJobsStorage__tableServiceUri", False, "table endpoint for identity-based access"),
+    SettingSpec("AzureWebJobsStorage__blobServiceUri", False, "blob endpoint for identity-based access"),
+    SettingSpec("AZURE_CLIENT_ID", False, "client id of a user-assigned managed identity (unset: system-assigned)"),
     SettingSpec("ACS_ENDPOINT", False, "ACS endpoint for managed identity, https://<name>.communication.azure.com"),
     SettingSpec("ACS_CONNECTION_STRING", False, "ACS connection string (local emulator or key-based)", secret=True),
     SettingSpec("ACS_RESOURCE_IDS", True, "comma-separated ACS resource ids whose Event Grid events are trusted"),
@@ -88,6 +94,8 @@ class Settings:
     send_queue: str
     appinsights_connection_string: str | None = None
     send_retry: Backoff = DEFAULT_SEND_RETRY
+    managed_identity_client_id: str | None = None
+    storage_service_uris: Mapping[str, str] = field(default_factory=dict)  # "queue" | "table" | "blob" -> URI
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -131,8 +139,12 @@ def _channel_map(values: dict[str, float], defaults: Mapping[Channel, float]) ->
 
 
 def _check_storage_and_acs(env: Mapping[str, str], problems: list[str]) -> None:
-    if not env.get("AzureWebJobsStorage") and not env.get("AzureWebJobsStorage__accountName"):
-        problems.append("AzureWebJobsStorage or AzureWebJobsStorage__accountName must be set")
+    identity_based = env.get("AzureWebJobsStorage__accountName") or len(_service_uris(env)) == len(STORAGE_SERVICES)
+    if not env.get("AzureWebJobsStorage") and not identity_based:
+        problems.append(
+            "AzureWebJobsStorage, AzureWebJobsStorage__accountName or the three "
+            "AzureWebJobsStorage__<service>ServiceUri must be set"
+        )
     if not env.get("ACS_ENDPOINT") and not env.get("ACS_CONNECTION_STRING"):
         problems.append("ACS_ENDPOINT or ACS_CONNECTION_STRING must be set")
     key = env.get("CONSENT_HASH_KEY", "")
@@ -141,6 +153,14 @@ def _check_storage_and_acs(env: Mapping[str, str], problems: list[str]) -> None:
     elif key.startswith("@Microsoft.KeyVault("):
         # An unresolved Key Vault reference would silently become the hash key and orphan every opt-out.
         problems.append("CONSENT_HASH_KEY is an unresolved Key Vault reference (check the app's vault access)")
+
+
+STORAGE_SERVICES = ("queue", "table", "blob")
+
+
+def _service_uris(env: Mapping[str, str]) -> dict[str, str]:
+    uris = {service: env.get(f"AzureWebJobsStorage__{service}ServiceUri", "").strip() for service in STORAGE_SERVICES}
+    return {service: uri.rstrip("/") for service, uri in uris.items() if uri}
 
 
 def _backoff(env: Mapping[str, str], problems: list[str]) -> Backoff:
@@ -203,6 +223,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         send_queue=env.get("SEND_QUEUE", "").strip() or "outbound",
         appinsights_connection_string=env.get("APPLICATIONINSIGHTS_CONNECTION_STRING") or None,
         send_retry=_backoff(env, problems),
+        managed_identity_client_id=env.get("AZURE_CLIENT_ID", "").strip() or None,
+        storage_service_uris=_service_uris(env),
     )
     if problems:
         raise ConfigurationError("invalid settings: " + "; ".join(problems))

@@ -27,7 +27,7 @@ from azure.core.pipeline import PipelineRequest
 from azure.core.pipeline.policies import SansIOHTTPPolicy
 from azure.core.rest import HttpRequest
 
-from shared.adapters.errors import map_provider_error
+from shared.adapters.errors import map_provider_error, retry_after_from
 from shared.errors import ConfigurationError, SendRejected, Throttled, TransientError
 from shared.models import EmailContent, WhatsAppTemplate
 
@@ -168,6 +168,8 @@ class AcsSenders:
             raise map_provider_error(exc) from exc
         if response.status_code == 404:
             return None
+        if response.status_code == 429:
+            raise Throttled(retry_after_from(response.headers), "email status throttled")
         if response.status_code != 200:
             raise TransientError(f"email status answered {response.status_code}")
         return str(response.json().get("status", ""))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import aiohttp
 from azure.core.exceptions import (
     ClientAuthenticationError,
@@ -24,7 +26,11 @@ def retry_after_seconds(exc: HttpResponseError) -> float:
     response = exc.response
     if response is None:
         return DEFAULT_RETRY_AFTER
-    headers = getattr(response, "headers", {})
+    return retry_after_from(getattr(response, "headers", {}))
+
+
+def retry_after_from(headers: Mapping[str, str]) -> float:
+    """Retry-After from response headers (seconds or ms), else a sane default."""
     for header, scale in (("retry-after-ms", 0.001), ("x-ms-retry-after-ms", 0.001), ("retry-after", 1.0)):
         value = headers.get(header)
         if value:

@@ -456,8 +456,8 @@ class SendService:
 
         def note(current: LedgerRow) -> dict[str, Any]:
             nonlocal retries
-            retries = int(current.get("Retries", 0)) + 1
-            fields: dict[str, Any] = {"LastError": str(exc)[:1000], "Retries": retries}
+            retries = _retries_so_far(current) + 1
+            fields: dict[str, Any] = {"LastError": str(exc)[:1000], "Retries": retries, "LastRetryAt": iso(self._now())}
             if not sending:
                 return fields
             if exc.may_have_sent:
@@ -502,9 +502,12 @@ class SendService:
         )
         count(log, "acs_forbidden", channel=checked.channel.value, reason=AccessDenied.reason)
 
-    async def _throttled(self, checked: CheckedRequest, exc: Throttled) -> Outcome:
+    async def _throttled(self, checked: CheckedRequest, exc: Throttled, *, sending: bool = True) -> Outcome:
+        """A 429: re-enqueue after Retry-After. `sending`: the 429 answered a send (not a status query made
+        while recovering a row whose send may have happened, whose claim must stay)."""
+
         def give_back(current: LedgerRow) -> dict[str, Any] | None:
-            if current.status != Status.SENDING:
+            if current.status != Status.SENDING or not sending:
                 return None
             fields: dict[str, Any] = {"Throttles": int(current.get("Throttles", 0)) + 1}
             if current.get("UncertainGeneration") != current.generation:  # else `_recover` decides next time
@@ -628,7 +631,7 @@ class SendService:
         try:
             status = await self._provider.email_status(operation_id(checked.message_id))
         except Throttled as exc:
-            return await self._throttled(checked, exc)
+            return await self._throttled(checked, exc, sending=False)
         except TransientError as exc:
             return await self._retry_later(checked, exc, sending=False)
         if status is None:  # ACS never saw the operation: sending again with the same id is safe
@@ -718,6 +721,14 @@ class SendService:
         )
         count(log, "rejected", channel=channel)
         return Outcome.REJECTED
+
+
+def _retries_so_far(row: LedgerRow) -> int:
+    """Backoff retries spent since the message was last replayed: an operator's replay starts a new budget."""
+    replayed, last_retry = row.get("ReplayedAt"), row.get("LastRetryAt")
+    if replayed and (not last_retry or str(replayed) > str(last_retry)):
+        return 0
+    return int(row.get("Retries", 0))
 
 
 def _salvage_ids(delivery: QueueDelivery) -> tuple[str, str]:

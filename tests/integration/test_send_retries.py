@@ -16,6 +16,7 @@ from devstack.acs import AcsEmulator
 from devstack.azurite import Azurite, free_port
 from shared.adapters.acs import AcsSenders, operation_id, parse_acs_connection, repeatability_id
 from shared.errors import TransientError
+from shared.ledger import iso
 from shared.models import Status
 from shared.runtime import Services, build_services
 from shared.services.providers import AcsProvider
@@ -151,4 +152,47 @@ async def test_a_403_holds_the_message_and_raises_acs_forbidden(
         retry = next(d for d in dims if d.get("event") == "message.retry_scheduled")
         assert retry["reason"] == "acs-forbidden" and retry["retry_after"] >= 30
     finally:
+        await services.close()
+
+
+async def test_a_429_on_the_status_query_keeps_the_recovering_claim(
+    svc: Services, acs: AcsEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Recovering an email whose send may have happened, a 429 on the GET re-enqueues it but keeps the row
+    Sending, so the next attempt asks again instead of sending blind."""
+    mark_sent = svc.sending._mark_sent
+
+    async def die(*_: Any) -> None:
+        raise RuntimeError("the worker died before recording Sent")
+
+    monkeypatch.setattr(svc.sending, "_mark_sent", die)
+    with pytest.raises(RuntimeError):
+        await svc.sending.handle(_delivery(email("mail-429")))
+    monkeypatch.setattr(svc.sending, "_mark_sent", mark_sent)
+    acs.add_fault("429", count=1, channel="email")
+    assert await svc.sending.handle(_delivery(email("mail-429"))) == Outcome.RESCHEDULED
+    row = await svc.ledger.get("mail-429")
+    assert row is not None and row.status == Status.SENDING
+    assert await svc.sending.handle(_delivery(email("mail-429"))) == Outcome.SENT
+    assert _posts(acs, "email") == 1 and len(acs.sends("email")) == 1
+
+
+async def test_a_replay_starts_a_new_retry_budget(azurite: Azurite, acs: AcsEmulator, clock: Clock) -> None:
+    """A message whose budget ran out and that an operator replays gets its backoff again, instead of
+    going straight back to the poison queue on its first failure."""
+    acs.reset()
+    settings = load_settings(app_env(azurite, acs, SEND_RETRY=json.dumps({"baseSeconds": 1, "attempts": 1})))
+    services = await build_services(settings, clock=clock)
+    try:
+        acs.add_fault("503", count=3, channel="sms")
+        assert await services.sending.handle(_delivery(sms("replayed"))) == Outcome.RESCHEDULED
+        with pytest.raises(TransientError):
+            await services.sending.handle(_delivery(sms("replayed")))
+        clock.advance(seconds=1)
+        await services.ledger.change("replayed", lambda _: {"ReplayedAt": iso(clock())})
+        assert await services.sending.handle(_delivery(sms("replayed"))) == Outcome.RESCHEDULED
+        row = await services.ledger.get("replayed")
+        assert row is not None and row.get("Retries") == 1
+    finally:
+        acs.clear_faults()
         await services.close()

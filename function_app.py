@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 import azure.functions as func
@@ -22,47 +23,52 @@ logging.getLogger("azure").setLevel(logging.WARNING)
 
 @app.function_name(name="send_message")
 @app.queue_trigger(arg_name="msg", queue_name="%SEND_QUEUE%", connection="AzureWebJobsStorage")
-async def send_message(msg: func.QueueMessage) -> None:
+async def send_message(msg: func.QueueMessage, context: func.Context) -> None:
     """Send one request from the send queue (bad input is recorded, transient errors raise)."""
     from shared.services.sending import QueueDelivery
 
-    svc = await _services()
-    await svc.sending.handle(QueueDelivery(msg.get_body(), msg.id or "", msg.dequeue_count or 1))
+    with _traced(context, "send_message"):
+        svc = await _services()
+        await svc.sending.handle(QueueDelivery(msg.get_body(), msg.id or "", msg.dequeue_count or 1))
 
 
 @app.function_name(name="record_event")
 @app.event_grid_trigger(arg_name="event")
-async def record_event(event: func.EventGridEvent) -> None:
+async def record_event(event: func.EventGridEvent, context: func.Context) -> None:
     """Record one ACS event from Event Grid (either schema). Raises only for storage failures."""
-    svc = await _services()
-    await svc.events.record(_event_dict(event))
+    with _traced(context, "record_event"):
+        svc = await _services()
+        await svc.events.record(_event_dict(event))
 
 
 @app.function_name(name="reconcile")
 @app.timer_trigger(arg_name="timer", schedule="%RECONCILE_SCHEDULE%", run_on_startup=False, use_monitor=True)
-async def reconcile(timer: func.TimerRequest) -> None:
+async def reconcile(timer: func.TimerRequest, context: func.Context) -> None:
     """Reconcile sent against reported, and record what reached the poison queue (singleton: the host
     holds a lease per timer). No queue trigger reads the poison queue: the host would hold a message
     it cannot base64-decode there, unseen, until it expires (see shared/services/deadletter.py)."""
-    svc = await _services()
-    await svc.reconcile.run()
+    with _traced(context, "reconcile"):
+        svc = await _services()
+        await svc.reconcile.run()
 
 
 @app.function_name(name="retention")
 @app.timer_trigger(arg_name="timer", schedule="%RETENTION_SCHEDULE%", run_on_startup=False, use_monitor=True)
-async def retention(timer: func.TimerRequest) -> None:
+async def retention(timer: func.TimerRequest, context: func.Context) -> None:
     """Purge content, then recipients, then rows, each when its retention period ends."""
-    svc = await _services()
-    await svc.retention.run()
+    with _traced(context, "retention"):
+        svc = await _services()
+        await svc.retention.run()
 
 
 @app.function_name(name="submit_message")
 @app.route(route="messages", methods=["POST"])
-async def submit_message(req: func.HttpRequest) -> func.HttpResponse:
+async def submit_message(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     """POST /api/messages: validate now, 202 with a Location, 400 with field errors, 409 when the id
     already belongs to a different request."""
-    svc = await _services()
-    result = await svc.intake.submit(req.get_body())
+    with _traced(context, "submit_message"):
+        svc = await _services()
+        result = await svc.intake.submit(req.get_body())
     if result.conflict:
         body = {"error": "id already used", "errors": [e.as_dict() for e in result.errors]}
         return _json(body, 409, {"Location": f"/api/messages/{result.message_id}"})
@@ -75,13 +81,24 @@ async def submit_message(req: func.HttpRequest) -> func.HttpResponse:
 
 @app.function_name(name="get_message")
 @app.route(route="messages/{id}", methods=["GET"])
-async def get_message(req: func.HttpRequest) -> func.HttpResponse:
+async def get_message(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     """GET /api/messages/{id}: status and history; masked recipient, never content."""
     from shared.services.intake import status_view
 
-    svc = await _services()
-    view = await status_view(svc.storage.table(svc.names.messages), req.route_params["id"])
+    with _traced(context, "get_message"):
+        svc = await _services()
+        view = await status_view(svc.storage.table(svc.names.messages), req.route_params["id"])
     return _json(view, 200) if view else _json({"error": "no such message"}, 404)
+
+
+def _traced(context: func.Context, name: str) -> AbstractContextManager[None]:
+    """The invocation's work as a child of the host's request telemetry (shared.telemetry.invocation_span).
+    The Context object comes from the worker, which may be older than the azure-functions this app pins
+    (it loads its own copy first on Python 3.11): every attribute is read with a default."""
+    from shared.telemetry import invocation_span  # lazy: keeps indexing (cold start) cheap
+
+    trace = getattr(context, "trace_context", None)
+    return invocation_span(name, getattr(trace, "trace_parent", None), getattr(trace, "trace_state", None))
 
 
 async def _services() -> Services:

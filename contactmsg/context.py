@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from shared.adapters.identity import developer_credential
 from shared.errors import ContactMessagesError, StorageUnreachable
 from shared.runtime import Services, build_services
 from shared.settings import Channel, load_settings
@@ -89,7 +90,11 @@ def run(action: Callable[[Services], Awaitable[T]]) -> T:
     """Build the services, run `action`, close; map our errors to exit codes."""
 
     async def main() -> T:
-        services = await build_services(load_settings(settings_env()))
+        # An operator's own sign-in (Azure CLI and the rest of DefaultAzureCredential's chain), never the
+        # app's managed identity, which a workstation does not have.
+        services = await build_services(
+            load_settings(settings_env()), credential_factory=lambda _: developer_credential()
+        )
         try:
             return await action(services)
         finally:

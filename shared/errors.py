@@ -4,8 +4,9 @@
     ├── PermanentError          input or recipient at fault: record it, complete the message, never retry
     │   ├── ValidationFailed    the send request breaks the contract (field errors attached)
     │   └── SendRejected        the provider refused this message for good (4xx other than 408/429)
-    ├── TransientError          may succeed later: re-raise so the platform retries
+    ├── TransientError          may succeed later: retried with backoff, then by the platform
     │   ├── Throttled           the provider said 429; carries Retry-After
+    │   ├── AccessDenied        the provider refused our identity (403, `acs-forbidden`): an operator acts
     │   └── StorageUnreachable  no answer from the storage account (network, or the emulator is stopped)
     └── ConfigurationError      settings are missing or invalid (fails at start, never per message)
 
@@ -63,7 +64,17 @@ class SendRejected(PermanentError):
 
 
 class TransientError(ContactMessagesError):
-    """The operation may succeed later (network, 5xx, timeouts, storage hiccups)."""
+    """The operation may succeed later (network, 5xx, timeouts, storage hiccups).
+
+    `may_have_sent` says whether the provider may have acted on the request before failing (a lost
+    response, a 500, a gateway timeout) or certainly did not (no connection, 401/403/408/429/503).
+    Only the second kind lets a later attempt start afresh; the first must be deduplicated by ACS or
+    checked with it.
+    """
+
+    def __init__(self, message: str, *, may_have_sent: bool = True) -> None:
+        self.may_have_sent = may_have_sent
+        super().__init__(message)
 
 
 class Throttled(TransientError):
@@ -71,7 +82,18 @@ class Throttled(TransientError):
 
     def __init__(self, retry_after: float, detail: str = "throttled") -> None:
         self.retry_after = retry_after
-        super().__init__(f"{detail} (retry after {retry_after:.1f}s)")
+        super().__init__(f"{detail} (retry after {retry_after:.1f}s)", may_have_sent=False)
+
+
+class AccessDenied(TransientError):
+    """The provider refused the app's identity (HTTP 403): a role assignment is missing, wrong, or still
+    propagating. Not the message's fault, so never Failed: held with a long backoff, alerted on as
+    `acs-forbidden`, and sent by itself once an operator fixes the role."""
+
+    reason = "acs-forbidden"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"{self.reason}: {detail}", may_have_sent=False)
 
 
 class StorageUnreachable(TransientError):

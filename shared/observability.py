@@ -24,6 +24,8 @@ EVENTS: Final = frozenset(
         "message.unknown",
         "message.dead_lettered",
         "message.throttled",
+        "message.retry_scheduled",
+        "message.forbidden",
         "message.paused",
         "message.duplicate_skipped",
         "message.id_reused",
@@ -60,6 +62,8 @@ METRICS: Final = frozenset(
         "poison_depth",
         "cost_estimate",
         "id_reused",
+        "send_retry",  # a send failed transiently and was re-enqueued with backoff
+        "acs_forbidden",  # ACS answered 403 to the app's identity (alert: acs-forbidden)
         "delivery_latency_ms",  # value: ms from the send to its Delivered or Read report, once a message
     }
 )

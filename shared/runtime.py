@@ -11,8 +11,10 @@ import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from shared.adapters.acs import AcsSenders, parse_acs_connection
+from shared.adapters.identity import managed_identity
 from shared.adapters.queues import QueueWriter
 from shared.adapters.storage import StorageClients
 from shared.clock import utc_now
@@ -54,10 +56,17 @@ class Services:
     retention: RetentionService
     provider: Provider
     clock: Callable[[], datetime]
+    credential: Any = None
 
     async def close(self) -> None:
         await self.provider.close()
         await self.storage.close()
+        await _close(self.credential)
+
+
+async def _close(credential: Any) -> None:
+    if credential is not None:
+        await credential.close()
 
 
 def _channel_of(settings: Settings, sender: str) -> Channel:
@@ -67,11 +76,31 @@ def _channel_of(settings: Settings, sender: str) -> Channel:
     return Channel.SMS
 
 
+def needs_credential(settings: Settings, provider: Provider | None = None) -> bool:
+    """Whether any client authenticates with Entra ID (storage or ACS without a connection string)."""
+    acs_by_identity = provider is None and not settings.acs_connection_string
+    return not settings.storage_connection_string or acs_by_identity
+
+
+def app_credential(settings: Settings) -> Any:
+    """The function app's credential: its managed identity (user-assigned when AZURE_CLIENT_ID is set)."""
+    return managed_identity(settings.managed_identity_client_id)
+
+
 async def build_services(
-    settings: Settings, provider: Provider | None = None, clock: Callable[[], datetime] = utc_now
+    settings: Settings,
+    provider: Provider | None = None,
+    clock: Callable[[], datetime] = utc_now,
+    credential_factory: Callable[[Settings], Any] = app_credential,
 ) -> Services:
-    """Wire every service for `settings`, creating missing tables and queues."""
-    storage = StorageClients(settings)
+    """Wire every service for `settings`, creating missing tables and queues. One credential, made by
+    `credential_factory` only if some client needs it, is shared by every client and closed with them."""
+    credential = credential_factory(settings) if needs_credential(settings, provider) else None
+    try:
+        storage = StorageClients(settings, credential)
+    except BaseException:
+        await _close(credential)
+        raise
     names = TableNames(settings.table_prefix)
     outbound, poison = storage.queue(settings.send_queue), storage.queue(settings.poison_queue)
     try:
@@ -80,12 +109,13 @@ async def build_services(
         await outbound.create_if_missing()
         await poison.create_if_missing()
         if provider is None:
-            connection = parse_acs_connection(settings.acs_connection_string, settings.acs_endpoint)
+            connection = parse_acs_connection(settings.acs_connection_string, settings.acs_endpoint, credential)
             provider = AcsProvider(AcsSenders(connection))
     except BaseException:
         # Nobody else holds the clients yet (storage unreachable, bad ACS settings): left open, aiohttp
         # would warn "Unclosed client session" as the process exits.
         await storage.close()
+        await _close(credential)
         raise
     ledger = Ledger(storage.table(names.messages), settings.consent_hash_key)
     audit = AuditLog(storage.table(names.audit))
@@ -179,6 +209,7 @@ async def build_services(
         retention=retention,
         provider=provider,
         clock=clock,
+        credential=credential,
     )
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from shared.errors import ConfigurationError
+from shared.retry import DEFAULT_SEND_RETRY, Backoff
 
 
 class Channel(StrEnum):
@@ -37,6 +38,12 @@ class SettingSpec:
 SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("AzureWebJobsStorage", False, "storage connection string (local stack only)", secret=True),
     SettingSpec("AzureWebJobsStorage__accountName", False, "storage account for identity-based access"),
+    # The host's own identity-based storage settings: when set, the app uses the same endpoints (any cloud),
+    # instead of deriving https://<account>.<service>.core.windows.net (Azure public cloud only).
+    SettingSpec("AzureWebJobsStorage__queueServiceUri", False, "queue endpoint for identity-based access"),
+    SettingSpec("AzureWebJobsStorage__tableServiceUri", False, "table endpoint for identity-based access"),
+    SettingSpec("AzureWebJobsStorage__blobServiceUri", False, "blob endpoint for identity-based access"),
+    SettingSpec("AZURE_CLIENT_ID", False, "client id of a user-assigned managed identity (unset: system-assigned)"),
     SettingSpec("ACS_ENDPOINT", False, "ACS endpoint for managed identity, https://<name>.communication.azure.com"),
     SettingSpec("ACS_CONNECTION_STRING", False, "ACS connection string (local emulator or key-based)", secret=True),
     SettingSpec("ACS_RESOURCE_IDS", True, "comma-separated ACS resource ids whose Event Grid events are trusted"),
@@ -54,6 +61,11 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("TABLE_PREFIX", False, "prefix of every table name (default cm)"),
     SettingSpec("SEND_QUEUE", True, "name of the send queue; the triggers bind %SEND_QUEUE% and %SEND_QUEUE%-poison"),
     SettingSpec("APPLICATIONINSIGHTS_CONNECTION_STRING", False, "enables telemetry to Application Insights"),
+    SettingSpec(
+        "SEND_RETRY",
+        False,
+        'backoff of sends that failed transiently, JSON {"baseSeconds": 5, "capSeconds": 300, "attempts": 15}',
+    ),
 )
 SETTING_NAMES: frozenset[str] = frozenset(spec.name for spec in SETTINGS)
 
@@ -81,6 +93,9 @@ class Settings:
     table_prefix: str
     send_queue: str
     appinsights_connection_string: str | None = None
+    send_retry: Backoff = DEFAULT_SEND_RETRY
+    managed_identity_client_id: str | None = None
+    storage_service_uris: Mapping[str, str] = field(default_factory=dict)  # "queue" | "table" | "blob" -> URI
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -124,8 +139,12 @@ def _channel_map(values: dict[str, float], defaults: Mapping[Channel, float]) ->
 
 
 def _check_storage_and_acs(env: Mapping[str, str], problems: list[str]) -> None:
-    if not env.get("AzureWebJobsStorage") and not env.get("AzureWebJobsStorage__accountName"):
-        problems.append("AzureWebJobsStorage or AzureWebJobsStorage__accountName must be set")
+    identity_based = env.get("AzureWebJobsStorage__accountName") or len(_service_uris(env)) == len(STORAGE_SERVICES)
+    if not env.get("AzureWebJobsStorage") and not identity_based:
+        problems.append(
+            "AzureWebJobsStorage, AzureWebJobsStorage__accountName or the three "
+            "AzureWebJobsStorage__<service>ServiceUri must be set"
+        )
     if not env.get("ACS_ENDPOINT") and not env.get("ACS_CONNECTION_STRING"):
         problems.append("ACS_ENDPOINT or ACS_CONNECTION_STRING must be set")
     key = env.get("CONSENT_HASH_KEY", "")
@@ -134,6 +153,30 @@ def _check_storage_and_acs(env: Mapping[str, str], problems: list[str]) -> None:
     elif key.startswith("@Microsoft.KeyVault("):
         # An unresolved Key Vault reference would silently become the hash key and orphan every opt-out.
         problems.append("CONSENT_HASH_KEY is an unresolved Key Vault reference (check the app's vault access)")
+
+
+STORAGE_SERVICES = ("queue", "table", "blob")
+
+
+def _service_uris(env: Mapping[str, str]) -> dict[str, str]:
+    uris = {service: env.get(f"AzureWebJobsStorage__{service}ServiceUri", "").strip() for service in STORAGE_SERVICES}
+    return {service: uri.rstrip("/") for service, uri in uris.items() if uri}
+
+
+def _backoff(env: Mapping[str, str], problems: list[str]) -> Backoff:
+    values = _json_numbers(env, "SEND_RETRY", problems)
+    unknown = sorted(set(values) - {"baseSeconds", "capSeconds", "attempts"})
+    if unknown:
+        problems.append(f"SEND_RETRY: unknown keys {unknown}")
+    default = DEFAULT_SEND_RETRY
+    backoff = Backoff(
+        base_seconds=values.get("baseSeconds", default.base_seconds),
+        cap_seconds=values.get("capSeconds", default.cap_seconds),
+        attempts=int(values.get("attempts", default.attempts)),
+    )
+    if backoff.base_seconds <= 0 or backoff.cap_seconds < backoff.base_seconds:
+        problems.append("SEND_RETRY: baseSeconds must be positive and capSeconds at least baseSeconds")
+    return backoff
 
 
 def _int_setting(env: Mapping[str, str], name: str, default: int, problems: list[str]) -> int:
@@ -179,6 +222,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         table_prefix=env.get("TABLE_PREFIX", "").strip() or "cm",
         send_queue=env.get("SEND_QUEUE", "").strip() or "outbound",
         appinsights_connection_string=env.get("APPLICATIONINSIGHTS_CONNECTION_STRING") or None,
+        send_retry=_backoff(env, problems),
+        managed_identity_client_id=env.get("AZURE_CLIENT_ID", "").strip() or None,
+        storage_service_uris=_service_uris(env),
     )
     if problems:
         raise ConfigurationError("invalid settings: " + "; ".join(problems))

@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 from shared.errors import ConfigurationError
 
@@ -32,6 +35,7 @@ _DISABLED_INSTRUMENTATIONS = ("django", "fastapi", "flask", "psycopg2", "request
 
 _lock = threading.Lock()
 _configured = False
+_tracer_provider: Any = None  # None: the global one that configure_azure_monitor installs (tests set their own)
 
 
 def configure_telemetry(connection_string: str | None) -> bool:
@@ -64,3 +68,36 @@ def _configure_azure_monitor(connection_string: str) -> None:
         )
     except ValueError as exc:
         raise ConfigurationError(f"APPLICATIONINSIGHTS_CONNECTION_STRING is invalid: {exc}") from exc
+
+
+@contextmanager
+def invocation_span(name: str, trace_parent: str | None, trace_state: str | None = None) -> Iterator[None]:
+    """Run one invocation's work in a span that is a child of the host's request for that invocation.
+
+    The host gives each invocation a W3C trace context (the worker's `Context.trace_context`); the
+    request telemetry the host sends to Application Insights carries its trace id as `operation_Id`.
+    Started under it, this span, the Azure SDK dependency spans beneath it and every log record emitted
+    meanwhile (the distro's logging handler stamps the current span) share that `operation_Id`, so one
+    query shows an invocation whole. The worker does the same attach only when the app opts into the
+    worker's own OpenTelemetry (PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY; azure_functions_worker/otel.py,
+    `configure_opentelemetry`); this app configures the distro itself, so it attaches here.
+
+    Exceptions are not recorded on the span: the host already reports a failed invocation as an
+    exception, and a second copy would count every failure twice. Without telemetry configured this
+    does nothing and imports nothing.
+    """
+    if not _configured:
+        yield
+        return
+    from opentelemetry import trace
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    carrier = {"traceparent": trace_parent} if trace_parent else {}
+    if trace_parent and trace_state:
+        carrier["tracestate"] = trace_state
+    parent = TraceContextTextMapPropagator().extract(carrier)
+    tracer = trace.get_tracer("contact-messages", tracer_provider=_tracer_provider)
+    with tracer.start_as_current_span(
+        name, context=parent, kind=trace.SpanKind.INTERNAL, record_exception=False, set_status_on_exception=True
+    ):
+        yield

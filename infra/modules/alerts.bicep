@@ -95,6 +95,27 @@ var logAlerts = [
     ]
   }
   {
+    name: 'acs-forbidden'
+    displayName: 'Contact Messages: ACS refuses the app identity (403)'
+    description: 'ACS answered 403 to the function identity; sends are held until its role on the ACS resource is fixed. Runbook: Alerts / ACS forbidden.'
+    severity: 1
+    frequency: 'PT5M'
+    window: 'PT15M'
+    query: loadTextContent('../alerts/acs-forbidden.kql')
+    measure: 'refused'
+    aggregation: 'Total'
+    threshold: 0
+    dimensions: [
+      {
+        name: 'channel'
+        operator: 'Include'
+        values: [
+          '*'
+        ]
+      }
+    ]
+  }
+  {
     name: 'function-failures'
     displayName: 'Contact Messages: function invocations are failing'
     description: 'Function invocations failed above the background rate. Runbook: Alerts / Function failures.'

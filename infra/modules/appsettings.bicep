@@ -30,6 +30,10 @@ resource site 'Microsoft.Web/sites@2024-04-01' existing = {
   name: functionAppName
 }
 
+resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: storageAccountName
+}
+
 // checkov applies its web-app checks to every sites/config resource. These are app settings: each
 // skipped check concerns a site property that is set, or does not apply, in functionapp.bicep.
 resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
@@ -43,9 +47,16 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     // checkov:skip=CKV_AZURE_63: App Service HTTP (web server) logs are not produced on Flex Consumption; requests are logged to Application Insights (requests table).
     // checkov:skip=CKV_AZURE_65: Detailed error pages are an IIS (Windows) feature; errors are logged to Application Insights.
     // checkov:skip=CKV_AZURE_66: Failed request tracing is an IIS (Windows) feature; failed invocations are in Application Insights and alerted on.
-    // Identity-based host and binding storage: blob, queue and table endpoints derive from the name.
+    // Identity-based host and binding storage.
     AzureWebJobsStorage__accountName: storageAccountName
     AzureWebJobsStorage__credential: 'managedidentity'
+    // The endpoints as the account reports them, so that the host and the app reach the right cloud
+    // (sovereign clouds do not use core.windows.net). Functions: "Connecting to host storage with an identity".
+    AzureWebJobsStorage__queueServiceUri: storage.properties.primaryEndpoints.queue
+    AzureWebJobsStorage__tableServiceUri: storage.properties.primaryEndpoints.table
+    AzureWebJobsStorage__blobServiceUri: storage.properties.primaryEndpoints.blob
+    // AZURE_CLIENT_ID stays unset: the app's identity is system-assigned (functionapp.bicep). With a
+    // user-assigned identity, set it, AzureWebJobsStorage__clientId and ClientId= in the authentication string.
     // Entra ID, never keys: the function identity has a scoped ACS role (roles.bicep).
     ACS_ENDPOINT: acsEndpoint
     ACS_RESOURCE_IDS: acsResourceId
@@ -63,6 +74,8 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     CONSENT_HASH_KEY: '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=${consentSecretName})'
     TABLE_PREFIX: tablePrefix
     SEND_QUEUE: sendQueueName
+    // Backoff of sends that failed transiently (shared/retry.py): about 25 to 50 minutes of retries.
+    SEND_RETRY: '{"baseSeconds": 5, "capSeconds": 300, "attempts": 15}'
     APPLICATIONINSIGHTS_CONNECTION_STRING: appInsightsConnectionString
     APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD'
   }

@@ -1,8 +1,8 @@
 // One storage account for host storage and the app's data: the Flex deployment container, the send
 // queue and its poison queue, the tables, and the Event Grid dead-letter container.
 // Shared-key access is disabled, so every caller (host, app, Event Grid) uses Microsoft Entra ID.
-// Both queues are created here because the host never creates a trigger queue, and the
-// `dead_letter` function is triggered by the poison queue.
+// Both queues are created here because the host never creates a trigger queue, and the reconcile
+// timer drains the poison queue (no trigger reads it: see shared/services/deadletter.py).
 
 param location string
 param tags object

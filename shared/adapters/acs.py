@@ -27,7 +27,7 @@ from azure.core.pipeline import PipelineRequest
 from azure.core.pipeline.policies import SansIOHTTPPolicy
 from azure.core.rest import HttpRequest
 
-from shared.adapters.errors import map_provider_error
+from shared.adapters.errors import map_provider_error, retry_after_from
 from shared.errors import ConfigurationError, SendRejected, Throttled, TransientError
 from shared.models import EmailContent, WhatsAppTemplate
 
@@ -74,8 +74,9 @@ class AcsConnection:
     credential: Any  # AzureKeyCredential or an async TokenCredential
 
 
-def parse_acs_connection(connection_string: str | None, endpoint: str | None) -> AcsConnection:
-    """Resolve how to reach ACS: key from a connection string (kept http if given), else identity."""
+def parse_acs_connection(connection_string: str | None, endpoint: str | None, credential: Any = None) -> AcsConnection:
+    """Resolve how to reach ACS: key from a connection string (kept http if given), else the endpoint with
+    `credential`, the process's one Entra ID credential (shared/adapters/identity.py)."""
     if connection_string:
         parts = dict(p.split("=", 1) for p in connection_string.split(";") if "=" in p)
         lowered = {k.lower(): v for k, v in parts.items()}
@@ -83,9 +84,9 @@ def parse_acs_connection(connection_string: str | None, endpoint: str | None) ->
             raise ConfigurationError("ACS_CONNECTION_STRING needs endpoint=...;accesskey=...")
         return AcsConnection(lowered["endpoint"].rstrip("/"), AzureKeyCredential(lowered["accesskey"]))
     if endpoint:
-        from azure.identity.aio import DefaultAzureCredential  # lazy: only needed in Azure
-
-        return AcsConnection(endpoint.rstrip("/"), DefaultAzureCredential())
+        if credential is None:
+            raise ConfigurationError("ACS_ENDPOINT needs a credential (the app's managed identity)")
+        return AcsConnection(endpoint.rstrip("/"), credential)
     raise ConfigurationError("ACS_ENDPOINT or ACS_CONNECTION_STRING must be set")
 
 
@@ -167,6 +168,8 @@ class AcsSenders:
             raise map_provider_error(exc) from exc
         if response.status_code == 404:
             return None
+        if response.status_code == 429:
+            raise Throttled(retry_after_from(response.headers), "email status throttled")
         if response.status_code != 200:
             raise TransientError(f"email status answered {response.status_code}")
         return str(response.json().get("status", ""))

@@ -1,4 +1,4 @@
-"""Build the async storage clients once per process, from a connection string or managed identity."""
+"""Build the async storage clients once per process, from a connection string or the app's identity."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from azure.storage.queue.aio import QueueServiceClient
 from shared.adapters.blobs import PayloadStore
 from shared.adapters.queues import QueueWriter
 from shared.adapters.tables import TableStore
+from shared.errors import ConfigurationError
 from shared.settings import Settings
 
 # aiohttp's trust_env makes every request look up ~/.netrc and proxy variables on a worker thread;
@@ -19,30 +20,29 @@ CLIENT_OPTIONS: dict[str, Any] = {"use_env_settings": False}
 
 
 class StorageClients:
-    """Table and queue service clients for the app's storage account."""
+    """Table, queue and blob service clients for the app's storage account.
 
-    def __init__(self, settings: Settings) -> None:
+    Identity-based, each endpoint is the host's own `AzureWebJobsStorage__<service>ServiceUri` when set
+    (the form the Functions host documents for identity-based host storage, and the only one that
+    works outside the Azure public cloud: "Connecting to host storage with an identity",
+    https://learn.microsoft.com/azure/azure-functions/functions-reference#connecting-to-host-storage-with-an-identity),
+    else derived from the account name. The credential is the process's one credential, owned by the
+    caller (see shared/adapters/identity.py).
+    """
+
+    def __init__(self, settings: Settings, credential: Any = None) -> None:
         self._settings = settings
-        self._credential: Any = None
         if settings.storage_connection_string:
             conn = settings.storage_connection_string
             self.tables = TableServiceClient.from_connection_string(conn, **CLIENT_OPTIONS)
             self.queues = QueueServiceClient.from_connection_string(conn, **CLIENT_OPTIONS)
             self.blobs = BlobServiceClient.from_connection_string(conn, **CLIENT_OPTIONS)
-        else:
-            from azure.identity.aio import DefaultAzureCredential  # lazy: only needed in Azure
-
-            account = settings.storage_account_name
-            self._credential = DefaultAzureCredential()
-            self.tables = TableServiceClient(
-                f"https://{account}.table.core.windows.net", credential=self._credential, **CLIENT_OPTIONS
-            )
-            self.queues = QueueServiceClient(
-                f"https://{account}.queue.core.windows.net", credential=self._credential, **CLIENT_OPTIONS
-            )
-            self.blobs = BlobServiceClient(
-                f"https://{account}.blob.core.windows.net", credential=self._credential, **CLIENT_OPTIONS
-            )
+            return
+        if credential is None:
+            raise ConfigurationError("identity-based storage needs a credential")
+        self.tables = TableServiceClient(service_uri(settings, "table"), credential=credential, **CLIENT_OPTIONS)
+        self.queues = QueueServiceClient(service_uri(settings, "queue"), credential=credential, **CLIENT_OPTIONS)
+        self.blobs = BlobServiceClient(service_uri(settings, "blob"), credential=credential, **CLIENT_OPTIONS)
 
     def table(self, name: str) -> TableStore:
         return TableStore(self.tables.get_table_client(name))
@@ -57,5 +57,15 @@ class StorageClients:
         await self.tables.close()
         await self.queues.close()
         await self.blobs.close()
-        if self._credential is not None:
-            await self._credential.close()
+
+
+def service_uri(settings: Settings, service: str) -> str:
+    """The endpoint of one storage service ("queue", "table", "blob") for identity-based access."""
+    configured = settings.storage_service_uris.get(service)
+    if configured:
+        return configured
+    if not settings.storage_account_name:
+        raise ConfigurationError(
+            f"AzureWebJobsStorage__{service}ServiceUri or AzureWebJobsStorage__accountName must be set"
+        )
+    return f"https://{settings.storage_account_name}.{service}.core.windows.net"

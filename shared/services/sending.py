@@ -8,7 +8,11 @@ The recipe, in order:
 5. Claim the row (Accepted → Sending, etag) with the ids that make a resend the same send.
 6. Send. Success → Sent. Permanent error → Failed. 429 → claim given back, re-scheduled for
    Retry-After plus jitter (a new queue message, so no dequeue attempt is burnt). Other transient
-   errors → raised, so the host retries and finally poisons the message.
+   errors (5xx, network, Entra ID, 403) → re-scheduled with exponential backoff and jitter
+   (`shared.retry`), counted on the row as `Retries`; once the budget is spent, raised, so the host
+   retries and finally poisons the message. The claim is given back only when ACS certainly did not
+   act on the request (`TransientError.may_have_sent`); otherwise the row stays Sending and the retry
+   goes through `_recover`, which resends only what ACS can deduplicate.
 A row found in Sending means an earlier attempt died or timed out mid-send: see `_recover`.
 """
 
@@ -31,7 +35,15 @@ from shared.adapters.acs import SendIds, operation_id, repeatability_id
 from shared.adapters.blobs import PayloadStore
 from shared.adapters.queues import MAX_PAYLOAD_BYTES, QueueWriter
 from shared.adapters.tables import Conflict, EtagMismatch, TableStore
-from shared.errors import FieldError, IdReused, PermanentError, Throttled, TransientError, ValidationFailed
+from shared.errors import (
+    AccessDenied,
+    FieldError,
+    IdReused,
+    PermanentError,
+    Throttled,
+    TransientError,
+    ValidationFailed,
+)
 from shared.ledger import (
     REACHED,
     Ledger,
@@ -46,6 +58,7 @@ from shared.ledger import (
 from shared.models import MESSAGE_ID_PATTERN, AnyRequest, DeliveryMode, Status
 from shared.observability import count, emit, emit_warning
 from shared.privacy import mask
+from shared.retry import FORBIDDEN_RETRY
 from shared.services.consent import ConsentService
 from shared.services.control import ControlService
 from shared.services.due import DueIndex, DueKind, schedule_retention
@@ -327,12 +340,26 @@ class SendService:
         if not prechecked and await self._rate_limited(checked):
             return Outcome.RESCHEDULED
         try:
-            generation = max(row.generation, 1)
+            generation = self._generation_to_claim(row)
             row = await self._claim(row, generation=generation, fresh_ids=row.get("IdsGeneration") != generation)
         except EtagMismatch:
             fresh = await self._ledger.get(checked.message_id)
             return await self._process(checked, fresh) if fresh else Outcome.DUPLICATE
         return await self._send(checked, row)
+
+    def _generation_to_claim(self, row: LedgerRow) -> int:
+        """The send generation for a claim from Accepted. Its ids are kept while ACS remembers them. Past
+        ACS's window the claim moves to the next generation, because ACS rejects a Repeatability-First-Sent
+        older than the range it holds ("Repeatability-Result: rejected", Azure REST API guidelines,
+        https://github.com/microsoft/api-guidelines/blob/vNext/azure/Guidelines.md#repeatability-of-requests);
+        that is safe because a row is Accepted again only when nothing of its generation reached ACS
+        (a 429, or a failure that `may_have_sent` says was refused before it was handled)."""
+        generation = max(row.generation, 1)
+        first_sent = row.get("FirstSentAt")
+        if row.get("IdsGeneration") != generation or not first_sent:
+            return generation
+        expired = self._now() - parse_iso(str(first_sent)) >= REPEATABILITY_WINDOW
+        return generation + 1 if expired else generation
 
     async def _already_handled(self, checked: CheckedRequest, row: LedgerRow) -> Outcome:
         """A redelivered request whose message was sent or ended: nothing is sent again."""
@@ -381,9 +408,11 @@ class SendService:
         count(log, "throttled", channel=checked.channel.value, reason="rate-gate")
         return True
 
-    async def _claim(self, row: LedgerRow, *, generation: int, fresh_ids: bool) -> LedgerRow:
+    async def _claim(self, row: LedgerRow, *, generation: int, fresh_ids: bool, uncertain: bool = False) -> LedgerRow:
         now = self._now()
         fields: dict[str, Any] = transition_fields(Status.SENDING, now, Attempts=row.attempts + 1)
+        if uncertain:
+            fields["UncertainGeneration"] = generation
         if fresh_ids:
             fields |= {
                 "Generation": generation,
@@ -420,17 +449,77 @@ class SendService:
             await self._finish(row, Status.FAILED, str(exc), refresh=True)
             return Outcome.FAILED
         except TransientError as exc:
-            last_error = str(exc)[:1000]
-            await self._ledger.change(row.message_id, lambda _: {"LastError": last_error})
-            raise
+            return await self._retry_later(checked, exc)
         await self._mark_sent(checked, receipt.provider_message_id, row)
         return Outcome.SENT
 
-    async def _throttled(self, checked: CheckedRequest, exc: Throttled) -> Outcome:
+    async def _retry_later(self, checked: CheckedRequest, exc: TransientError, *, sending: bool = True) -> Outcome:
+        """A failure outside the message: note it on the row and re-enqueue the request after a backoff
+        that grows with each retry; raise once the budget is spent (the host then poisons it).
+        `sending`: the failure is the answer to a send (not to a status query made while recovering)."""
+        forbidden = isinstance(exc, AccessDenied)
+        backoff = FORBIDDEN_RETRY if forbidden else self._settings.send_retry
+        retries = 0
+
+        def note(current: LedgerRow) -> dict[str, Any]:
+            nonlocal retries
+            retries = _retries_so_far(current) + 1
+            fields: dict[str, Any] = {"LastError": str(exc)[:1000], "Retries": retries, "LastRetryAt": iso(self._now())}
+            if not sending:
+                return fields
+            if exc.may_have_sent:
+                fields["UncertainGeneration"] = current.generation
+            elif current.status == Status.SENDING and current.get("UncertainGeneration") != current.generation:
+                fields["Status"] = Status.ACCEPTED.value  # nothing of this generation can have reached ACS
+            return fields
+
+        await self._ledger.change(checked.message_id, note)
+        if forbidden:
+            self._report_forbidden(checked)
+        if retries > backoff.attempts:
+            raise exc
+        delay = backoff.delay(retries)
+        await self.reschedule(checked, delay)
+        emit(
+            log,
+            "message.retry_scheduled",
+            "send failed, retrying later message_id=%s attempt=%s",
+            checked.message_id,
+            retries,
+            message_id=checked.message_id,
+            channel=checked.channel.value,
+            attempt=retries,
+            retry_after=round(delay, 1),
+            reason=AccessDenied.reason if forbidden else "transient",
+        )
+        count(log, "send_retry", channel=checked.channel.value)
+        return Outcome.RESCHEDULED
+
+    def _report_forbidden(self, checked: CheckedRequest) -> None:
+        """ACS refused the app's identity: every send fails until an operator fixes the role, so this is
+        a warning and a counter of its own (the `acs-forbidden` alert), not one more retry among many."""
+        emit_warning(
+            log,
+            "message.forbidden",
+            "ACS refused the app's identity (403), message held message_id=%s",
+            checked.message_id,
+            message_id=checked.message_id,
+            channel=checked.channel.value,
+            reason=AccessDenied.reason,
+        )
+        count(log, "acs_forbidden", channel=checked.channel.value, reason=AccessDenied.reason)
+
+    async def _throttled(self, checked: CheckedRequest, exc: Throttled, *, sending: bool = True) -> Outcome:
+        """A 429: re-enqueue after Retry-After. `sending`: the 429 answered a send (not a status query made
+        while recovering a row whose send may have happened, whose claim must stay)."""
+
         def give_back(current: LedgerRow) -> dict[str, Any] | None:
-            if current.status != Status.SENDING:
+            if current.status != Status.SENDING or not sending:
                 return None
-            return {"Status": Status.ACCEPTED.value, "Throttles": int(current.get("Throttles", 0)) + 1}
+            fields: dict[str, Any] = {"Throttles": int(current.get("Throttles", 0)) + 1}
+            if current.get("UncertainGeneration") != current.generation:  # else `_recover` decides next time
+                fields["Status"] = Status.ACCEPTED.value
+            return fields
 
         await self._ledger.change(checked.message_id, give_back)
         delay = exc.retry_after + random.uniform(0, max(1.0, exc.retry_after * 0.2))
@@ -523,12 +612,16 @@ class SendService:
 
     async def _recover(self, checked: CheckedRequest, row: LedgerRow) -> Outcome:
         """The row is Sending: an earlier attempt died or failed after claiming. Resend only when ACS
-        can deduplicate it; otherwise ask ACS (email) or decide by the delivery mode."""
-        first_sent = parse_iso(str(row.get("FirstSentAt")))
-        if self._now() - first_sent < REPEATABILITY_WINDOW:
-            return await self._send(checked, await self._claim(row, generation=row.generation, fresh_ids=False))
+        can deduplicate it; otherwise decide by the delivery mode. Email is always asked first: the email
+        API documents no de-duplication of a reused Operation-Id (only the repeatability headers, which
+        the email SDK does not send), so an email is resent only when ACS says it never saw it."""
         if checked.channel == Channel.EMAIL:
             return await self._recover_email(checked, row)
+        first_sent = parse_iso(str(row.get("FirstSentAt")))
+        if self._now() - first_sent < REPEATABILITY_WINDOW:
+            # What the earlier attempt did is unknown: this generation may have reached ACS.
+            row = await self._claim(row, generation=row.generation, fresh_ids=False, uncertain=True)
+            return await self._send(checked, row)
         if row.delivery == DeliveryMode.AT_LEAST_ONCE:
             row = await self._claim(row, generation=row.generation + 1, fresh_ids=True)
             return await self._send(checked, row)
@@ -541,7 +634,14 @@ class SendService:
         return Outcome.UNKNOWN
 
     async def _recover_email(self, checked: CheckedRequest, row: LedgerRow) -> Outcome:
-        status = await self._provider.email_status(operation_id(checked.message_id))
+        """GET /emails/operations/{id}: 404 means the send never reached ACS, so sending it now (under the
+        same operation id) is the first send; any status means it did, and its report will follow."""
+        try:
+            status = await self._provider.email_status(operation_id(checked.message_id))
+        except Throttled as exc:
+            return await self._throttled(checked, exc, sending=False)
+        except TransientError as exc:
+            return await self._retry_later(checked, exc, sending=False)
         if status is None:  # ACS never saw the operation: sending again with the same id is safe
             return await self._send(checked, await self._claim(row, generation=row.generation, fresh_ids=False))
         if status.lower() in {"failed", "canceled"}:
@@ -631,6 +731,14 @@ class SendService:
         )
         count(log, "rejected", channel=channel)
         return Outcome.REJECTED
+
+
+def _retries_so_far(row: LedgerRow) -> int:
+    """Backoff retries spent since the message was last replayed: an operator's replay starts a new budget."""
+    replayed, last_retry = row.get("ReplayedAt"), row.get("LastRetryAt")
+    if replayed and (not last_retry or str(replayed) > str(last_retry)):
+        return 0
+    return int(row.get("Retries", 0))
 
 
 def _salvage_ids(key: bytes, body: bytes) -> tuple[str, str]:

@@ -25,6 +25,11 @@ from tests.conftest import EXTRA_LOG_FILES
 from tests.integration.conftest import Clock, app_env
 
 ROOT = Path(__file__).resolve().parents[2]
+_LOG_LEVELS = json.loads((ROOT / "host.json").read_text())["logging"]["logLevel"]
+SHOW_APP_LOGS = {
+    "AzureFunctionsJobHost__logging__logLevel__" + category.replace(".", "__"): "Information"
+    for category in ["Function", *(c for c in _LOG_LEVELS if c.startswith("Function."))]
+}
 
 
 @dataclass
@@ -72,11 +77,9 @@ async def make_stack(azurite: Azurite, tmp_path: Path) -> AsyncIterator[Callable
 
     async def make(report_delay: float = 0.2, emulator: dict[str, Any] | None = None, **overrides: str) -> Stack:
         acs = AcsEmulator(report_delay=report_delay, late_delay=report_delay * 10, **(emulator or {})).start()
-        # host.json keeps Function logs at Warning (Azure gets them through OpenTelemetry); the suite
-        # wants the app's Information records in the runner log too, for the PII scan and for tests.
-        env = app_env(
-            azurite, acs, **{"AzureFunctionsJobHost__logging__logLevel__Function": "Information", **overrides}
-        )
+        # host.json keeps the host from forwarding the app's own records (Azure gets them through
+        # OpenTelemetry, once); the suite wants them in the runner log, for the PII scan and for tests.
+        env = app_env(azurite, acs, **{**SHOW_APP_LOGS, **overrides})
         clock = Clock()
         stack = Stack(acs, env, await build_services(load_settings(env), clock=clock), clock, tmp_path)
         stacks.append(stack)

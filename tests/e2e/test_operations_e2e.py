@@ -50,7 +50,10 @@ async def test_silent_sms_expire_after_the_sla_and_a_late_report_still_wins(make
 
 async def test_replaying_100_dead_letters_sends_each_once(make_stack) -> None:  # type: ignore[no-untyped-def]
     """100 messages dead-lettered by a 503 outage are replayed once each; a second replay sends nothing."""
-    stack = await make_stack(RECONCILE_SCHEDULE="*/2 * * * * *")  # the timer records the poison queue
+    stack = await make_stack(
+        RECONCILE_SCHEDULE="*/2 * * * * *",  # the timer records the poison queue
+        SEND_RETRY=json.dumps({"baseSeconds": 0.5, "capSeconds": 1, "attempts": 1}),
+    )
     stack.acs.add_fault("503", count=10_000, channel="sms")
     ids = [f"replay-{i}" for i in range(100)]
     for message_id in ids:

@@ -62,8 +62,12 @@ async def test_same_id_via_queue_and_http_is_one_send(make_stack) -> None:  # ty
 
 
 async def test_503_every_time_ends_dead_lettered_with_reason_and_payload(make_stack) -> None:  # type: ignore[no-untyped-def]
-    """After maxDequeueCount failures the message is DeadLettered with the provider's answer."""
-    stack = await make_stack(RECONCILE_SCHEDULE="*/2 * * * * *")  # the timer records the poison queue
+    """After the app's backoff budget and then maxDequeueCount failures, the message is DeadLettered with
+    the provider's answer."""
+    stack = await make_stack(
+        RECONCILE_SCHEDULE="*/2 * * * * *",  # the timer records the poison queue
+        SEND_RETRY=json.dumps({"baseSeconds": 0.5, "capSeconds": 1, "attempts": 2}),
+    )
     stack.acs.add_fault("503", count=100, channel="sms")
     await stack.svc.outbound.send(sms("always-503").decode())
 
@@ -72,7 +76,8 @@ async def test_503_every_time_ends_dead_lettered_with_reason_and_payload(make_st
 
     await wait_until(dead, 60, "the message to be dead-lettered")
     row = await stack.svc.ledger.get("always-503")
-    assert row is not None and "503" in row.get("Reason") and row.attempts == 5
+    # 1 first attempt + 2 backoff retries + 4 more deliveries by the host (maxDequeueCount 5)
+    assert row is not None and "503" in row.get("Reason") and row.attempts == 1 + 2 + 4
     assert json.loads(row.payload or "{}")["to"] == "+14255550100"
 
 

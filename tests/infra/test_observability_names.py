@@ -119,9 +119,10 @@ def _alerts_bicep() -> Path:
 
 
 def test_alert_rules_cover_the_failure_modes() -> None:
-    """Poison depth, failure rate, Unknown/Expired, function failures and Event Grid dead-letters alert."""
+    """Poison depth, failure rate, Unknown/Expired, function failures, ACS 403s and Event Grid dead-letters alert."""
     text = _alerts_bicep().read_text()
-    for kql in ("poison-depth.kql", "failure-rate.kql", "unknown-expired.kql", "function-failures.kql"):
+    kqls = ("poison-depth.kql", "failure-rate.kql", "unknown-expired.kql", "function-failures.kql", "acs-forbidden.kql")
+    for kql in kqls:
         assert f"'../alerts/{kql}'" in text
     metric_alerts = [r for r in declared_resources() if r.type == "Microsoft.Insights/metricAlerts"]
     criteria = [c for alert in metric_alerts for c in alert.properties["criteria"]["allOf"]]
@@ -151,6 +152,7 @@ def test_runbook_has_queries_for_every_alert() -> None:
         "alert-unknown-or-expired-spike",
         "alert-eventgrid-dead-letters",
         "alert-function-failures",
+        "alert-acs-forbidden",
     ):
         section = text.split(f"(`{rule}`)", 1)
         assert len(section) == 2, f"no runbook section for {rule}"

@@ -27,6 +27,14 @@ LOCAL_ONLY: Mapping[str, str] = {
     ),
 }
 
+# Declared in SETTINGS, set in Azure only for some deployments.
+OPTIONAL_IN_AZURE: Mapping[str, str] = {
+    "AZURE_CLIENT_ID": (
+        "Client id of a user-assigned managed identity. The Bicep gives the app a system-assigned identity, "
+        "for which it must stay unset (ManagedIdentityCredential would ask for a user-assigned one)."
+    ),
+}
+
 # Set in Azure for the platform (host, worker, exporter), not read by application code.
 # Only these families may appear: FUNCTIONS_*, AzureWebJobsStorage__* host-only forms,
 # APPLICATIONINSIGHTS_*, WEBSITE_*.
@@ -52,10 +60,12 @@ def parity_problems(
     setting_names: Iterable[str],
     local_only: Iterable[str] = LOCAL_ONLY,
     platform: Iterable[str] = PLATFORM_SETTINGS,
+    optional: Iterable[str] = OPTIONAL_IN_AZURE,
 ) -> list[str]:
     """Every difference between what the Bicep sets and what it must set; empty when in parity."""
     bicep, declared, local, allowed = set(bicep_names), set(setting_names), set(local_only), set(platform)
-    expected = (declared - local) | allowed
+    expected = (declared - local - set(optional)) | allowed
+    bicep -= set(optional) & declared
     problems = [f"local-only setting {name} is not declared in SETTINGS" for name in sorted(local - declared)]
     for name in sorted(expected - bicep):
         origin = "allowlisted platform setting" if name in allowed else "declared in shared/settings.py"
@@ -120,7 +130,7 @@ def test_platform_setting_dropped_from_bicep_is_caught() -> None:
 
 def test_allowlists_are_justified_and_well_formed() -> None:
     """Each allowlisted name has a reason; platform names are platform families; local-only names are secrets."""
-    for name, reason in {**LOCAL_ONLY, **PLATFORM_SETTINGS}.items():
+    for name, reason in {**LOCAL_ONLY, **PLATFORM_SETTINGS, **OPTIONAL_IN_AZURE}.items():
         assert len(reason) > 40, f"{name} needs a real reason"
     assert all(name.startswith(PLATFORM_PREFIXES) for name in PLATFORM_SETTINGS)
     assert not set(PLATFORM_SETTINGS) & SETTING_NAMES

@@ -9,6 +9,7 @@ import json
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from types import SimpleNamespace
 
 import azure.functions as func
 import pytest
@@ -31,7 +32,9 @@ def app_services(svc: Services) -> Iterator[Services]:
 
 async def _post(body: bytes) -> func.HttpResponse:
     request = func.HttpRequest("POST", "http://localhost/api/messages", headers={}, params={}, body=body)
-    response = await function_app.submit_message(request)
+    # The worker's context as the local runner gives it: no trace to continue.
+    context = SimpleNamespace(trace_context=SimpleNamespace(trace_parent="", trace_state=""))
+    response = await function_app.submit_message(request, context)
     assert isinstance(response, func.HttpResponse)
     return response
 

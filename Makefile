@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint typecheck unit bench soak clean
+.PHONY: setup run test lint typecheck unit bench soak clean worker-oldest
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,10 +30,14 @@ lint: setup
 typecheck: setup
 	$(PY) -m mypy
 
-unit: setup infra-venv
+unit: setup infra-venv worker-oldest
 	$(PY) -m pytest -q
 
 test: lint typecheck unit
+
+# The oldest azure-functions a Python 3.11 worker bundled, for the runner's --worker-packages tests.
+worker-oldest: setup
+	$(PY) -m devstack.host.worker_packages requirements-worker-oldest.txt .devstack/worker-oldest
 
 bench: setup
 	$(PY) -m bench.run_all

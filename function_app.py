@@ -112,9 +112,19 @@ def _json(body: object, status: int, headers: dict[str, str] | None = None) -> f
 
 
 def _event_dict(event: func.EventGridEvent) -> dict[str, object]:
-    """The delivered event as a plain dict; the binding hands CloudEvents over as `func.CloudEvent`."""
+    """The delivered event as a plain dict, in either schema.
+
+    Why no `func.CloudEvent`: that class exists only from azure-functions 1.25, and on Python <= 3.12
+    the worker imports its own bundled copy of azure-functions ahead of the app's unless
+    PYTHON_ISOLATE_WORKER_DEPENDENCIES is set ("Python Packages Loading Order and Sys Path", the
+    worker's wiki); the worker that first ran Python 3.11 bundled 1.15. So the schema is told by an
+    attribute, read with getattr: a library that knows CloudEvents hands one over with `specversion`;
+    every version has the Event Grid fields below. (An older library decodes a CloudEvents delivery
+    into an EventGridEvent without `type`, `source` and `time`, so that schema needs a newer library
+    actually loaded; infra subscribes with the Event Grid schema.)
+    """
     raw: Any = event
-    if isinstance(raw, func.CloudEvent):
+    if getattr(raw, "specversion", None) is not None:
         return {
             "specversion": raw.specversion,
             "id": raw.id,

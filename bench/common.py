@@ -18,6 +18,9 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+import aiohttp
+from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
+
 from devstack.acs import DEFAULT_TOPIC
 from devstack.azurite import Azurite
 
@@ -133,3 +136,29 @@ async def bounded(items: Iterable[T], work: Callable[[T], Awaitable[R]], concurr
 
     await asyncio.gather(*(worker() for _ in range(max(1, concurrency))))
     return results
+
+
+# A request whose connection drops under it: azure-core's ServiceRequestError/ServiceResponseError,
+# aiohttp's own errors for raw requests. Azurite (Node) closes a keep-alive connection after 5 s idle,
+# and a client that reuses it just then gets "Server disconnected" or "Connection reset by peer"; only
+# idempotent methods are sent again by the SDKs or aiohttp, never a POST (an insert, a batch).
+CONNECTION_ERRORS = (ServiceRequestError, ServiceResponseError, aiohttp.ClientConnectionError)
+RESENDS = 4
+CONFLICT = 409
+
+
+async def resend_on_drop(send: Callable[[], Awaitable[T]], landed: Callable[[], Awaitable[T]]) -> T:
+    """`send()`, sent again (up to RESENDS times in all) when its connection drops. For work that is
+    not measured, such as seeding. A conflict on a resend means the earlier attempt landed after all:
+    `landed()` then gives what it would have returned."""
+    for attempt in range(1, RESENDS + 1):
+        try:
+            return await send()
+        except CONNECTION_ERRORS:
+            if attempt == RESENDS:
+                raise
+        except HttpResponseError as exc:
+            if attempt == 1 or exc.status_code != CONFLICT:
+                raise
+            return await landed()
+    raise AssertionError("unreachable: the last attempt returns or raises")

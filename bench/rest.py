@@ -20,6 +20,11 @@ from urllib.parse import urlparse
 
 import aiohttp
 
+# A POST that meets a keep-alive connection the emulator has just closed is not resent by aiohttp
+# (it resends only idempotent methods). Seeding is not measured, so it sends the insert again; a 409
+# then means the first attempt landed.
+ATTEMPTS = 4
+
 
 def _parts(connection_string: str) -> dict[str, str]:
     return dict(p.split("=", 1) for p in connection_string.split(";") if "=" in p)
@@ -53,8 +58,17 @@ class RestInserter:
     async def insert(self, table: str, entity: Mapping[str, Any]) -> None:
         """Insert one entity. Values are sent untyped: strings, floats and ints below 2**31 only."""
         body = json.dumps(dict(entity))
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                await self._post(table, body, conflict_ok=attempt > 1)
+                return
+            except aiohttp.ClientConnectionError:
+                if attempt == ATTEMPTS:
+                    raise
+
+    async def _post(self, table: str, body: str, conflict_ok: bool) -> None:
         async with self._session.post(f"{self._endpoint}/{table}", data=body, headers=self._headers(table)) as reply:
-            if reply.status != 204:
+            if reply.status != 204 and not (conflict_ok and reply.status == 409):
                 raise RuntimeError(f"insert into {table} answered {reply.status}: {await reply.text()}")
 
     async def close(self) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from azure.data.tables.aio import TableClient
 
-from bench.common import SMS_SENDER, bounded
+from bench.common import SMS_SENDER, bounded, resend_on_drop
 from bench.rest import RestInserter
 from devstack.acs import events as acs_events
 from devstack.acs.builders import SmsTarget
@@ -113,7 +113,11 @@ async def insert_sent(
 
     async def one(message_id: str) -> tuple[str, str]:
         row = sent_row(svc, message_id, provider_id(), sent_at)
-        meta = await messages.create_entity(row)
+
+        async def landed() -> dict[str, Any]:
+            return dict((await messages.get_entity(row["PartitionKey"], row["RowKey"])).metadata)
+
+        meta = await resend_on_drop(lambda: messages.create_entity(row), landed)
         return str(row["ProviderMessageId"]), str(meta["etag"])
 
     return dict(zip(ids, await bounded(ids, one, concurrency), strict=True))
@@ -136,7 +140,14 @@ async def insert_delivered(
 async def insert_batched(table: TableClient, entities: list[dict[str, Any]], concurrency: int) -> None:
     """Insert entities that share one partition in entity-group transactions of 100."""
     chunks = [entities[i : i + BATCH] for i in range(0, len(entities), BATCH)]
-    await bounded(chunks, lambda chunk: table.submit_transaction([("create", e) for e in chunk]), concurrency)
+
+    async def one(chunk: list[dict[str, Any]]) -> None:
+        async def landed() -> None:
+            return None
+
+        await resend_on_drop(lambda: table.submit_transaction([("create", e) for e in chunk]), landed)
+
+    await bounded(chunks, one, concurrency)
 
 
 def retention_entries(ids: list[str], sent_at: datetime, keep_days: int) -> list[dict[str, Any]]:

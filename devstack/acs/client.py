@@ -62,6 +62,11 @@ class AcsAdminClient:
         result: JsonObject = self._call("POST", "/faults", {"kind": kind, **options})
         return result
 
+    def outage(self, seconds: float, retry_after: int | None = None, channel: str | None = None) -> JsonObject:
+        """Every send endpoint (and email operation poll) of `channel`, or of all channels, answers 503
+        for `seconds`, with `Retry-After` when given, then serves normally again."""
+        return self.add_fault("503", seconds=seconds, retryAfter=retry_after, channel=channel)
+
     def faults(self) -> list[JsonObject]:
         return list(self._call("GET", "/faults"))
 

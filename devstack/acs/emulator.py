@@ -187,6 +187,11 @@ class AcsEmulator:
         book = self._server.core.faults
         return self._thread.call(lambda: book.add({"kind": kind, **options}))
 
+    def outage(self, seconds: float, retry_after: int | None = None, channel: str | None = None) -> Fault:
+        """Every send endpoint (and email operation poll) of `channel`, or of all channels, answers 503
+        for `seconds`, with `Retry-After` when given, then serves normally again."""
+        return self.add_fault("503", seconds=seconds, retryAfter=retry_after, channel=channel)
+
     def faults(self) -> list[Fault]:
         return self._thread.call(self._server.core.faults.active)
 

@@ -49,7 +49,7 @@ class Fault:
     remaining: int | None = None
     until: float | None = None
     rate: float | None = None
-    retry_after: int = 1
+    retry_after: int | None = 1  # None: a 429/503 without Retry-After
     latency_ms: int = 200
     phase: DropPhase = DropPhase.BEFORE
 
@@ -84,12 +84,19 @@ def parse_fault(fault_id: int, body: dict[str, Any]) -> Fault:
             remaining=None if count is None else int(count),
             until=None if seconds is None else time.monotonic() + float(seconds),
             rate=None if rate is None else float(rate),
-            retry_after=int(body.get("retryAfter", 1)),
+            retry_after=_retry_after(body),
             latency_ms=int(body.get("latencyMs", 200)),
             phase=DropPhase(str(body.get("phase", "before"))),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise FaultError(f"invalid fault: {exc}") from exc
+
+
+def _retry_after(body: dict[str, Any]) -> int | None:
+    """Seconds for the Retry-After header (default 1); an explicit null sends none."""
+    if "retryAfter" in body and body["retryAfter"] is None:
+        return None
+    return int(body.get("retryAfter", 1))
 
 
 class FaultBook:

@@ -2,13 +2,19 @@
 
 Why these rules: the SDK accepts only 202, so per-recipient failures live inside the 202 body and a
 207 is never returned (acs-contract §3.2). Repeatability is per recipient, keyed on the body's
-`repeatabilityRequestId`: a repeat gets the original result and is not a second send.
+`repeatabilityRequestId` and the recipient: a repeat gets the original result and is not a second
+send, and two recipients under one id (the REST spec's own example, api-version 2021-03-07,
+specification/communication/data-plane/Sms/stable/2021-03-07/examples/send.json) are two sends.
+`repeatabilityFirstSent` "MUST be sent by clients to specify that a request is repeatable", as an
+RFC 1123 date: an id without it, or with anything else, is refused for that recipient with 400 and
+`repeatabilityResult: rejected`, as that example answers, and nothing is sent.
 """
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from aiohttp import web
@@ -23,6 +29,9 @@ from devstack.acs.store import SendFacts
 MAX_RECIPIENTS = 100
 MAX_MESSAGE = 2048
 INVALID_TO = "Invalid To phone number format."
+INVALID_FIRST_SENT = (
+    "Request sent with Invalid DateTime value for repeatability-first-sent. Expected is DateTime ,RFC1123 pattern."
+)
 
 
 def outgoing_message_id() -> str:
@@ -59,18 +68,27 @@ def _validated(body: dict[str, Any]) -> tuple[str, list[dict[str, Any]], str]:
 def _send_one(
     core: EmulatorCore, sender: str, message: str, options: dict[str, Any], recipient: dict[str, Any]
 ) -> dict[str, Any]:
-    key = recipient.get("repeatabilityRequestId")
+    to: str = recipient["to"]
+    repeatability_id = recipient.get("repeatabilityRequestId")
+    if repeatability_id is not None and not _is_rfc1123(recipient.get("repeatabilityFirstSent")):
+        return {
+            "to": to,
+            "httpStatusCode": 400,
+            "repeatabilityResult": "rejected",
+            "errorMessage": INVALID_FIRST_SENT,
+            "successful": False,
+        }
+    key = None if repeatability_id is None else f"{repeatability_id}|{to}"
     original: dict[str, Any] | None = core.ledger.remembered(Channel.SMS, key)
     if original is not None:
         return original
-    to: str = recipient["to"]
     plan = sms_plan(to) if E164.match(to) else REJECTED
     if not options.get("enableDeliveryReport"):
         plan = without_reports(plan)  # the real service sends no report unless asked to
     tag = options.get("tag")
     if plan.rejected:
         result = {"to": to, "httpStatusCode": 400, "errorMessage": INVALID_TO, "successful": False}
-        core.accept(SendFacts(Channel.SMS, to, sender, None, message, tag, None, key), plan, None)
+        core.accept(SendFacts(Channel.SMS, to, sender, None, message, tag, None, repeatability_id), plan, None)
     else:
         message_id = outgoing_message_id()
         result = {
@@ -80,7 +98,18 @@ def _send_one(
             "repeatabilityResult": "accepted",
             "successful": True,
         }
-        facts = SendFacts(Channel.SMS, to, sender, message_id, message, tag, None, key)
+        facts = SendFacts(Channel.SMS, to, sender, message_id, message, tag, None, repeatability_id)
         core.accept(facts, plan, SmsTarget(message_id, sender, to, sms_segments(message), tag))
     core.ledger.remember(Channel.SMS, key, result)
     return result
+
+
+def _is_rfc1123(value: Any) -> bool:
+    """`Tue, 26 Mar 2019 16:06:51 GMT`: what the spec asks for and the SDK sends."""
+    if not isinstance(value, str) or not value.endswith(" GMT"):
+        return False
+    try:
+        parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return False
+    return True

@@ -48,6 +48,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--host-id", help="host id for timer locks and status (default as the host computes it)")
     parser.add_argument("--grace-period", type=float, default=10.0, help="seconds in-flight work may finish on stop")
     parser.add_argument("--ready-file", type=Path, help="write {url, pid} JSON here once running")
+    parser.add_argument(
+        "--worker-packages",
+        type=Path,
+        help="packages the Python worker brings (e.g. an older azure-functions), ahead of the app's on its "
+        "path unless PYTHON_ISOLATE_WORKER_DEPENDENCIES is true",
+    )
     parser.add_argument("--verbose", action="store_true", help="debug logging")
     return parser.parse_args(argv)
 
@@ -78,7 +84,14 @@ def prepare(args: argparse.Namespace) -> HostContext:
     config = load_host_config(app_dir, host_environment())
     script = settings.get("PYTHON_SCRIPT_FILE_NAME") or "function_app.py"
     specs = load_app(app_dir, script)
-    workers = WorkerPlan(worker_process_count(settings), app_dir, script, args.verbose)
+    workers = WorkerPlan(
+        worker_process_count(settings),
+        app_dir,
+        script,
+        args.verbose,
+        args.worker_packages.resolve() if args.worker_packages else None,
+        is_true(settings.get("PYTHON_ISOLATE_WORKER_DEPENDENCIES")),
+    )
     zone = time_zone(settings)
     catalog = build_catalog(specs, settings, config, zone)
     _require_storage(settings, [spec.trigger.type for spec in specs])
@@ -95,6 +108,11 @@ def worker_process_count(settings: Settings) -> int:
         return int(raw)
     log.warning("FUNCTIONS_WORKER_PROCESS_COUNT=%s is not a whole number from 1 to 10; using 1", raw)
     return 1
+
+
+def is_true(value: str | None) -> bool:
+    """The worker's `is_true_like`: 1, true, t, yes, y (any case)."""
+    return (value or "").strip().lower() in {"1", "true", "t", "yes", "y"}
 
 
 def _bind(address: str, port: int) -> socket.socket:

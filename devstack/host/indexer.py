@@ -107,9 +107,15 @@ def build_spec(function: func.Function, directory: str) -> FunctionSpec:
         return_binding=return_binding,
         return_pytype=_return_type(name, return_binding, hints),
         needs_context=needs_context,
-        retry_settings=function.get_settings_dict("retry_policy"),
+        retry_settings=_retry_settings(function),
         directory=directory,
     )
+
+
+def _retry_settings(function: func.Function) -> Any:
+    """`@app.retry` settings; a library older than the retry decorator (the worker may bundle one) has none."""
+    settings = getattr(function, "get_settings_dict", None)
+    return settings("retry_policy") if settings is not None else None
 
 
 def _take_context(name: str, params: dict[str, Any], found: dict[str, Binding], hints: dict[str, Any]) -> bool:

@@ -45,6 +45,10 @@ class RunnerProcess:
     log_path: Path | None = None
     extra_args: Sequence[str] = ()
     startup_timeout: float = 30.0
+    # Where the runner starts, and whether the project goes on PYTHONPATH (a launcher that finds the
+    # runner some other way, e.g. an installed copy, sets it False).
+    cwd: Path = PROJECT_ROOT
+    project_on_pythonpath: bool = True
     url: str = field(default="", init=False)
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     _log: IO[bytes] | None = field(default=None, init=False, repr=False)
@@ -70,7 +74,7 @@ class RunnerProcess:
             self.command(ready_file),
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            cwd=PROJECT_ROOT,
+            cwd=self.cwd,
             env=self._environment(),
         )
         self.url = self._wait_until_running(ready_file)
@@ -78,7 +82,9 @@ class RunnerProcess:
 
     def _environment(self) -> dict[str, str]:
         environment = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
-        environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), environment.get("PYTHONPATH")]))
+        if self.project_on_pythonpath:
+            paths = [str(PROJECT_ROOT), environment.get("PYTHONPATH")]
+            environment["PYTHONPATH"] = os.pathsep.join(filter(None, paths))
         return environment
 
     def _wait_until_running(self, ready_file: Path) -> str:

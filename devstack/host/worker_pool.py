@@ -26,16 +26,44 @@ from devstack.host.worker_ipc import frame, read_frame
 log = logging.getLogger(__name__)
 
 START_TIMEOUT_SECONDS = 60.0
+# The folder that holds the `devstack` package: the worker process needs it on its path whatever app
+# it runs, and whatever the working directory (the app root) is.
+RUNNER_ROOT = Path(__file__).resolve().parents[2]
+
+# Run by `python -c` so that the worker's sys.path is set before anything imports azure.functions:
+# the "worker-bundled" packages go first, as the Python worker (<= 3.12) puts its own bundled
+# libraries ahead of the app's unless PYTHON_ISOLATE_WORKER_DEPENDENCIES is set, in which case they
+# go last. The runner's own folder goes last too, so that the app's modules and packages win.
+_BOOTSTRAP = """\
+import sys
+runner_root, bundled, isolate = sys.argv[1:4]
+del sys.argv[1:4]
+if bundled:
+    sys.path.insert(len(sys.path) if isolate == "1" else 0, bundled)
+sys.path.append(runner_root)
+from devstack.host.worker_process import main
+main(sys.argv[1:])
+"""
 
 
 @dataclass(frozen=True)
 class WorkerPlan:
-    """How to start a worker process: the app to index and the logging level."""
+    """How to start a worker process: the app to index, the logging level, and the packages the worker
+    brings with it (`--worker-packages`), with whether they are isolated from the app's."""
 
     processes: int
     app_dir: Path
     script_file: str
     verbose: bool = False
+    worker_packages: Path | None = None
+    isolate_worker_packages: bool = False
+
+    def argv(self, fd: int) -> list[str]:
+        bundled = str(self.worker_packages) if self.worker_packages else ""
+        isolate = "1" if self.isolate_worker_packages else "0"
+        argv = [sys.executable, "-c", _BOOTSTRAP, str(RUNNER_ROOT), bundled, isolate, "--fd", str(fd)]
+        argv += ["--app-dir", str(self.app_dir), "--script", self.script_file]
+        return argv + (["--verbose"] if self.verbose else [])
 
 
 class WorkerProcess:
@@ -52,9 +80,7 @@ class WorkerProcess:
 
     async def start(self) -> None:
         ours, theirs = socket.socketpair()
-        argv = [sys.executable, "-m", "devstack.host.worker_process", "--fd", str(theirs.fileno())]
-        argv += ["--app-dir", str(self._plan.app_dir), "--script", self._plan.script_file]
-        argv += ["--verbose"] if self._plan.verbose else []
+        argv = self._plan.argv(theirs.fileno())
         with theirs:
             self._process = subprocess.Popen(argv, pass_fds=[theirs.fileno()])  # noqa: S603 - our own module
         reader, self._writer = await asyncio.open_unix_connection(sock=ours)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import signal
 import socket
@@ -24,12 +25,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import azure.functions as func
+
 from devstack.host.bindings import RemoteError
 from devstack.host.config import host_environment, load_host_config
 from devstack.host.indexer import FunctionSpec, load_app
 from devstack.host.log_levels import apply_log_levels, configure_logging
 from devstack.host.worker import FunctionTimeoutError, Invocation, Worker, run_function, user_frames
 from devstack.host.worker_ipc import frame, read_frame
+
+log = logging.getLogger("devstack.host.worker")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -49,6 +54,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     apply_log_levels(load_host_config(args.app_dir, host_environment()).log_levels)
     sock = socket.socket(fileno=args.fd)
     specs = {spec.name: spec for spec in load_app(args.app_dir, args.script)}
+    # As the Python worker logs its version at start: which azure-functions the app really got.
+    log.info("Worker process %d uses azure-functions %s from %s", os.getpid(), func.__version__, func.__file__)
     asyncio.run(WorkerServer(specs).serve(sock))
     os._exit(0)  # never join a sync function still running on a pool thread
 

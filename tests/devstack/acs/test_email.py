@@ -9,7 +9,7 @@ from azure.communication.email import EmailClient
 from azure.core.exceptions import HttpResponseError
 
 from devstack.acs import AcsEmulator
-from tests.devstack.acs.conftest import email_message, signed_request, wait_for
+from tests.devstack.acs.conftest import email_message, signed_post, signed_request, wait_for
 from tests.devstack.acs.receiver import Receiver
 
 
@@ -86,3 +86,67 @@ def test_unknown_operation_is_not_found(acs: AcsEmulator) -> None:
 
     assert status == 404
     assert headers["x-ms-error-code"] == body["error"]["code"] == "NotFound"
+
+
+# `GET /emails/operations/{operationId}` as the REST spec (api-version 2025-09-01) defines it: 200 with
+# EmailSendResult, `retry-after` "only present when the status is a non-terminal status", and any error
+# as the ErrorResponse envelope with `x-ms-error-code` equal to its code. The bodies are the spec's
+# examples (specification/communication/data-plane/Email/stable/2025-09-01/examples/
+# GetOperationStatusReturns{NonTerminal,SuccessTerminal,FailedTerminal}Status.json), with our id.
+SPEC_BODIES = {
+    "Running": {"status": "Running"},
+    "Succeeded": {"status": "Succeeded"},
+    "Failed": {
+        "status": "Failed",
+        "error": {"code": "EmailDropped", "message": "Email was dropped after several attempts to deliver."},
+    },
+}
+
+
+def get_operation(acs: AcsEmulator, operation_id: str) -> tuple[int, dict[str, str], dict[str, object]]:
+    return signed_request(acs, "GET", f"/emails/operations/{operation_id}?api-version=2025-09-01")
+
+
+def sent(acs: AcsEmulator, address: str) -> str:
+    operation_id = str(uuid.uuid4())
+    headers = {"Operation-Id": operation_id}
+    assert signed_post(acs, "/emails:send?api-version=2025-09-01", email_message(address), headers)[0] == 202
+    return operation_id
+
+
+def test_get_operation_answers_as_the_spec_examples(acs: AcsEmulator) -> None:
+    acs.configure(operation_delay=0.5)
+    running, failing = sent(acs, "ann@example.com"), sent(acs, "bo+opfail@example.com")
+
+    status, headers, body = get_operation(acs, running)
+    assert (status, body) == (200, {"id": running, **SPEC_BODIES["Running"]})
+    assert int(headers["Retry-After"]) > 0
+
+    wait_for(lambda: get_operation(acs, running)[2]["status"] != "Running", timeout=5)
+    for operation_id, final in ((running, "Succeeded"), (failing, "Failed")):
+        status, headers, body = get_operation(acs, operation_id)
+        assert (status, body) == (200, {"id": operation_id, **SPEC_BODIES[final]})
+        assert "Retry-After" not in headers
+
+
+def test_get_operation_of_an_unknown_id_is_404_with_the_error_envelope(acs: AcsEmulator) -> None:
+    for operation_id in (str(uuid.uuid4()), str(uuid.uuid4()).upper()):
+        status, headers, body = get_operation(acs, operation_id)
+        assert status == 404
+        assert headers["x-ms-error-code"] == body["error"]["code"] == "NotFound"  # type: ignore[index]
+        assert "Retry-After" not in headers
+
+
+def test_get_operation_finds_a_send_whose_response_was_lost(acs: AcsEmulator) -> None:
+    """The app's recovery: the 202 never arrived, but the send happened, so the GET finds it (no re-send)."""
+    operation_id = str(uuid.uuid4())
+    acs.add_fault("drop", phase="after", channel="email", count=1)
+    with pytest.raises(ConnectionResetError):  # the connection closes instead of the 202 (RemoteDisconnected)
+        signed_post(
+            acs, "/emails:send?api-version=2025-09-01", email_message("ann@example.com"), {"Operation-Id": operation_id}
+        )
+
+    status, _, body = get_operation(acs, operation_id)
+    assert status == 200
+    assert body["id"] == operation_id
+    assert [record.operation_id for record in acs.sends("email")] == [operation_id]

@@ -17,7 +17,9 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+import phonenumbers
 from aiohttp import web
+from phonenumbers import PhoneNumberFormat
 
 from devstack.acs.builders import SmsTarget, sms_segments
 from devstack.acs.core import CORE, EmulatorCore
@@ -28,6 +30,7 @@ from devstack.acs.store import SendFacts
 
 MAX_RECIPIENTS = 100
 MAX_MESSAGE = 2048
+E164_FORMAT = PhoneNumberFormat.E164
 INVALID_TO = "Invalid To phone number format."
 INVALID_FIRST_SENT = (
     "Request sent with Invalid DateTime value for repeatability-first-sent. Expected is DateTime ,RFC1123 pattern."
@@ -82,7 +85,7 @@ def _send_one(
     original: dict[str, Any] | None = core.ledger.remembered(Channel.SMS, key)
     if original is not None:
         return original
-    plan = sms_plan(to) if E164.match(to) else REJECTED
+    plan = sms_plan(to) if _possible_number(to) else REJECTED
     if not options.get("enableDeliveryReport"):
         plan = without_reports(plan)  # the real service sends no report unless asked to
     tag = options.get("tag")
@@ -91,17 +94,27 @@ def _send_one(
         core.accept(SendFacts(Channel.SMS, to, sender, None, message, tag, None, repeatability_id), plan, None)
     else:
         message_id = outgoing_message_id()
-        result = {
-            "to": to,
-            "messageId": message_id,
-            "httpStatusCode": 202,
-            "repeatabilityResult": "accepted",
-            "successful": True,
-        }
+        result = {"to": to, "messageId": message_id, "httpStatusCode": 202, "successful": True}
+        if repeatability_id is not None:  # the spec's example answers it only to a repeatable request
+            result = {**result, "repeatabilityResult": "accepted"}
         facts = SendFacts(Channel.SMS, to, sender, message_id, message, tag, None, repeatability_id)
         core.accept(facts, plan, SmsTarget(message_id, sender, to, sms_segments(message), tag))
     core.ledger.remember(Channel.SMS, key, result)
     return result
+
+
+def _possible_number(to: str) -> bool:
+    """E.164 with a length the country's plan allows: the spec's example refuses `+112345678901`
+    (eleven digits after +1) with "Invalid To phone number format.", while `+11234567890` is sent."""
+    if not E164.match(to):
+        return False
+    try:
+        number = phonenumbers.parse(to)
+    except phonenumbers.NumberParseException:
+        return False
+    # phonenumbers reads `+112345678901` as +1 with a national prefix 1 before 2345678901; ACS does not,
+    # so a number must also be its own E.164 form.
+    return phonenumbers.is_possible_number(number) and phonenumbers.format_number(number, E164_FORMAT) == to
 
 
 def _is_rfc1123(value: Any) -> bool:

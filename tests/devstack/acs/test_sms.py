@@ -5,7 +5,7 @@ from __future__ import annotations
 from azure.communication.sms import SmsClient
 
 from devstack.acs import AcsEmulator
-from tests.devstack.acs.conftest import SENDER, wait_for
+from tests.devstack.acs.conftest import SENDER, signed_post, wait_for
 from tests.devstack.acs.receiver import Receiver
 
 
@@ -39,6 +39,24 @@ def test_rejected_recipient_fails_inside_a_202(sms: SmsClient, acs: AcsEmulator)
     assert bad.http_status_code == 400
     assert bad.error_message == "Invalid To phone number format."
     assert [s.to for s in acs.sends()] == ["+15555550100"]
+
+
+def test_a_number_that_is_not_its_own_e164_form_is_refused(sms: SmsClient, acs: AcsEmulator) -> None:
+    """`+112345678901` (eleven digits after +1, the REST spec's own refused example) is refused inside the
+    202, although a phone-number library reads it as +1 234 567 8901 after a national prefix."""
+    [bad] = sms.send(from_=SENDER, to="+112345678901", message="Hi")
+
+    assert (bad.successful, bad.http_status_code, bad.error_message) == (False, 400, "Invalid To phone number format.")
+    assert acs.sends() == []
+
+
+def test_a_result_without_repeatability_has_no_repeatability_result(acs: AcsEmulator) -> None:
+    """Only a repeatable request gets `repeatabilityResult`, as in the REST spec's example."""
+    body = {"from": SENDER, "smsRecipients": [{"to": "+15555550100"}], "message": "Hi"}
+    status, _, answer = signed_post(acs, "/sms?api-version=2021-03-07", body)
+
+    assert status == 202
+    assert "repeatabilityResult" not in answer["value"][0]
 
 
 def test_delivery_report_echoes_tag_and_message_id(sms: SmsClient, receiver: Receiver) -> None:

@@ -172,8 +172,8 @@ def _report(stack: LocalStack, sent: list[tuple[Case, str]], views: dict[str, di
     console.print(f"sends accepted by the emulator: {len(admin.sends())}; duplicate sends: {len(duplicates)}")
     depth = asyncio.run(_poison_depth(stack))
     console.print(
-        f"poison queue depth: {depth} (the plain-text message; the host holds it for 10 minutes, after which "
-        "reconciliation keeps it verbatim in the dead-letters table: `contactmsg dead-letters list`)"
+        f"poison queue depth: {depth} (the reconcile timer records what reaches it, the plain-text "
+        "message among it, verbatim in the dead-letters table: `contactmsg dead-letters list`)"
     )
     return ok and not duplicates
 
@@ -185,6 +185,17 @@ async def _poison_depth(stack: LocalStack) -> int:
     async with QueueClient.from_connection_string(stack.settings["AzureWebJobsStorage"], queue) as client:
         props = await client.get_queue_properties()
     return int(props.approximate_message_count or 0)
+
+
+def _await_inbound_delivered(admin: AcsAdminClient, timeout: float = 60.0) -> None:
+    """Wait until the app has acknowledged the inbound STOP (the emulator logs a delivery once the webhook
+    answered), so the send to the opted-out number is checked against a recorded opt-out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(e["eventType"].endswith("SMSReceived") and e["outcome"] == "delivered" for e in admin.events()):
+            return
+        time.sleep(0.2)
+    raise TimeoutError("the app did not acknowledge the inbound STOP")
 
 
 def main() -> int:
@@ -200,8 +211,9 @@ def main() -> int:
     stack.start()
     try:
         console.print(stack.describe())
-        AcsAdminClient(stack.acs_url).inbound(OPTED_OUT, stack.settings["SMS_SENDERS"].split(",")[0], "STOP")
-        time.sleep(1.5)
+        admin = AcsAdminClient(stack.acs_url)
+        admin.inbound(OPTED_OUT, stack.settings["SMS_SENDERS"].split(",")[0], "STOP")
+        _await_inbound_delivered(admin)
         sent = _send_batch(stack)
         console.print(f"sent {len(sent)} requests across sms, email and whatsapp")
         views = _wait(stack, sent)

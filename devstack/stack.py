@@ -8,6 +8,7 @@ sample), with the ports and connection strings of this stack filled in.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -88,6 +89,7 @@ class LocalStack:
         try:
             self._start_azurite()
             self._start_emulator()
+            self._provision_queues()
             self._start_runner()
         except BaseException:
             self.stop()
@@ -109,6 +111,18 @@ class LocalStack:
             data_dir=self.data_dir,
             log_path=self.log_dir / "azurite.log",
         ).start()
+
+    def _provision_queues(self) -> None:
+        """Create the send queue and its poison queue, as infra/modules/storage.bicep does in Azure: the
+        host never creates a trigger queue, and the app creates its queues only on its first invocation,
+        so a producer that enqueued right after `stack start` met a 404 from Azurite."""
+        from azure.core.exceptions import ResourceExistsError
+        from azure.storage.queue import QueueServiceClient
+
+        with QueueServiceClient.from_connection_string(self.settings["AzureWebJobsStorage"]) as service:
+            for name in (self.settings["SEND_QUEUE"], f"{self.settings['SEND_QUEUE']}-poison"):
+                with contextlib.suppress(ResourceExistsError):  # a stack started again on kept data
+                    service.create_queue(name)
 
     def _start_emulator(self) -> None:
         self.settings = {**app_settings(), **self.overrides}

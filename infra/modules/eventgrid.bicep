@@ -72,6 +72,9 @@ resource recordEvent 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-0
     deadLetterWriter
   ]
   properties: {
+    // Not CloudEvents: on Python <= 3.12 the worker may load its own older azure-functions ahead of the
+    // app's (PYTHON_ISOLATE_WORKER_DEPENDENCIES is off by default), and older copies drop a CloudEvent's
+    // type, source and time in the binding. See docs/deployment.md, "Which azure-functions runs".
     eventDeliverySchema: 'EventGridSchema'
     destination: {
       endpointType: 'AzureFunction'

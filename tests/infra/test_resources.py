@@ -155,6 +155,15 @@ def test_event_subscription_targets_record_event_with_filter_retry_and_dead_lett
     assert topic.properties["topicType"] == "Microsoft.Communication.CommunicationServices"
 
 
+def test_events_are_delivered_in_the_event_grid_schema() -> None:
+    """The subscription delivers in the Event Grid schema, which every azure-functions the Python worker may
+    load ahead of the app's own reads in full; an older bundled library turns a CloudEvents delivery into
+    an EventGridEvent without type, source or time (shown with 1.15.0 by tests/devstack/host/
+    test_worker_packages.py), so the app could not tell one report from another."""
+    subscription = _one("Microsoft.EventGrid/systemTopics/eventSubscriptions")
+    assert subscription.properties["eventDeliverySchema"] == "EventGridSchema"
+
+
 def test_event_batch_size_is_a_parameter_within_event_grids_limits() -> None:
     """One event per delivery unless the deployment says otherwise (Event Grid allows 1 to 5000)."""
     batch = parameters(MAIN)["eventMaxEventsPerBatch"]

@@ -10,6 +10,7 @@ and worker processes) stays on asyncio's default loop, as the Python worker runs
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -29,3 +30,17 @@ def run_stand_in(coroutine: Coroutine[Any, Any, T]) -> T:
     """`asyncio.run` on the stand-in loop; no global policy is set, so other loops stay default."""
     with asyncio.Runner(loop_factory=stand_in_loop_factory()) as runner:
         return runner.run(coroutine)
+
+
+def serve_until_stopped(coroutine: Coroutine[Any, Any, None], config_error: type[Exception]) -> int:
+    """A stand-in's exit code: 0 once stopped, 2 for a setting it refuses (`config_error`), 1 when it
+    cannot listen."""
+    try:
+        run_stand_in(coroutine)
+    except config_error as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: cannot listen: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -10,7 +10,6 @@ import argparse
 import asyncio
 import logging
 import signal
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from devstack.acs.config import DEFAULT_KEY, ConfigError, DeliveryPolicy, Settin
 from devstack.acs.emulator import connection_string
 from devstack.acs.models import DEFAULT_TOPIC, DataCasing, EventSchema
 from devstack.acs.server import EmulatorServer, Listen
-from devstack.loops import run_stand_in
+from devstack.loops import serve_until_stopped
 
 
 def parser() -> argparse.ArgumentParser:
@@ -96,12 +95,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    try:
-        run_stand_in(serve(args))
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"error: cannot listen: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return serve_until_stopped(serve(args), ConfigError)

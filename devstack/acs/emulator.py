@@ -8,12 +8,11 @@ that loop, so the emulator's state is only ever touched by one thread.
 from __future__ import annotations
 
 from dataclasses import replace
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from devstack.acs.config import DEFAULT_KEY, DeliveryPolicy, Settings
 from devstack.acs.faults import Fault
-from devstack.acs.loopthread import LoopThread
+from devstack.acs.loopthread import InBackground, LoopThread
 from devstack.acs.models import (
     DEFAULT_TOPIC,
     Channel,
@@ -32,7 +31,7 @@ def connection_string(endpoint: str, access_key: str) -> str:
     return f"endpoint={endpoint}/;accesskey={access_key}"
 
 
-class AcsEmulator:
+class AcsEmulator(InBackground):
     """A running (after `start()`) ACS emulator on loopback, with Python accessors for its state."""
 
     def __init__(
@@ -73,24 +72,7 @@ class AcsEmulator:
         self._server = EmulatorServer(settings, Listen(host, port, tls_port))
         self._thread = LoopThread("acs-emulator", self._server.start, self._server.stop)
 
-    # lifecycle -------------------------------------------------------------------------------
-
-    def start(self) -> Self:
-        """Start listening; returns once the HTTP (and HTTPS) listeners accept connections."""
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop listening and abandon planned events."""
-        self._thread.stop()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
-
-    # where to reach it -----------------------------------------------------------------------
+    # where to reach it (start, stop and `with` come from InBackground) -----------------------
 
     @property
     def access_key(self) -> str:

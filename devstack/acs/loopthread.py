@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from types import TracebackType
+from typing import Self, TypeVar
 
 from devstack.loops import run_stand_in
 
@@ -96,3 +97,24 @@ class LoopThread:
             await self._stop.wait()
         finally:
             await self._shutdown()
+
+
+class InBackground:
+    """Start/stop and `with` for a stand-in served by a LoopThread held in `_thread`."""
+
+    _thread: LoopThread
+
+    def start(self) -> Self:
+        """Start listening; returns once the listeners accept connections."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop listening and abandon planned work."""
+        self._thread.stop()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()

@@ -182,12 +182,16 @@ class EmulatorServer:
             self._runner = None
 
     async def _site(self, port: int, ssl_context: ssl.SSLContext | None) -> int:
-        """Start one listener and return the port it bound (port 0 picks a free one)."""
         assert self._runner is not None
-        before = [tuple(address) for address in self._runner.addresses]
-        await web.TCPSite(self._runner, self.listen.host, port, ssl_context=ssl_context).start()
-        added = [tuple(address) for address in self._runner.addresses if tuple(address) not in before]
-        return int(added[0][1])
+        return await start_site(self._runner, self.listen.host, port, ssl_context)
 
     def _display_host(self) -> str:
         return "127.0.0.1" if self.listen.host in ("0.0.0.0", "", "::") else self.listen.host
+
+
+async def start_site(runner: web.AppRunner, host: str, port: int, ssl_context: ssl.SSLContext | None) -> int:
+    """Start one listener on `runner` and return the port it bound (port 0 picks a free one)."""
+    before = [tuple(address) for address in runner.addresses]
+    await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
+    added = [tuple(address) for address in runner.addresses if tuple(address) not in before]
+    return int(added[0][1])

@@ -12,14 +12,13 @@ import argparse
 import asyncio
 import logging
 import signal
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from devstack.acs.models import EventSchema
 from devstack.eventgrid.config import DEFAULT_KEY, DEFAULT_TOPIC, ConfigError, RetryPolicy, Subscription, TopicSettings
 from devstack.eventgrid.server import TopicServer, TopicState
-from devstack.loops import run_stand_in
+from devstack.loops import serve_until_stopped
 
 
 def parser() -> argparse.ArgumentParser:
@@ -96,12 +95,4 @@ def banner(server: TopicServer, key: str, subscriptions: list[Subscription]) -> 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    try:
-        run_stand_in(serve(args))
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"error: cannot listen: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return serve_until_stopped(serve(args), ConfigError)

@@ -31,6 +31,7 @@ from aiohttp import web
 
 from devstack.acs import tls
 from devstack.acs.responses import json_response, read_json_object
+from devstack.acs.server import start_site
 from devstack.eventgrid import auth, publish
 from devstack.eventgrid.config import ConfigError, RetryPolicy, Subscription, TopicSettings
 from devstack.eventgrid.delivery import Deliverer
@@ -278,9 +279,5 @@ class TopicServer:
             self._runner = None
 
     async def _site(self, port: int, ssl_context: ssl.SSLContext | None) -> int:
-        """Start one listener and return the port it bound (port 0 picks a free one)."""
         assert self._runner is not None
-        before = [tuple(address) for address in self._runner.addresses]
-        await web.TCPSite(self._runner, self._host, port, ssl_context=ssl_context).start()
-        added = [tuple(address) for address in self._runner.addresses if tuple(address) not in before]
-        return int(added[0][1])
+        return await start_site(self._runner, self._host, port, ssl_context)

@@ -8,16 +8,15 @@ not HTTP. The topic runs on its own event loop in a background thread (the ACS e
 from __future__ import annotations
 
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
-from devstack.acs.loopthread import LoopThread
+from devstack.acs.loopthread import InBackground, LoopThread
 from devstack.acs.models import DeliveryRecord
 from devstack.eventgrid.config import Subscription, TopicSettings
 from devstack.eventgrid.server import TopicServer, TopicState
 
 
-class LocalTopic:
+class LocalTopic(InBackground):
     """A running (after `start()`) local custom topic on loopback."""
 
     def __init__(
@@ -31,19 +30,6 @@ class LocalTopic:
         self.settings = settings or TopicSettings()
         self._server = TopicServer(TopicState(self.settings, dead_letter_dir), port=port, tls_port=tls_port)
         self._thread = LoopThread("eventgrid-topic", self._server.start, self._server.stop)
-
-    def start(self) -> Self:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._thread.stop()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
 
     @property
     def endpoint(self) -> str:

@@ -10,6 +10,7 @@ and worker processes) stays on asyncio's default loop, as the Python worker runs
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
@@ -44,3 +45,12 @@ def serve_until_stopped(coroutine: Coroutine[Any, Any, None], config_error: type
         print(f"error: cannot listen: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+async def until_terminated() -> None:
+    """Wait for SIGTERM or SIGINT (how `stack stop` and Ctrl-C end a stand-in)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()

@@ -7,9 +7,7 @@ as its own process; it prints where it listens and a connection string to paste 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
-import signal
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,7 +15,7 @@ from devstack.acs.config import DEFAULT_KEY, ConfigError, DeliveryPolicy, Settin
 from devstack.acs.emulator import connection_string
 from devstack.acs.models import DEFAULT_TOPIC, DataCasing, EventSchema
 from devstack.acs.server import EmulatorServer, Listen
-from devstack.loops import serve_until_stopped
+from devstack.loops import serve_until_stopped, until_terminated
 
 
 def parser() -> argparse.ArgumentParser:
@@ -82,11 +80,7 @@ async def serve(args: argparse.Namespace) -> None:
         if args.tls_cert_file and server.tls_cert_pem:
             args.tls_cert_file.write_bytes(server.tls_cert_pem)
         print(banner(server, args.access_key, args.tls_cert_file), flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        await stop.wait()
+        await until_terminated()
     finally:
         await server.stop()
 

@@ -9,16 +9,14 @@ validation handshake, as in Event Grid).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
-import signal
 from collections.abc import Sequence
 from pathlib import Path
 
 from devstack.acs.models import EventSchema
 from devstack.eventgrid.config import DEFAULT_KEY, DEFAULT_TOPIC, ConfigError, RetryPolicy, Subscription, TopicSettings
 from devstack.eventgrid.server import TopicServer, TopicState
-from devstack.loops import serve_until_stopped
+from devstack.loops import serve_until_stopped, until_terminated
 
 
 def parser() -> argparse.ArgumentParser:
@@ -71,11 +69,7 @@ async def serve(args: argparse.Namespace) -> None:
         for subscription in subscriptions:
             await server.state.subscribe(subscription)
         print(banner(server, args.key, subscriptions), flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        await stop.wait()
+        await until_terminated()
     finally:
         await server.stop()
 

@@ -119,10 +119,10 @@ HOSTILE_TEXTS = st.one_of(
         ]
     ),
 )
-NOT_UTF8 = st.binary(min_size=1, max_size=200).filter(lambda b: not _is_utf8(b))
+NOT_UTF8 = st.binary(min_size=1, max_size=200).filter(lambda b: not is_utf8(b))
 
 
-def _is_utf8(body: bytes) -> bool:
+def is_utf8(body: bytes) -> bool:
     try:
         body.decode("utf-8")
     except UnicodeDecodeError:

@@ -13,6 +13,7 @@ from shared.errors import FieldError, ValidationFailed
 from shared.models import send_request_json_schema
 from shared.settings import load_settings
 from shared.validation import check_request, parse_request
+from tests.property.strategies import is_utf8
 
 SETTINGS = load_settings(
     {
@@ -188,15 +189,7 @@ HOSTILE_TEXTS = st.one_of(
     st.sampled_from(["channel", "to", "id"]).map(lambda k: '{"' + k + '": "a", "' + k + '": "b"}'),
     st.sampled_from(["\\ud800", "\\udfff", "a\\udc00b", "\\ud83d"]).map(lambda s: '{"to": "' + s + '"}'),
 )
-BAD_UTF8 = st.binary(min_size=1, max_size=64).filter(lambda b: not _is_utf8(b))
-
-
-def _is_utf8(body: bytes) -> bool:
-    try:
-        body.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
+BAD_UTF8 = st.binary(min_size=1, max_size=64).filter(lambda b: not is_utf8(b))
 
 
 @settings(max_examples=150, deadline=None)

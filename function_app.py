@@ -25,7 +25,7 @@ logging.getLogger("azure").setLevel(logging.WARNING)
 @app.queue_trigger(arg_name="msg", queue_name="%SEND_QUEUE%", connection="AzureWebJobsStorage")
 async def send_message(msg: func.QueueMessage, context: func.Context) -> None:
     """Send one request from the send queue (bad input is recorded, transient errors raise)."""
-    from shared.services.sending import QueueDelivery
+    from shared.services.decoding import QueueDelivery
 
     with _traced(context, "send_message"):
         svc = await _services()

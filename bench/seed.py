@@ -25,11 +25,10 @@ from devstack.acs.config import DEFAULT_SUBSCRIPTION
 from devstack.acs.models import DEFAULT_TOPIC, DataCasing, EventSchema
 from devstack.acs.outcomes import Step
 from shared.adapters.acs import repeatability_id
-from shared.ledger import iso, transition_fields
+from shared.ledger import canonical_payload, iso, transition_fields
 from shared.models import Status
 from shared.runtime import Services
 from shared.services.due import RETENTION_PARTITION, DueKind
-from shared.services.sending import canonical_payload
 from shared.settings import Channel
 from shared.tables import DUE_PARTITION, due_row_key, event_row_key
 from shared.validation import check_request, parse_request

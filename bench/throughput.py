@@ -50,9 +50,8 @@ from devstack.acs.models import DeliveryRecord
 from devstack.host.process import RunnerProcess
 from shared.adapters.storage import CLIENT_OPTIONS
 from shared.client import ContactMessagesClient
-from shared.ledger import Ledger, iso, parse_iso, transition_fields
+from shared.ledger import Ledger, canonical_payload, iso, parse_iso, transition_fields
 from shared.models import Status
-from shared.services.sending import canonical_payload
 from shared.settings import load_settings
 from shared.tables import LEDGER_ROWS_FILTER, is_ledger_row, ledger_row_key
 from shared.validation import check_request, parse_request

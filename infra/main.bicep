@@ -131,6 +131,7 @@ param tableSuffixes array = [
   'reports'
   'control'
   'inbound'
+  'rejectedevents'
 ]
 
 @description('Name of the send queue (SEND_QUEUE). Its poison queue is "<name>-poison". To shard (design §6), deploy another stack with a different name.')

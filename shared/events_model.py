@@ -14,7 +14,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -23,6 +23,7 @@ from shared.errors import ValidationFailed
 from shared.models import MESSAGE_ID_PATTERN, Status
 from shared.privacy import acs_address
 from shared.settings import Channel
+from shared.tables import event_row_key
 
 PREFIX = "microsoft.communication."
 
@@ -387,3 +388,24 @@ def envelope_from_dict(raw: Mapping[str, Any]) -> Envelope:
         event_time=normalise_time(event_time, datetime.now(UTC).isoformat()),
         data=data,
     )
+
+
+def event_key(event: AcsEvent) -> str:
+    """The event's deterministic row key: the same report delivered twice has the same key."""
+    kind = f"{event.kind.value}:{event.detail}" if event.kind == EventKind.ENGAGEMENT else event.kind.value
+    return event_row_key(event.provider_message_id, kind, event.raw_status, event.event_time)
+
+
+def event_to_json(event: AcsEvent) -> str:
+    """The normalised event as parked (and as a rejected suppression records it)."""
+    data = asdict(event)
+    data["status"] = event.status.value if event.status else None
+    return json.dumps(data)
+
+
+def event_from_json(text: str) -> AcsEvent:
+    data = json.loads(text)
+    data["channel"] = Channel(data["channel"])
+    data["kind"] = EventKind(data["kind"])
+    data["status"] = Status(data["status"]) if data["status"] else None
+    return AcsEvent(**data)

@@ -7,20 +7,20 @@ retried from a fresh read when someone else got there first.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import hmac
 import json
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.adapters.tables import Conflict, EtagMismatch, Stored, TableStore
-from shared.cache import Lru
-from shared.errors import TransientError, ValidationFailed
-from shared.models import DeliveryMode, Status
+from shared.adapters.acs import repeatability_id
+from shared.adapters.tables import Conflict, EtagMismatch, Op, TableStore
+from shared.errors import IdReused, TransientError, ValidationFailed
+from shared.ledger_cache import RowCache
+from shared.models import AnyRequest, DeliveryMode, Status
 from shared.privacy import address_hash, mask
 from shared.settings import Channel
 from shared.tables import join_payload, ledger_row_key, split_payload
@@ -108,86 +108,50 @@ def transition_fields(status: Status, now: datetime, **extra: Any) -> dict[str, 
     return {"Status": status.value, f"{status.value}At": stamp, "UpdatedAt": stamp, **extra}
 
 
-# The fields the event projection needs; the etag cache keeps only these (a few hundred bytes a row).
-_HINT_FIELDS = (
-    "PartitionKey",
-    "Status",
-    "StatusEventTime",
-    "ProviderMessageId",
-    "SentAt",
-    "DeliveryLatencyMs",
-    "Channel",
-    "CreatedAt",
-)
-
-
-class _RowWriters:
-    """The lock on one row's writes in this instance, and how many are holding or waiting for it."""
-
-    def __init__(self) -> None:
-        self.lock = asyncio.Lock()
-        self.users = 0
-
-
 class Ledger:
-    """Reads and writes ledger rows in the messages table.
+    """Reads and writes ledger rows in the messages table: insert-if-absent, etag-guarded changes.
 
-    It remembers the last row it read or wrote per message (bounded): the instance that sent a
-    message usually records its report too, and with the remembered etag the report's transaction
-    needs no read. A stale hint fails the etag check and the caller reads again.
-    """
+    Behind it, a per-process cache (`RowCache`) of recent rows and one writer at a time per row:
+    callers never see it, except that `change` may decide on a remembered state first (its etag
+    guards the write, and a stale one costs a read)."""
 
     def __init__(self, table: TableStore, hash_key: bytes, hint_capacity: int = 20_000) -> None:
         self._table = table
         self._hash_key = hash_key
-        self._hints: Lru[str, LedgerRow] = Lru(hint_capacity)
-        self._writers: dict[str, _RowWriters] = {}
+        self._cache = RowCache(hint_capacity)
 
-    @contextlib.asynccontextmanager
-    async def writing(self, message_id: str) -> AsyncIterator[None]:
-        """Take turns with this instance's other writers of the same row. A report racing the send's
-        Sent write, or two reports of one message, would otherwise present the same etag, and the loser
-        would pay a failed write and a read. Inside, `hint()` is the newest state this instance knows.
-        Other instances still meet at the etag check. Not re-entrant."""
-        writers = self._writers.setdefault(message_id, _RowWriters())
-        writers.users += 1
-        try:
-            async with writers.lock:
-                yield
-        finally:
-            writers.users -= 1
-            if not writers.users:
-                del self._writers[message_id]
+    def writing(self, message_id: str) -> contextlib.AbstractAsyncContextManager[None]:
+        """Hold this process's turn on the row across several calls (re-entrant; see RowCache.turn)."""
+        return self._cache.turn(message_id)
 
     def _remember(self, row: LedgerRow) -> LedgerRow:
-        slim = {k: row.entity[k] for k in _HINT_FIELDS if k in row.entity}
-        self._hints.put(row.message_id, LedgerRow(slim, row.etag))
+        self._cache.put(row.message_id, row.entity, row.etag)
         return row
 
     def hint(self, message_id: str) -> LedgerRow | None:
-        """The last known state of a message, for an etag-guarded write only (may be stale)."""
-        return self._hints.get(message_id)
-
-    def forget(self, message_id: str) -> None:
-        self._hints.discard(message_id)
-
-    def remember_write(self, row: LedgerRow, fields: Mapping[str, Any], etag: str) -> None:
-        """Someone else (an entity-group transaction) wrote `fields` over `row`; keep the new state."""
-        if etag:
-            self._remember(LedgerRow({**row.entity, **fields}, etag))
-        else:
-            self.forget(row.message_id)
+        """The last state this process knows of a message, for an etag-guarded write only (may be stale)."""
+        cached = self._cache.get(message_id)
+        return None if cached is None else LedgerRow(cached.entity, cached.etag)
 
     async def get(self, message_id: str) -> LedgerRow | None:
         stored = await self._table.get(message_id, ledger_row_key(message_id))
         return None if stored is None else self._remember(LedgerRow(stored.entity, stored.etag))
 
     def new_row(
-        self, checked: CheckedRequest, payload: str, now: datetime, source: str, payload_ref: str | None = None
+        self,
+        checked: CheckedRequest,
+        payload: str,
+        now: datetime,
+        source: str,
+        payload_ref: str | None = None,
+        *,
+        claim: bool = False,
     ) -> dict[str, Any]:
-        """The Accepted row. A request too large to keep inline is referenced by its blob name."""
+        """The Accepted row; with `claim`, the row already claimed for its first send (Sending,
+        generation 1), so that a request that passed every check costs one write, not an insert and an
+        update. A request too large to keep inline is referenced by its blob name."""
         request = checked.request
-        return {
+        row = {
             "PartitionKey": checked.message_id,
             "RowKey": ledger_row_key(checked.message_id),
             "Channel": request.channel.value,
@@ -207,28 +171,34 @@ class Ledger:
             **({"PayloadRef": payload_ref} if payload_ref else split_payload(payload)),
             **transition_fields(Status.ACCEPTED, now),
         }
+        if claim:
+            row |= claim_fields(checked.message_id, now, attempts=1, generation=1)
+        return row
 
     def payload_hash(self, payload: str) -> str:
         """A keyed digest of the request as stored: it tells a repeat of a request from a different
         request under the same id, and outlives the content (keyed, so no one can test guesses of it)."""
         return hmac.new(self._hash_key, payload.encode(), hashlib.sha256).hexdigest()[:32]
 
-    def reused_for_another_request(self, row: LedgerRow, payload: str) -> bool:
-        """Does the stored row hold a different request than `payload`? Rows from before the digest
-        was kept, and Rejected rows (never a valid request), hold none and never conflict."""
-        stored = row.get("PayloadHash")
-        return bool(stored) and row.status != Status.REJECTED and stored != self.payload_hash(payload)
-
-    async def accept(self, row: Mapping[str, Any]) -> tuple[LedgerRow, bool]:
-        """Insert the Accepted row if absent. Returns the row as stored and whether it is new."""
+    async def accept(self, new_row: Mapping[str, Any], payload: str) -> tuple[LedgerRow, bool]:
+        """Insert the row if absent; returns the row as stored and whether this call wrote it. A Rejected
+        row gives way to a valid request under its id; a row holding a different request raises IdReused
+        (the id is the idempotency key: the first request under it is the one that counts)."""
+        message_id = str(new_row["PartitionKey"])
         try:
-            etag = await self._table.insert(row)
+            etag = await self._table.insert(new_row)
         except Conflict:
-            existing = await self.get(str(row["PartitionKey"]))
+            existing = await self.get(message_id)
             if existing is None:
                 raise TransientError("ledger row vanished during insert") from None
-            return existing, False
-        return self._remember(LedgerRow(dict(row), etag)), True
+        else:
+            return self._remember(LedgerRow(dict(new_row), etag)), True
+        if existing.status == Status.REJECTED:
+            return await self.update(existing, {**new_row, "Reason": None, "Errors": None}), True
+        stored_hash = existing.get("PayloadHash")  # rows from before the digest was kept hold none
+        if stored_hash and stored_hash != self.payload_hash(payload):
+            raise IdReused(message_id, existing.get("PayloadRef"), payload)
+        return existing, False
 
     async def record_history(self, message_id: str, fields: Mapping[str, Any]) -> None:
         """Insert a row beside the ledger row in the message's history (`fields` carry its RowKey).
@@ -250,26 +220,74 @@ class Ledger:
         return self._remember(LedgerRow({**row.entity, **fields}, etag))
 
     async def change(
-        self, message_id: str, decide: Callable[[LedgerRow], Mapping[str, Any] | None]
+        self,
+        message_id: str,
+        decide: Callable[[LedgerRow], Mapping[str, Any] | None],
+        *,
+        alongside: Mapping[str, Any] | None = None,
+        start: LedgerRow | None = None,
+        slim: bool = False,
     ) -> LedgerRow | None:
-        """Read-decide-write until it sticks. `decide` returns the fields to merge, or None for no change.
+        """Read-decide-write until it sticks, one writer at a time in this process. `decide` returns the
+        fields to merge, or None for no change. `alongside`: a history row inserted in the same
+        entity-group transaction (Conflict if it exists: the change was recorded before). With `slim`,
+        `decide` needs only the cached fields (HINT_FIELDS), so the first decision may use the newest
+        state this process knows, or `start`, without a read; the etag guards it.
         Returns the row after the change (or as read when nothing changed); None if there is no row."""
+        row = start
         for _ in range(MAX_RACE_RETRIES):
-            row = await self.get(message_id)
-            if row is None:
-                return None
-            fields = decide(row)
-            if not fields:
-                return row
-            try:
-                return await self.update(row, fields)
-            except EtagMismatch:
-                continue
+            async with self._cache.turn(message_id):
+                if slim:
+                    row = self.hint(message_id) or row
+                row = row or await self.get(message_id)
+                if row is None:
+                    return None
+                try:
+                    return await self._write(row, decide(row), alongside)
+                except EtagMismatch:
+                    self._cache.discard(message_id)  # another instance wrote the row: read it again
+                    row = None
         raise TransientError(f"ledger row {message_id} kept changing; giving up for now")
 
-    @staticmethod
-    def stored(stored: Stored) -> LedgerRow:
-        return LedgerRow(stored.entity, stored.etag)
+    async def _write(
+        self, row: LedgerRow, fields: Mapping[str, Any] | None, alongside: Mapping[str, Any] | None
+    ) -> LedgerRow:
+        if alongside is None:
+            return await self.update(row, fields) if fields else row
+        if not fields:
+            # Nothing changes in the ledger: a plain insert, without the multipart body of a batch,
+            # which costs the SDK several times a single request.
+            await self._table.insert(alongside)
+            return row
+        key = {"PartitionKey": row.message_id, "RowKey": ledger_row_key(row.message_id)}
+        etags = await self._table.transact(
+            [Op("create", dict(alongside)), Op("merge", {**key, **fields}, etag=row.etag)]
+        )
+        # Keep the new etag, so the next change of this message needs no read either.
+        changed = LedgerRow({**row.entity, **fields}, etags[-1] if len(etags) == 2 else "")
+        if changed.etag:
+            return self._remember(changed)
+        self._cache.discard(row.message_id)
+        return changed
+
+
+def claim_fields(message_id: str, now: datetime, *, attempts: int, generation: int | None = None) -> dict[str, Any]:
+    """The move to Sending for attempt `attempts`; with `generation`, under that generation's fresh
+    repeatability id, first sent now (otherwise the row's ids are kept, so ACS can deduplicate)."""
+    fields = transition_fields(Status.SENDING, now, Attempts=attempts)
+    if generation is not None:
+        fields |= {
+            "Generation": generation,
+            "IdsGeneration": generation,
+            "RepeatabilityId": repeatability_id(message_id, generation),
+            "FirstSentAt": iso(now),
+        }
+    return fields
+
+
+def canonical_payload(request: AnyRequest, message_id: str) -> str:
+    """The request as the ledger stores it: under its message id, in one canonical JSON form."""
+    return request.model_copy(update={"id": message_id}).model_dump_json(by_alias=True, exclude_none=True)
 
 
 def payload_blob_name(message_id: str, payload: str) -> str:

@@ -19,18 +19,28 @@ from shared.adapters.queues import QueueWriter
 from shared.adapters.storage import StorageClients
 from shared.clock import utc_now
 from shared.ledger import Ledger
+from shared.services.acceptance import Acceptance
 from shared.services.audit import AuditLog
 from shared.services.consent import ConsentService
 from shared.services.control import ControlService
+from shared.services.correlation import Correlation
 from shared.services.deadletter import DeadLetterService
+from shared.services.decoding import RequestDecoder
+from shared.services.dispatch import Dispatcher
 from shared.services.due import RETENTION_PARTITION, DueIndex
-from shared.services.events import EventService, Tables
+from shared.services.endings import SendEndings
+from shared.services.events import EventService
+from shared.services.gates import SendGates
+from shared.services.inbound import InboundRecorder
 from shared.services.intake import IntakeService
+from shared.services.orphans import OrphanSweep
 from shared.services.providers import AcsProvider, Provider
 from shared.services.ratelimit import RateGate
 from shared.services.reconcile import ReconcileService
+from shared.services.recovery import Recovery
+from shared.services.rejections import EventRejections, RequestRejections
 from shared.services.retention import RetentionService
-from shared.services.sending import SendService
+from shared.services.sending import SendService, SendSteps
 from shared.settings import Channel, Settings, load_settings
 from shared.tables import TableNames
 from shared.telemetry import configure_telemetry
@@ -122,38 +132,13 @@ async def build_services(
     consent = ConsentService(storage.table(names.consent), audit, settings.consent_hash_key)
     control = ControlService(storage.table(names.control), audit)
     due = DueIndex(storage.table(names.due))
-    events = EventService(
-        settings,
-        ledger,
-        Tables(
-            storage.table(names.messages),
-            storage.table(names.provider_ids),
-            storage.table(names.orphans),
-            storage.table(names.inbound),
-        ),
-        consent,
-        clock,
-    )
     retention_index = DueIndex(storage.table(names.due), RETENTION_PARTITION)
     payloads = storage.payloads(names.payload_container)
-    gate = RateGate(lambda sender: settings.rate_per_minute(_channel_of(settings, sender), sender))
-
-    sending = SendService(
-        settings=settings,
-        ledger=ledger,
-        outbound=outbound,
-        provider=provider,
-        consent=consent,
-        control=control,
-        gate=gate,
-        due=due,
-        provider_ids=storage.table(names.provider_ids),
-        clock=clock,
-        on_sent=events.rematch,  # a WhatsApp status beat its send's answer and was parked (any instance)
-        retention=retention_index,
-        remember_provider_id=events.remember_provider_id,
-        whatsapp_in_flight=events.whatsapp_send_in_flight,
-        payloads=payloads,
+    events = event_service(settings, storage, names, ledger, consent, clock)
+    acceptance = Acceptance(ledger, outbound, payloads, due, clock)
+    rejections = RequestRejections(settings, ledger, retention_index, payloads, clock)
+    sending = send_service(
+        settings, ledger, acceptance, rejections, events, provider, (consent, control), due, retention_index, clock
     )
     dead = DeadLetterService(
         ledger,
@@ -163,7 +148,7 @@ async def build_services(
         settings.retention_days["content"],
         content_key=settings.consent_hash_key,
     )
-    intake = IntakeService(settings, sending, clock)
+    intake = IntakeService(settings, acceptance, rejections, clock)
     reconcile = ReconcileService(
         settings=settings,
         ledger=ledger,
@@ -171,8 +156,7 @@ async def build_services(
         outbound=outbound,
         poison=poison,
         provider=provider,
-        events=events,
-        orphans=storage.table(names.orphans),
+        orphans=OrphanSweep(events, ledger, events.correlation, storage.table(names.orphans)),
         reports=storage.table(names.reports),
         dead_letters=dead,
         clock=clock,
@@ -211,6 +195,57 @@ async def build_services(
         clock=clock,
         credential=credential,
     )
+
+
+def event_service(
+    settings: Settings,
+    storage: StorageClients,
+    names: TableNames,
+    ledger: Ledger,
+    consent: ConsentService,
+    clock: Callable[[], datetime],
+) -> EventService:
+    """The event path's services (a fresh instance has nothing in memory: tests use that too)."""
+    return EventService(
+        settings,
+        ledger,
+        Correlation(storage.table(names.provider_ids)),
+        storage.table(names.orphans),
+        InboundRecorder(settings, storage.table(names.inbound), consent),
+        consent,
+        EventRejections(storage.table(names.rejected_events), clock),
+        clock,
+    )
+
+
+def send_service(
+    settings: Settings,
+    ledger: Ledger,
+    acceptance: Acceptance,
+    rejections: RequestRejections,
+    events: EventService,
+    provider: Provider,
+    switches: tuple[ConsentService, ControlService],
+    due: DueIndex,
+    retention: DueIndex,
+    clock: Callable[[], datetime],
+) -> SendService:
+    """The send recipe and the modules that own its steps."""
+    consent, control = switches
+    gate = RateGate(lambda sender: settings.rate_per_minute(_channel_of(settings, sender), sender))
+    endings = SendEndings(settings, ledger, acceptance, retention, clock)
+    # A status that beat its send's answer is parked by the event service; the sender re-matches it.
+    dispatcher = Dispatcher(settings, ledger, provider, events.correlation, events, endings, due, clock)
+    steps = SendSteps(
+        decoder=RequestDecoder(settings, acceptance.payloads, rejections, clock),
+        gates=SendGates(consent, control, gate, clock),
+        acceptance=acceptance,
+        rejections=rejections,
+        recovery=Recovery(dispatcher, endings, provider, clock),
+        dispatcher=dispatcher,
+        endings=endings,
+    )
+    return SendService(ledger, steps)
 
 
 _services: Services | None = None

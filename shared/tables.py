@@ -10,8 +10,8 @@
 - due:         PartitionKey = `due`, RowKey = `<iso due time>|<message id>|<kind>`: reconciliation reads
                only what is due (a range query), never the history.
 - orphans:     PartitionKey = provider message id, RowKey = event key: reports that arrived before their
-               message was known; partition `~due` is their recheck index (as `due`), partition
-               `rejected-events` holds malformed events once each (RowKey = hash of the payload).
+               message was known; partition `~due` is their recheck index (as `due`).
+- rejectedevents: PartitionKey = `rejected-events`, RowKey = hash of the payload: malformed events, once each.
 - consent:     PartitionKey = `<channel>|<keyed hash of address>`, RowKey = sender or `*`.
 - audit, deadletters, reports, control: operator history, undecodable poison payloads, summaries, pause switches.
 """
@@ -71,6 +71,10 @@ class TableNames:
         return f"{self.prefix}inbound"
 
     @property
+    def rejected_events(self) -> str:
+        return f"{self.prefix}rejectedevents"
+
+    @property
     def payload_container(self) -> str:
         return f"{self.prefix}-payloads"
 
@@ -90,6 +94,7 @@ class TableNames:
             self.reports,
             self.control,
             self.inbound,
+            self.rejected_events,
         )
 
 

@@ -16,7 +16,8 @@ from shared.adapters.tables import TableStore
 from shared.errors import FieldError, IdReused, ValidationFailed
 from shared.models import Status
 from shared.observability import count, emit
-from shared.services.sending import SendService
+from shared.services.acceptance import Acceptance
+from shared.services.rejections import RequestRejections
 from shared.settings import Settings
 from shared.tables import is_ledger_row
 from shared.validation import check_request, content_id, parse_request
@@ -57,9 +58,16 @@ class IntakeResult:
 
 
 class IntakeService:
-    def __init__(self, settings: Settings, sending: SendService, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        acceptance: Acceptance,
+        rejections: RequestRejections,
+        clock: Callable[[], datetime],
+    ) -> None:
         self._settings = settings
-        self._sending = sending
+        self._acceptance = acceptance
+        self._rejections = rejections
         self._now = clock
 
     async def submit(self, body: bytes) -> IntakeResult:
@@ -80,15 +88,15 @@ class IntakeService:
             count(log, "rejected", channel="http")
             return IntakeResult(accepted=False, errors=exc.errors)
         try:
-            row, created = await self._sending.accept_new(checked, source="http")
+            row, created = await self._acceptance.accept(checked, source="http")
         except IdReused as reused:
-            await self._sending.record_reuse(checked, reused, source="http")
+            await self._rejections.reused(checked.message_id, checked.channel, reused, source="http")
             errors = [FieldError("id", ID_REUSED)]
             return IntakeResult(accepted=False, message_id=message_id, errors=errors, conflict=True)
         if row.status == Status.ACCEPTED:
             # Enqueue even for a repeat: it costs nothing (the ledger dedupes) and heals a crash that
             # happened between an earlier accept and its enqueue.
-            await self._sending.reschedule(checked, 0)
+            await self._acceptance.requeue(checked, 0)
         return IntakeResult(accepted=True, message_id=message_id, created=created)
 
 

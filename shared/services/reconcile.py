@@ -33,7 +33,7 @@ from shared.models import Status
 from shared.observability import count, emit
 from shared.services.deadletter import DeadLetterService
 from shared.services.due import DueEntry, DueIndex, DueKind, schedule_retention
-from shared.services.events import EventService
+from shared.services.orphans import OrphanSweep
 from shared.services.providers import Provider
 from shared.settings import Channel, Settings
 from shared.status import pipeline_may_set
@@ -94,8 +94,7 @@ class ReconcileService:
         outbound: QueueWriter,
         poison: QueueWriter,
         provider: Provider,
-        events: EventService,
-        orphans: TableStore,
+        orphans: OrphanSweep,
         reports: TableStore,
         dead_letters: DeadLetterService,
         clock: Callable[[], datetime],
@@ -107,7 +106,6 @@ class ReconcileService:
         self._outbound = outbound
         self._poison = poison
         self._provider = provider
-        self._events = events
         self._orphans = orphans
         self._reports = reports
         self._dead_letters = dead_letters
@@ -191,7 +189,7 @@ class ReconcileService:
 
     async def _orphan_pass(self, now: datetime, summary: Summary, limit: int) -> None:
         """Parked events whose recheck is due, through their own due index (never a scan of them all)."""
-        matched, given_up = await self._events.recheck_orphans(now, min(limit, ORPHANS_PER_RUN))
+        matched, given_up = await self._orphans.run(now, min(limit, ORPHANS_PER_RUN))
         summary.orphans_matched += matched
         summary.orphans_given_up += given_up
 

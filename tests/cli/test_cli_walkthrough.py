@@ -17,7 +17,8 @@ from contactmsg.context import Exit
 from devstack.acs import AcsEmulator
 from devstack.azurite import Azurite
 from shared.runtime import Services
-from shared.services.sending import Outcome, QueueDelivery
+from shared.services.decoding import QueueDelivery
+from shared.services.outcomes import Outcome
 from tests.cli import test_cli
 from tests.cli.test_cli import cli, with_services
 from tests.integration.conftest import SMS_SENDER, app_env, sms

@@ -105,7 +105,7 @@ def test_a_send_after_erasure_is_still_suppressed(settings_file: Path) -> None: 
     assert cli(settings_file, "erase", "--recipient", "+14255550177", *DPO).exit_code == 0
 
     async def send_one(svc: Services) -> str:
-        from shared.services.sending import QueueDelivery
+        from shared.services.decoding import QueueDelivery
         from tests.integration.conftest import sms
 
         outcome = await svc.sending.handle(QueueDelivery(sms("after-erase", to="+14255550177"), "q-1", 1))

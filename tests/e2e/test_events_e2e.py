@@ -8,7 +8,7 @@ from collections import Counter
 
 from devstack.acs import DEFAULT_TOPIC
 from shared.models import Status
-from shared.services.events import WAIT_FOR_SEND_SECONDS
+from shared.services.correlation import WAIT_FOR_SEND_SECONDS
 from shared.status import TERMINAL
 from tests.e2e.conftest import all_final, wait_until
 from tests.integration.conftest import SMS_SENDER, email, sms, whatsapp

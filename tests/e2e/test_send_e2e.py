@@ -8,7 +8,7 @@ import random
 from collections import Counter
 
 from shared.models import Status
-from shared.services.sending import STUCK_AFTER
+from shared.services.acceptance import STUCK_AFTER
 from shared.status import TERMINAL
 from tests.e2e.conftest import all_final, wait_until
 from tests.integration.conftest import email, sms, whatsapp

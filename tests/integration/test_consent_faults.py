@@ -21,8 +21,9 @@ from shared.privacy import address_hash
 from shared.runtime import Services
 from shared.services.audit import AUDIT_PARTITION
 from shared.services.consent import ConsentState
+from shared.services.decoding import QueueDelivery
 from shared.services.events import EventOutcome
-from shared.services.sending import Outcome, QueueDelivery
+from shared.services.outcomes import Outcome
 from shared.settings import Channel
 from tests.integration.conftest import SMS_SENDER, email
 

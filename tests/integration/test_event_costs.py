@@ -96,7 +96,8 @@ async def test_a_parked_report_whose_send_crashed_before_rematching_is_matched_b
 ) -> None:
     """The sender indexed the id but died before re-matching what was parked: the orphan's due recheck
     finds the id known and applies the report."""
-    from shared.services.sending import Outcome, QueueDelivery
+    from shared.services.decoding import QueueDelivery
+    from shared.services.outcomes import Outcome
     from tests.integration.conftest import sms
     from tests.integration.test_events_real_input import _fresh_events
 

@@ -24,8 +24,10 @@ from shared.adapters.tables import TableStore
 from shared.errors import StorageUnreachable, TransientError
 from shared.events_model import stable_json
 from shared.runtime import Services
-from shared.services.events import MAX_REJECTED_PAYLOAD, REJECTED_PARTITION, EventOutcome
-from shared.services.sending import Outcome, QueueDelivery
+from shared.services.decoding import QueueDelivery
+from shared.services.events import EventOutcome
+from shared.services.outcomes import Outcome
+from shared.services.rejections import MAX_REJECTED_PAYLOAD, REJECTED_PARTITION
 from shared.tables import join_payload
 from tests.integration.conftest import email, sms, whatsapp
 
@@ -269,7 +271,7 @@ def _fill(event: Any, ids: dict[str, str]) -> Any:
 
 async def _rejected_rows(svc: Services, event: dict[str, Any]) -> int:
     payload = stable_json(event)[:MAX_REJECTED_PAYLOAD]
-    table = svc.storage.table(svc.names.orphans)
+    table = svc.storage.table(svc.names.rejected_events)
     rows = [r async for r in table.query("PartitionKey eq @pk", {"pk": REJECTED_PARTITION})]
     return sum(1 for row in rows if join_payload(row) == payload)
 

@@ -8,7 +8,6 @@ import json
 import logging
 import uuid
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -21,8 +20,9 @@ from shared.events_model import envelope_from_dict, normalise
 from shared.ledger import iso
 from shared.models import Status
 from shared.runtime import Services
+from shared.services.decoding import QueueDelivery
 from shared.services.events import EventOutcome
-from shared.services.sending import Outcome, QueueDelivery
+from shared.services.outcomes import Outcome
 from shared.tables import is_ledger_row, ledger_row_key
 from shared.validation import CheckedRequest
 from tests.integration.conftest import SMS_SENDER, Clock, email, eventually, sms, whatsapp
@@ -177,11 +177,11 @@ def _wa_status(provider_id: str, status: str, when: str) -> dict[str, Any]:
 async def test_a_report_before_sent_is_recorded_and_sent_does_not_undo_it(svc: Services, clock: Clock) -> None:
     """A report that beats the Sent write ends Delivered; the late Sent keeps the status."""
     checked = _checked(svc, "early")
-    await svc.sending.accept(checked, source="queue")
+    await svc.sending.steps.acceptance.accept(checked, "queue")
     await svc.ledger.change("early", lambda _: {"Status": "Sending"})
     assert await svc.events.record(sms_report("Outgoing_early", "early")) == EventOutcome.RECORDED
     assert await _status(svc, "early") == Status.DELIVERED
-    await svc.sending._mark_sent(checked, "Outgoing_early", None)
+    await svc.sending.steps.dispatcher.mark_sent(checked, "Outgoing_early", None)
     assert await _status(svc, "early") == Status.DELIVERED
 
 
@@ -192,7 +192,7 @@ async def test_an_unmatched_event_is_parked_then_rematched(svc: Services) -> Non
     index = svc.storage.table(svc.names.provider_ids)
     placeholder = await index.get("receipt-x", "receipt-x")
     assert placeholder is not None and "MessageId" not in placeholder.entity
-    await svc.sending.accept(_checked(svc, "late-index", body=whatsapp("late-index")), source="queue")
+    await svc.sending.steps.acceptance.accept(_checked(svc, "late-index", body=whatsapp("late-index")), "queue")
     row = {"PartitionKey": "receipt-x", "RowKey": "receipt-x", "MessageId": "late-index", "Channel": "whatsapp"}
     with pytest.raises(Conflict):  # the sender's insert meets the placeholder, so it knows to re-match
         await index.insert(row)
@@ -204,7 +204,7 @@ async def test_an_unmatched_event_is_parked_then_rematched(svc: Services) -> Non
 async def test_a_status_parked_after_the_sender_indexed_is_applied_by_the_parker(svc: Services) -> None:
     """The sender indexed the id between the status's lookup and its parking: the parker's placeholder
     insert meets the index row, so the parker applies the status itself."""
-    await svc.sending.accept(_checked(svc, "early-index", body=whatsapp("early-index")), source="queue")
+    await svc.sending.steps.acceptance.accept(_checked(svc, "early-index", body=whatsapp("early-index")), "queue")
     await svc.storage.table(svc.names.provider_ids).insert(
         {"PartitionKey": "receipt-y", "RowKey": "receipt-y", "MessageId": "early-index", "Channel": "whatsapp"}
     )
@@ -218,25 +218,26 @@ async def test_a_status_whose_send_ends_during_its_index_read_is_applied_not_par
     """The status arrives while its send is in flight; the send learns the id (and ends) while the
     status is reading the index, which does not have it yet. The status must use what the send learnt
     instead of parking itself for a re-match through storage."""
-    await svc.sending.accept(_checked(svc, "mid-read", body=whatsapp("mid-read")), source="queue")
+    await svc.sending.steps.acceptance.accept(_checked(svc, "mid-read", body=whatsapp("mid-read")), "queue")
     await svc.ledger.change("mid-read", lambda _: {"Status": "Sending"})
-    in_flight = svc.events.whatsapp_send_in_flight()
+    in_flight = svc.events.correlation.whatsapp_send_in_flight()
     in_flight.__enter__()
 
     class SendEndsDuringTheRead(TableStore):
         async def get(self, partition: str, row: str) -> Stored | None:
             found = await super().get(partition, row)
-            svc.events.remember_provider_id("receipt-mid", "mid-read")
+            svc.events.correlation.remember("receipt-mid", "mid-read")
             in_flight.__exit__(None, None, None)
             return found
 
-    tables = svc.events._t
-    svc.events._t = replace(tables, provider_ids=SendEndsDuringTheRead(tables.provider_ids._client))
+    index = svc.events.correlation._table
+    svc.events.correlation._table = SendEndsDuringTheRead(index._client)
     assert await svc.events.record(_wa_status("receipt-mid", "Sent", T0)) == EventOutcome.RECORDED
     assert await _status(svc, "mid-read") == Status.SENT
-    parked = [row async for row in tables.orphans.query("PartitionKey eq @pk", {"pk": "receipt-mid"})]
+    orphans = svc.storage.table(svc.names.orphans)
+    parked = [row async for row in orphans.query("PartitionKey eq @pk", {"pk": "receipt-mid"})]
     assert parked == []
-    assert await tables.provider_ids.get("receipt-mid", "receipt-mid") is None  # no placeholder left
+    assert await index.get("receipt-mid", "receipt-mid") is None  # no placeholder left
 
 
 async def test_a_sent_status_arriving_while_its_send_writes_adds_only_its_event_row(svc: Services) -> None:
@@ -261,9 +262,9 @@ async def test_a_sent_status_arriving_while_its_send_writes_adds_only_its_event_
             CountingTransactions.transactions += 1
             return await super().transact(ops)
 
-    svc.sending._provider_ids = StatusArrivesDuringTheIndexWrite(svc.sending._provider_ids._client)
-    tables = svc.events._t
-    svc.events._t = replace(tables, messages=CountingTransactions(tables.messages._client))
+    correlation = svc.events.correlation
+    correlation._table = StatusArrivesDuringTheIndexWrite(correlation._table._client)
+    svc.ledger._table = CountingTransactions(svc.ledger._table._client)
 
     assert await svc.sending.handle(_d(whatsapp("mid-write"))) == Outcome.SENT
     assert [await task for task in arrivals] == [EventOutcome.RECORDED]
@@ -280,7 +281,7 @@ async def test_a_delivery_recorded_before_its_send_still_gets_its_latency(
     """A fast provider's report can be recorded before the send writes Sent, when there is no SentAt to
     measure from. The send's write then measures it, so the fastest deliveries are not the ones
     missing from the latency figures, and the metric is emitted once."""
-    provider = svc.sending._provider
+    provider = svc.sending.steps.dispatcher._provider
 
     class ReportsBeforeAnswering:
         async def send(self, checked: CheckedRequest, ids: SendIds) -> ProviderReceipt:
@@ -289,7 +290,7 @@ async def test_a_delivery_recorded_before_its_send_still_gets_its_latency(
             assert await svc.events.record(report) == EventOutcome.RECORDED
             return receipt
 
-    svc.sending._provider = ReportsBeforeAnswering()  # type: ignore[assignment]
+    svc.sending.steps.dispatcher._provider = ReportsBeforeAnswering()  # type: ignore[assignment]
     with caplog.at_level(logging.INFO):
         assert await svc.sending.handle(_d(sms("fast"))) == Outcome.SENT
     row = await svc.ledger.get("fast")
@@ -320,7 +321,7 @@ async def test_malformed_events_are_recorded_as_rejected_not_raised(svc: Service
     assert await svc.events.record({"id": "x", "topic": DEFAULT_TOPIC, "eventType": "a"}) == EventOutcome.REJECTED
     bad = sms_report("p", "t", when="yesterday")
     assert await svc.events.record(bad) == EventOutcome.REJECTED
-    rows = [r async for r in svc.storage.table(svc.names.orphans).query("PartitionKey eq 'rejected-events'")]
+    rows = [r async for r in svc.storage.table(svc.names.rejected_events).query("PartitionKey eq 'rejected-events'")]
     assert len(rows) == 2
 
 
@@ -601,12 +602,12 @@ async def test_concurrent_reports_of_one_message_take_turns_instead_of_racing(
 async def test_a_status_that_beats_its_send_waits_for_the_id_instead_of_parking(svc: Services) -> None:
     """While a WhatsApp send is in flight here, its status (unknown id so far) waits for the send to
     learn the id, and is recorded directly: no orphan row, no re-match through storage."""
-    await svc.sending.accept(_checked(svc, "in-flight", body=whatsapp("in-flight")), source="queue")
-    with svc.events.whatsapp_send_in_flight():
+    await svc.sending.steps.acceptance.accept(_checked(svc, "in-flight", body=whatsapp("in-flight")), "queue")
+    with svc.events.correlation.whatsapp_send_in_flight():
         recording = asyncio.ensure_future(svc.events.record(_wa_status("receipt-early", "Delivered", T0)))
         await asyncio.sleep(0.2)  # ACS has not answered yet
         assert not recording.done()
-    svc.events.remember_provider_id("receipt-early", "in-flight")  # the answer arrives
+    svc.events.correlation.remember("receipt-early", "in-flight")  # the answer arrives
     assert await recording == EventOutcome.RECORDED
     assert await _status(svc, "in-flight") == Status.DELIVERED
     orphans = svc.storage.table(svc.names.orphans)
@@ -614,6 +615,6 @@ async def test_a_status_that_beats_its_send_waits_for_the_id_instead_of_parking(
 
 
 async def test_a_status_whose_send_never_learns_its_id_is_parked_after_the_wait(svc: Services) -> None:
-    with svc.events.whatsapp_send_in_flight():
+    with svc.events.correlation.whatsapp_send_in_flight():
         outcome = await svc.events.record(_wa_status("receipt-never", "Delivered", T0))
     assert outcome == EventOutcome.ORPHANED

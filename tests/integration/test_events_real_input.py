@@ -11,8 +11,10 @@ import pytest
 
 from devstack.acs import DEFAULT_TOPIC
 from shared.runtime import Services
-from shared.services.events import REJECTED_PARTITION, EventOutcome
-from shared.services.sending import Outcome, QueueDelivery
+from shared.services.decoding import QueueDelivery
+from shared.services.events import EventOutcome
+from shared.services.outcomes import Outcome
+from shared.services.rejections import REJECTED_PARTITION
 from shared.settings import Channel
 from tests.integration.conftest import SMS_SENDER, sms
 
@@ -65,7 +67,7 @@ def whatsapp_received(**data: Any) -> dict[str, Any]:
 
 
 async def _rejected(svc: Services) -> list[dict[str, Any]]:
-    table = svc.storage.table(svc.names.orphans)
+    table = svc.storage.table(svc.names.rejected_events)
     return [r async for r in table.query("PartitionKey eq @pk", {"pk": REJECTED_PARTITION})]
 
 
@@ -241,7 +243,8 @@ async def test_an_untagged_sms_report_that_beat_its_send_is_rematched_when_the_s
     fresh = await _fresh_events(svc)
     assert await fresh.record(_sms_report(messageId=provider_id)) == EventOutcome.ORPHANED
     # The send's own index step, as _mark_sent runs it: it finds the placeholder, so it re-matches.
-    assert await svc.sending._index_provider_id(_checked_sms(svc, message_id), provider_id)
+    indexed = await svc.events.correlation.index(provider_id, message_id, Channel.SMS)
+    assert indexed.met_placeholder
     assert await svc.events.rematch(provider_id) == 1
     row = await svc.ledger.get(message_id)
     assert row is not None and row.status.value == "Delivered"
@@ -259,14 +262,7 @@ async def _fresh_events(svc: Services):  # type: ignore[no-untyped-def]
     """Another instance's EventService: same tables, no in-memory hints."""
     from shared.clock import utc_now
     from shared.ledger import Ledger
-    from shared.services.events import EventService, Tables
+    from shared.runtime import event_service
 
-    names = svc.names
-    tables = Tables(
-        svc.storage.table(names.messages),
-        svc.storage.table(names.provider_ids),
-        svc.storage.table(names.orphans),
-        svc.storage.table(names.inbound),
-    )
-    ledger = Ledger(svc.storage.table(names.messages), svc.settings.consent_hash_key)
-    return EventService(svc.settings, ledger, tables, svc.consent, utc_now)
+    ledger = Ledger(svc.storage.table(svc.names.messages), svc.settings.consent_hash_key)
+    return event_service(svc.settings, svc.storage, svc.names, ledger, svc.consent, utc_now)

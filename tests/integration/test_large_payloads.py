@@ -11,7 +11,8 @@ from devstack.acs import AcsEmulator
 from shared.client import ContactMessagesClient
 from shared.models import Status
 from shared.runtime import Services
-from shared.services.sending import Outcome, QueueDelivery
+from shared.services.decoding import QueueDelivery
+from shared.services.outcomes import Outcome
 from tests.integration.conftest import Clock
 
 ATTACHMENT = base64.b64encode(b"%PDF-1.7 " + b"x" * 150_000).decode()

@@ -15,7 +15,8 @@ from devstack.acs import AcsEmulator
 from shared.ledger import payload_blob_name, reference_body
 from shared.models import Status
 from shared.runtime import Services
-from shared.services.sending import Outcome, QueueDelivery
+from shared.services.decoding import QueueDelivery
+from shared.services.outcomes import Outcome
 from tests.integration.conftest import sms
 
 STOLEN_ID = "stolen-1"

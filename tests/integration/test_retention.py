@@ -7,7 +7,7 @@ import uuid
 
 from shared.models import Status
 from shared.runtime import Services
-from shared.services.sending import QueueDelivery
+from shared.services.decoding import QueueDelivery
 from tests.integration.conftest import Clock, sms
 
 

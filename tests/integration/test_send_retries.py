@@ -19,8 +19,9 @@ from shared.errors import TransientError
 from shared.ledger import iso
 from shared.models import Status
 from shared.runtime import Services, build_services
+from shared.services.decoding import QueueDelivery
+from shared.services.outcomes import Outcome
 from shared.services.providers import AcsProvider
-from shared.services.sending import Outcome, QueueDelivery
 from shared.settings import load_settings
 from tests.integration.conftest import Clock, app_env, email, sms
 
@@ -38,15 +39,15 @@ async def test_an_email_whose_sent_write_was_lost_is_asked_for_not_resent(
 ) -> None:
     """The worker dies between the send and the Sent write; the redelivery, seconds later, asks ACS for
     the operation and records Sent: one POST, one GET, one send."""
-    mark_sent = svc.sending._mark_sent
+    mark_sent = svc.sending.steps.dispatcher.mark_sent
 
     async def die(*_: Any) -> None:
         raise RuntimeError("the worker died before recording Sent")
 
-    monkeypatch.setattr(svc.sending, "_mark_sent", die)
+    monkeypatch.setattr(svc.sending.steps.dispatcher, "mark_sent", die)
     with pytest.raises(RuntimeError):
         await svc.sending.handle(_delivery(email("mail-died")))
-    monkeypatch.setattr(svc.sending, "_mark_sent", mark_sent)
+    monkeypatch.setattr(svc.sending.steps.dispatcher, "mark_sent", mark_sent)
     assert await svc.sending.handle(_delivery(email("mail-died"))) == Outcome.SENT
     assert (_posts(acs, "email"), _posts(acs, "emailStatus")) == (1, 1)
     assert len(acs.sends("email")) == 1
@@ -160,15 +161,15 @@ async def test_a_429_on_the_status_query_keeps_the_recovering_claim(
 ) -> None:
     """Recovering an email whose send may have happened, a 429 on the GET re-enqueues it but keeps the row
     Sending, so the next attempt asks again instead of sending blind."""
-    mark_sent = svc.sending._mark_sent
+    mark_sent = svc.sending.steps.dispatcher.mark_sent
 
     async def die(*_: Any) -> None:
         raise RuntimeError("the worker died before recording Sent")
 
-    monkeypatch.setattr(svc.sending, "_mark_sent", die)
+    monkeypatch.setattr(svc.sending.steps.dispatcher, "mark_sent", die)
     with pytest.raises(RuntimeError):
         await svc.sending.handle(_delivery(email("mail-429")))
-    monkeypatch.setattr(svc.sending, "_mark_sent", mark_sent)
+    monkeypatch.setattr(svc.sending.steps.dispatcher, "mark_sent", mark_sent)
     acs.add_fault("429", count=1, channel="email")
     assert await svc.sending.handle(_delivery(email("mail-429"))) == Outcome.RESCHEDULED
     row = await svc.ledger.get("mail-429")

@@ -14,7 +14,8 @@ from shared.errors import ValidationFailed
 from shared.models import Status
 from shared.runtime import Services
 from shared.services.consent import ConsentState
-from shared.services.sending import Outcome, QueueDelivery
+from shared.services.decoding import QueueDelivery
+from shared.services.outcomes import Outcome
 from shared.settings import Channel
 from tests.integration.conftest import SMS_SENDER, Clock, email, sms, whatsapp
 
@@ -199,7 +200,7 @@ async def test_email_beyond_the_window_asks_acs_instead_of_resending(
 
 async def test_dead_letter_keeps_reason_and_payload(svc: Services) -> None:
     """A poisoned request is DeadLettered with the last error and its payload intact."""
-    await svc.sending.accept(_checked(svc, "poisoned"), source="queue")
+    await svc.sending.steps.acceptance.accept(_checked(svc, "poisoned"), "queue")
     await svc.ledger.change("poisoned", lambda _: {"LastError": "provider answered 503"})
     await svc.dead_letters.record(sms("poisoned"), "q-1", "max dequeue count")
     row = await svc.ledger.get("poisoned")
@@ -216,7 +217,7 @@ async def test_undecodable_poison_is_kept_verbatim(svc: Services) -> None:
 
 async def test_queue_messages_are_base64_as_the_host_expects(svc: Services) -> None:
     """What the pipeline enqueues decodes as base64 to the request JSON."""
-    await svc.sending.reschedule(_checked(svc, "b64"), 0)
+    await svc.sending.steps.acceptance.requeue(_checked(svc, "b64"), 0)
     [message] = await svc.outbound.receive(1)
     assert json.loads(base64.b64decode(message.text))["id"] == "b64"
 

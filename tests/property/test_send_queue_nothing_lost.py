@@ -23,7 +23,8 @@ from shared.adapters.queues import MAX_PAYLOAD_BYTES
 from shared.models import MESSAGE_ID_PATTERN, Status
 from shared.runtime import Services
 from shared.services.deadletter import RAW_PARTITION
-from shared.services.sending import Outcome, QueueDelivery
+from shared.services.decoding import QueueDelivery
+from shared.services.outcomes import Outcome
 from shared.tables import join_payload
 from shared.validation import content_id
 from tests.property.strategies import BODIES, QUEUE_TEXT

@@ -1,0 +1,101 @@
+"""Inbound messages (SMS and WhatsApp received by our numbers): consent keywords first, then the row.
+
+The inbound row marks the event done, so consent is changed before it: a failure between the two
+leaves no row, and Event Grid's redelivery applies the (idempotent, event-keyed) consent change again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from shared.adapters.tables import Conflict, TableStore
+from shared.errors import ValidationFailed
+from shared.events_model import AcsEvent, event_key
+from shared.ledger import parse_iso
+from shared.observability import emit
+from shared.privacy import acs_address, address_hash, mask
+from shared.services.consent import (
+    ALL_SENDERS,
+    OPT_IN_KEYWORDS,
+    OPT_OUT_KEYWORDS,
+    ConsentService,
+    ConsentState,
+    keyword_of,
+)
+from shared.settings import Channel, Settings
+
+log = logging.getLogger(__name__)
+
+
+class InboundRecorder:
+    def __init__(self, settings: Settings, inbound: TableStore, consent: ConsentService) -> None:
+        self._settings = settings
+        self._table = inbound
+        self._consent = consent
+
+    async def record(self, event: AcsEvent) -> bool:
+        """Apply its keyword, then store it; False if it was stored before (a redelivery)."""
+        sender = event.sender or ""
+        keyword = keyword_of(event.text or "") if event.channel == Channel.SMS else None
+        if keyword in OPT_OUT_KEYWORDS or keyword in OPT_IN_KEYWORDS:
+            await self._apply_keyword(event, keyword)
+        try:
+            await self._table.insert(
+                {
+                    "PartitionKey": f"{event.channel.value}|{address_hash(self._settings.consent_hash_key, sender)}",
+                    "RowKey": event_key(event),
+                    "From": mask(sender),
+                    "To": event.recipient,
+                    "Keyword": keyword,
+                    "MessageType": event.detail,
+                    "ReceivedAt": event.event_time,
+                    "ProviderMessageId": event.provider_message_id,
+                }
+            )
+        except Conflict:
+            return False
+        emit(
+            log,
+            "event.recorded",
+            "inbound recorded channel=%s from=%s",
+            event.channel,
+            mask(sender),
+            channel=event.channel.value,
+            event_type=event.event_type,
+            recipient=mask(sender),
+        )
+        return True
+
+    def _sender_key(self, our_number: str) -> str:
+        """The sender identity sends check consent against: the configured one this number is."""
+        for configured in self._settings.senders.get(Channel.SMS, ()):
+            with contextlib.suppress(ValidationFailed):
+                if acs_address(Channel.SMS, configured) == our_number:
+                    return configured
+        return our_number
+
+    async def _apply_keyword(self, event: AcsEvent, keyword: str) -> None:
+        opt_out = keyword in OPT_OUT_KEYWORDS
+        target = ALL_SENDERS if keyword == "STOPALL" else self._sender_key(event.recipient or "")
+        state = ConsentState.OPTED_OUT if opt_out else ConsentState.OPTED_IN
+        await self._consent.set_state(
+            Channel.SMS,
+            event.sender or "",
+            target,
+            state,
+            reason=f"inbound keyword {keyword}",
+            actor="recipient",
+            now=parse_iso(event.event_time),
+            change_id=event_key(event),
+        )
+        emit(
+            log,
+            "consent.changed",
+            "consent %s by keyword channel=sms",
+            state,
+            channel="sms",
+            status=state.value,
+            recipient=mask(event.sender or ""),
+            sender=mask(target) if target != ALL_SENDERS else target,
+        )

@@ -31,9 +31,9 @@ from bench import seed
 from bench.common import app_env, bounded, parser, storage, verdict, write_result
 from shared.ledger import iso
 from shared.runtime import build_services
+from shared.schema import ledger_row_key
 from shared.services.events import EventOutcome
 from shared.settings import load_settings
-from shared.tables import ledger_row_key
 
 NAME = "events"
 TARGET = ">= 0.6"

@@ -17,7 +17,7 @@ value = large-history seconds, floor = small-history seconds, ratio = large / sm
 Emulator caveat, recorded as `point_read_ms`: Azurite (LokiJS) looks an entity up by its RowKey index
 first, then filters on PartitionKey. Ledger rows used to share the RowKey `ledger`, which made a point
 read (and the existence check of every insert) cost O(messages) there: 31 ms with 100k rows and a ratio
-of 21. The ledger RowKey now repeats the message id (shared/tables.py), so the median raw SDK read of one
+of 21. The ledger RowKey now repeats the message id (shared/schema.py), so the median raw SDK read of one
 ledger row, printed for each history, stays flat. Ledger and event rows are seeded through a bare REST
 inserter (bench/rest.py) to keep the client out of the seeding time.
 """
@@ -37,9 +37,9 @@ from bench import seed
 from bench.common import app_env, parser, storage, verdict, write_result
 from bench.rest import RestInserter
 from shared.runtime import Services, build_services
+from shared.schema import ledger_row_key
 from shared.services.due import DueKind
 from shared.settings import Channel, load_settings
-from shared.tables import ledger_row_key
 
 NAME = "reconcile"
 TARGET = "<= 1.3"

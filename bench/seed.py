@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,13 +25,12 @@ from devstack.acs.builders import SmsTarget
 from devstack.acs.config import DEFAULT_SUBSCRIPTION
 from devstack.acs.models import DEFAULT_TOPIC, DataCasing, EventSchema
 from devstack.acs.outcomes import Step
-from shared.adapters.acs import repeatability_id
-from shared.ledger import canonical_payload, iso, transition_fields
+from shared.ledger import canonical_payload, claimed, iso
 from shared.models import Status
 from shared.runtime import Services
+from shared.schema import DUE_PARTITION, due_row_key, event_row_key
 from shared.services.due import RETENTION_PARTITION, DueKind
 from shared.settings import Channel
-from shared.tables import DUE_PARTITION, due_row_key, event_row_key
 from shared.validation import check_request, parse_request
 
 RECIPIENT = "+14255550100"
@@ -49,19 +49,10 @@ def sent_row(svc: Services, message_id: str, provider_message_id: str, sent_at: 
     accepted_at = sent_at - ACCEPT_LEAD
     checked = check_request(parse_request(json.dumps(body)), svc.settings, message_id, accepted_at)
     row = svc.ledger.new_row(checked, canonical_payload(checked.request, message_id), accepted_at, "queue")
-    row |= transition_fields(Status.SENDING, sent_at, Attempts=1)
-    row |= {
-        "Generation": 1,
-        "IdsGeneration": 1,
-        "RepeatabilityId": repeatability_id(message_id, 1),
-        "FirstSentAt": iso(sent_at),
-        "ProviderMessageId": provider_message_id,
-        "CostEstimate": svc.settings.prices[Channel.SMS] * checked.segments,
-        "SentAt": iso(sent_at),
-        "Status": Status.SENT.value,
-        "UpdatedAt": iso(sent_at),
-    }
-    return {k: v for k, v in row.items() if v is not None}
+    row = claimed(row, sent_at, generation=1)
+    cost = svc.settings.prices[Channel.SMS] * checked.segments
+    row = replace(row, provider_message_id=provider_message_id, cost_estimate=cost)
+    return row.moved_to(Status.SENT, iso(sent_at)).to_entity()
 
 
 def report(message_id: str, provider_message_id: str, at: datetime, status: str = "Delivered") -> dict[str, Any]:

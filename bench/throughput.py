@@ -29,7 +29,7 @@ import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,7 @@ from azure.data.tables.aio import TableServiceClient
 from azure.storage.queue import TextBase64EncodePolicy
 from azure.storage.queue.aio import QueueClient
 
+from bench import seed
 from bench.common import AZURITE_PIDS, REPO_ROOT, app_env, bounded, parser, storage, verdict, write_result
 from devstack.acs import AcsEmulator
 from devstack.acs.config import DEPLOYED_MAX_EVENTS_PER_BATCH
@@ -50,10 +51,11 @@ from devstack.acs.models import DeliveryRecord
 from devstack.host.process import RunnerProcess
 from shared.adapters.storage import CLIENT_OPTIONS
 from shared.client import ContactMessagesClient
-from shared.ledger import Ledger, canonical_payload, iso, parse_iso, transition_fields
+from shared.events_model import envelope_from_dict, normalise
+from shared.ledger import Ledger, canonical_payload, claimed, iso, parse_iso
 from shared.models import Status
+from shared.schema import LEDGER_ROWS_FILTER, changed_columns, event_entity, is_ledger_row, ledger_row_key
 from shared.settings import load_settings
-from shared.tables import LEDGER_ROWS_FILTER, is_ledger_row, ledger_row_key
 from shared.validation import check_request, parse_request
 
 
@@ -303,42 +305,19 @@ def _entity_shapes() -> dict[str, dict[str, Any]]:
     body = json.dumps({"id": "m", "channel": "sms", "to": "+14255550100", "content": {"text": "bench 1"}})
     checked = check_request(parse_request(body), settings, "m", now)
     accepted = Ledger(None, b"k").new_row(checked, canonical_payload(checked.request, "m"), now, "queue")  # type: ignore[arg-type]
-    sending = transition_fields(
-        Status.SENDING,
-        now,
-        Attempts=1,
-        Generation=1,
-        IdsGeneration=1,
-        RepeatabilityId=str(uuid.uuid4()),
-        FirstSentAt=iso(now),
-    )
-    sent = {
-        **transition_fields(Status.SENT, now),
-        "ProviderMessageId": "Outgoing_x",
-        "CostEstimate": 0.0075,
-        "SentAt": iso(now),
-        "LastError": "",
-    }
-    delivered = transition_fields(
-        Status.DELIVERED, now, StatusEventTime=iso(now), Reason="No error.", DeliveryLatencyMs=12.5
-    )
-    event = {
-        "Kind": "report",
-        "EventType": "Microsoft.Communication.SMSDeliveryReportReceived",
-        "RawStatus": "Delivered",
-        "Status": "Delivered",
-        "EventTime": iso(now),
-        "ProviderMessageId": "Outgoing_x",
-        "Detail": "No error.",
-        "ReceivedAt": iso(now),
-    }
+    sending = claimed(accepted, now, generation=1)
+    sent = replace(sending, provider_message_id="Outgoing_x", cost_estimate=0.0075).moved_to(Status.SENT, iso(now))
+    delivered = sent.moved_to(Status.DELIVERED, iso(now), status_event_time=iso(now), reason="No error.")
+    delivered = replace(delivered, delivery_latency_ms=12.5)
     strip = {"PartitionKey", "RowKey"}
+    report = normalise(envelope_from_dict(seed.report("m", "Outgoing_x", now)))
+    assert report is not None
     return {
-        "accepted": {k: v for k, v in accepted.items() if k not in strip and v is not None},
-        "sending": sending,
-        "sent": sent,
-        "delivered": delivered,
-        "event": event,
+        "accepted": {k: v for k, v in accepted.to_entity().items() if k not in strip},
+        "sending": changed_columns(accepted, sending),
+        "sent": changed_columns(sending, sent),
+        "delivered": changed_columns(sent, delivered),
+        "event": {k: v for k, v in event_entity("m", report, iso(now)).items() if k not in strip and v is not None},
     }
 
 

@@ -81,7 +81,7 @@ def dead_letters_show(message_id: str) -> None:
             stored = await svc.storage.table(svc.names.dead_letters).get("raw", message_id[4:])
             if stored is None:
                 return None
-            from shared.tables import join_payload
+            from shared.schema import join_payload
 
             return {"id": message_id, "reason": stored.entity.get("Reason"), "text": join_payload(stored.entity)}
         row = await svc.ledger.get(message_id)

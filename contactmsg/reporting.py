@@ -15,10 +15,10 @@ from typing import Any
 
 from shared.ledger import iso
 from shared.runtime import Services
+from shared.schema import DUE_PARTITION
 from shared.services.due import DueKind
 from shared.services.reconcile import REPORT_PARTITION, Summary
 from shared.settings import Channel
-from shared.tables import DUE_PARTITION
 
 _UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 

@@ -119,7 +119,7 @@ param retentionDays object = {
 @maxLength(10)
 param tablePrefix string = 'cm'
 
-@description('Tables created up front, without the prefix: the names of shared/tables.py TableNames (a test keeps them equal).')
+@description('Tables created up front, without the prefix: the names of shared/schema.py TableNames (a test keeps them equal).')
 param tableSuffixes array = [
   'messages'
   'providerids'
@@ -293,7 +293,7 @@ module storage 'modules/storage.bicep' = {
     deadLetterContainerName: deadLetterContainerName
     sendQueueName: sendQueueName
     tableNames: [for suffix in tableSuffixes: '${tablePrefix}${suffix}']
-    payloadContainerName: '${tablePrefix}-payloads' // shared/tables.py TableNames.payload_container
+    payloadContainerName: '${tablePrefix}-payloads' // shared/schema.py TableNames.payload_container
     deadLetterRetentionDays: deadLetterRetentionDays
     workspaceId: monitoring.outputs.workspaceId
   }

@@ -23,7 +23,7 @@ from shared.adapters.queues import MAX_PAYLOAD_BYTES, QueueWriter
 from shared.errors import FieldError, ValidationFailed
 from shared.ledger import payload_blob_name, reference_body
 from shared.models import AnyRequest
-from shared.tables import TableNames
+from shared.schema import TableNames
 from shared.validation import parse_request
 
 

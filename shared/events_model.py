@@ -22,8 +22,8 @@ from typing import Any
 from shared.errors import ValidationFailed
 from shared.models import MESSAGE_ID_PATTERN, Status
 from shared.privacy import acs_address
+from shared.schema import event_row_key
 from shared.settings import Channel
-from shared.tables import event_row_key
 
 PREFIX = "microsoft.communication."
 
@@ -83,6 +83,12 @@ class AcsEvent:
     recipient: str | None = None
     text: str | None = None
     suppress_recipient: bool = False
+
+    @property
+    def key(self) -> str:
+        """The event's deterministic row key: the same report delivered twice has the same key."""
+        kind = f"{self.kind.value}:{self.detail}" if self.kind == EventKind.ENGAGEMENT else self.kind.value
+        return event_row_key(self.provider_message_id, kind, self.raw_status, self.event_time)
 
 
 # How deep the fields we read lie (data.deliveryAttempts[i].segmentsFailed is the deepest): below
@@ -388,12 +394,6 @@ def envelope_from_dict(raw: Mapping[str, Any]) -> Envelope:
         event_time=normalise_time(event_time, datetime.now(UTC).isoformat()),
         data=data,
     )
-
-
-def event_key(event: AcsEvent) -> str:
-    """The event's deterministic row key: the same report delivered twice has the same key."""
-    kind = f"{event.kind.value}:{event.detail}" if event.kind == EventKind.ENGAGEMENT else event.kind.value
-    return event_row_key(event.provider_message_id, kind, event.raw_status, event.event_time)
 
 
 def event_to_json(event: AcsEvent) -> str:

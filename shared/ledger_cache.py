@@ -12,29 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from typing import Any
 
 from shared.cache import Lru
-
-# The fields the event projection needs; the cache keeps only these (a few hundred bytes a row).
-HINT_FIELDS = (
-    "PartitionKey",
-    "Status",
-    "StatusEventTime",
-    "ProviderMessageId",
-    "SentAt",
-    "DeliveryLatencyMs",
-    "Channel",
-    "CreatedAt",
-)
-
-
-@dataclass(frozen=True)
-class CachedRow:
-    entity: Mapping[str, Any]
-    etag: str
+from shared.schema import LedgerRow
 
 
 class _Turn:
@@ -48,15 +30,14 @@ class _Turn:
 
 class RowCache:
     def __init__(self, capacity: int = 20_000) -> None:
-        self._rows: Lru[str, CachedRow] = Lru(capacity)
+        self._rows: Lru[str, LedgerRow] = Lru(capacity)
         self._turns: dict[str, _Turn] = {}
 
-    def get(self, message_id: str) -> CachedRow | None:
+    def get(self, message_id: str) -> LedgerRow | None:
         return self._rows.get(message_id)
 
-    def put(self, message_id: str, entity: Mapping[str, Any], etag: str) -> None:
-        slim = {k: entity[k] for k in HINT_FIELDS if k in entity}
-        self._rows.put(message_id, CachedRow(slim, etag))
+    def put(self, row: LedgerRow) -> None:
+        self._rows.put(row.message_id, row.slim())
 
     def discard(self, message_id: str) -> None:
         self._rows.discard(message_id)

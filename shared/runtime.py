@@ -19,6 +19,7 @@ from shared.adapters.queues import QueueWriter
 from shared.adapters.storage import StorageClients
 from shared.clock import utc_now
 from shared.ledger import Ledger
+from shared.schema import TableNames
 from shared.services.acceptance import Acceptance
 from shared.services.audit import AuditLog
 from shared.services.consent import ConsentService
@@ -42,7 +43,6 @@ from shared.services.rejections import EventRejections, RequestRejections
 from shared.services.retention import RetentionService
 from shared.services.sending import SendService, SendSteps
 from shared.settings import Channel, Settings, load_settings
-from shared.tables import TableNames
 from shared.telemetry import configure_telemetry
 
 

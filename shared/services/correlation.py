@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 from shared.adapters.tables import Conflict, TableStore
 from shared.cache import Lru
+from shared.schema import ProviderIdRow, provider_id_keys
 from shared.settings import Channel
-from shared.tables import provider_id_keys
 
 # How long a WhatsApp status for an unknown id waits for a send still in flight here to learn its id.
 WAIT_FOR_SEND_SECONDS = 1.0
@@ -51,8 +51,7 @@ class Correlation:
         """Map the provider's id to ours (remembered first, so a status in flight here matches at once).
         An existing row means an earlier attempt of this send wrote it, or a status left a placeholder."""
         self.remember(provider_message_id, message_id)
-        partition, row_key = provider_id_keys(provider_message_id)
-        row = {"PartitionKey": partition, "RowKey": row_key, "MessageId": message_id, "Channel": channel.value}
+        row = ProviderIdRow(provider_message_id, channel.value, message_id).to_entity()
         try:
             await self._table.insert(row)
         except Conflict:
@@ -83,9 +82,7 @@ class Correlation:
         if known is not None:
             return known
         stored = await self._table.get(*provider_id_keys(provider_message_id))
-        if stored is None or not stored.entity.get("MessageId"):
-            return None
-        return str(stored.entity["MessageId"])
+        return None if stored is None else ProviderIdRow.from_entity(stored.entity).message_id
 
     async def wait_for_send(self, provider_message_id: str, channel: Channel) -> str | None:
         """The message id of an unknown WhatsApp status, if a send in flight here learns it in time."""
@@ -108,9 +105,8 @@ class Correlation:
     async def leave_placeholder(self, provider_message_id: str, channel: Channel) -> bool:
         """Leave an empty index row where the sender will write. False if the sender wrote first (the
         caller re-matches now); True if the placeholder is ours (the sender will re-match later)."""
-        partition, row_key = provider_id_keys(provider_message_id)
         try:
-            await self._table.insert({"PartitionKey": partition, "RowKey": row_key, "Channel": channel.value})
+            await self._table.insert(ProviderIdRow(provider_message_id, channel.value).to_entity())
         except Conflict:
             return False
         return True
@@ -119,5 +115,5 @@ class Correlation:
         """No sender ever filled the placeholder in (its statuses were given up): remove it."""
         keys = provider_id_keys(provider_message_id)
         stored = await self._table.get(*keys)
-        if stored is not None and not stored.entity.get("MessageId"):
+        if stored is not None and ProviderIdRow.from_entity(stored.entity).message_id is None:
             await self._table.delete(*keys)

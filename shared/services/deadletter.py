@@ -26,12 +26,12 @@ from typing import Any
 
 from shared.adapters.tables import Conflict, TableStore
 from shared.errors import ValidationFailed
-from shared.ledger import Ledger, LedgerRow, iso, transition_fields
+from shared.ledger import Ledger, canonical_payload, iso, queue_body
 from shared.models import MESSAGE_ID_PATTERN, Status
 from shared.observability import count, emit_warning
+from shared.schema import LedgerRow, verbatim_payload
 from shared.services.due import DueIndex, schedule_retention
 from shared.status import pipeline_may_set
-from shared.tables import verbatim_payload
 from shared.validation import content_id, load_json, parse_request
 
 log = logging.getLogger(__name__)
@@ -90,29 +90,30 @@ class DeadLetterService:
     def _holds(self, row: LedgerRow, message_id: str, body: bytes) -> bool:
         """Is `body` the request stored in `row` (its queue body, or the same request re-serialised)?"""
         text = body.decode("utf-8", errors="replace")
-        if text == row.queue_body:
+        if text == queue_body(row):
             return True
-        if not row.get("PayloadHash"):  # a Rejected row holds no request this body could be
+        if not row.payload_hash:  # a Rejected row holds no request this body could be
             return False
         try:
             request = parse_request(body)
         except ValidationFailed:
             return False
-        canonical = request.model_copy(update={"id": message_id}).model_dump_json(by_alias=True, exclude_none=True)
-        return bool(self._ledger.payload_hash(canonical) == row.get("PayloadHash"))
+        return self._ledger.payload_hash(canonical_payload(request, message_id)) == row.payload_hash
 
     async def _mark(self, row: LedgerRow, reason: str) -> None:
         now = self._now()
 
-        def decide(current: LedgerRow) -> dict[str, Any] | None:
+        def decide(current: LedgerRow) -> LedgerRow | None:
             if not pipeline_may_set(current.status, Status.DEAD_LETTERED):
                 return None
-            last_error = current.get("LastError")
+            last_error = current.last_error
             full_reason = f"{reason}; last error: {last_error}" if last_error else reason
-            return transition_fields(Status.DEAD_LETTERED, now, Reason=full_reason[:1000], StatusEventTime=iso(now))
+            return current.moved_to(
+                Status.DEAD_LETTERED, iso(now), reason=full_reason[:1000], status_event_time=iso(now)
+            )
 
         await self._ledger.change(row.message_id, decide)
-        await schedule_retention(self._retention, row.message_id, str(row.get("CreatedAt", "")), self._content_days)
+        await schedule_retention(self._retention, row.message_id, row.created_at or "", self._content_days)
         emit_warning(
             log,
             "message.dead_lettered",

@@ -11,14 +11,16 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
 
 from shared.adapters.acs import SendIds, operation_id
 from shared.errors import PermanentError, Throttled, TransientError
-from shared.ledger import REACHED, Ledger, LedgerRow, claim_fields, delivery_latency_ms, iso, parse_iso
+from shared.ledger import REACHED, Ledger, claimed, delivery_latency_ms, iso, parse_iso
 from shared.models import Status
 from shared.observability import count, emit
+from shared.schema import LedgerRow
 from shared.services.correlation import Correlation
 from shared.services.due import DueIndex, DueKind
 from shared.services.endings import SendEndings
@@ -66,16 +68,16 @@ class Dispatcher:
     async def claim_accepted(self, row: LedgerRow) -> LedgerRow:
         """Accepted → Sending (EtagMismatch if the row changed since it was read)."""
         generation = self._generation_to_claim(row)
-        fresh = row.get("IdsGeneration") != generation
+        fresh = row.ids_generation != generation
         return await self.claim(row, generation=generation if fresh else None)
 
     async def claim(self, row: LedgerRow, *, generation: int | None, uncertain: bool = False) -> LedgerRow:
         """Sending, attempt n+1: under `generation`'s fresh ids, or (None) the row's current ones.
         `uncertain`: the current generation may already have reached ACS (recovery's resend)."""
         attempt = row.attempts + 1
-        fields = claim_fields(row.message_id, self._now(), attempts=attempt, generation=generation)
+        changed = claimed(row, self._now(), generation=generation)
         if uncertain:
-            fields["UncertainGeneration"] = row.generation
+            changed = replace(changed, uncertain_generation=row.generation)
         emit(
             log,
             "message.sending",
@@ -86,7 +88,7 @@ class Dispatcher:
             channel=row.channel.value,
             attempt=attempt,
         )
-        return await self._ledger.update(row, fields)
+        return await self._ledger.update(row, changed)
 
     def _generation_to_claim(self, row: LedgerRow) -> int:
         """The send generation for a claim from Accepted. Its ids are kept while ACS remembers them. Past
@@ -96,17 +98,16 @@ class Dispatcher:
         that is safe because a row is Accepted again only when nothing of its generation reached ACS
         (a 429, or a failure that `may_have_sent` says was refused before it was handled)."""
         generation = max(row.generation, 1)
-        first_sent = row.get("FirstSentAt")
-        if row.get("IdsGeneration") != generation or not first_sent:
+        if row.ids_generation != generation or not row.first_sent_at:
             return generation
-        expired = self._now() - parse_iso(str(first_sent)) >= REPEATABILITY_WINDOW
+        expired = self._now() - parse_iso(row.first_sent_at) >= REPEATABILITY_WINDOW
         return generation + 1 if expired else generation
 
     # -- the send ---------------------------------------------------------------------------------
 
     async def send(self, checked: CheckedRequest, row: LedgerRow) -> Status | None:
         """Send the claimed row. Returns Sent or Failed; None when it waits (re-enqueued for later)."""
-        ids = SendIds(str(row.get("RepeatabilityId")), parse_iso(str(row.get("FirstSentAt"))))
+        ids = SendIds(str(row.repeatability_id), parse_iso(str(row.first_sent_at)))
         if checked.channel == Channel.EMAIL and operation_id(checked.message_id) != checked.message_id:
             # A GUID message id is its own operation id, so reports find the row directly; other ids
             # map to a uuid5, indexed before the send so that reports can never arrive unmatched.
@@ -133,11 +134,11 @@ class Dispatcher:
         report got there first, the write falls back to read-decide-write."""
         now = self._now()
         cost = self._settings.prices[checked.channel] * checked.segments
-        decided: list[tuple[dict[str, Any], Status]] = []
+        decided: list[tuple[LedgerRow, LedgerRow]] = []
 
-        def sent(current: LedgerRow) -> dict[str, Any]:
-            decided.append((_sent_fields(current, provider_message_id, cost, now), current.status))
-            return decided[-1][0]
+        def sent(current: LedgerRow) -> LedgerRow:
+            decided.append((current, _sent(current, provider_message_id, cost, now)))
+            return decided[-1][1]
 
         # Taken before this instance's statuses can match the provider id (indexing makes it known), so a
         # WhatsApp Sent status waits for this write and then adds only its event row, instead of
@@ -152,9 +153,9 @@ class Dispatcher:
                 indexed = await self._correlation.index(provider_message_id, checked.message_id, checked.channel)
                 parked = indexed.met_placeholder
             await self._ledger.change(checked.message_id, sent, start=row, slim=True)
-        sent_at = str(decided[-1][0]["SentAt"]) if decided else iso(now)
+        sent_at = (decided[-1][1].sent_at if decided else None) or iso(now)
         await self.schedule_report_deadline(checked.message_id, checked.channel, sent_at)
-        _report_sent(checked, provider_message_id, cost, decided[-1] if decided else ({}, Status.SENT))
+        _report_sent(checked, provider_message_id, cost, decided[-1] if decided else None)
         if parked:
             await self._parked.rematch(provider_message_id)
 
@@ -165,31 +166,28 @@ class Dispatcher:
         await self._due.add(message_id, DueKind.SLA, parse_iso(sent_at) + sla)
 
 
-def _sent_fields(current: LedgerRow, provider_message_id: str, cost: float, now: datetime) -> dict[str, Any]:
-    sent_at = str(current.get("SentAt") or iso(now))  # an earlier attempt's record stands
-    fields: dict[str, Any] = {
-        "ProviderMessageId": provider_message_id,
-        "CostEstimate": cost,
-        "SentAt": sent_at,
-        "LastError": None,
-    }
+def _sent(current: LedgerRow, provider_message_id: str, cost: float, now: datetime) -> LedgerRow:
+    sent_at = current.sent_at or iso(now)  # an earlier attempt's record stands
+    row = replace(current, provider_message_id=provider_message_id, cost_estimate=cost)
     if pipeline_may_set(current.status, Status.SENT):
-        fields |= {"Status": Status.SENT.value, "UpdatedAt": iso(now)}
-    reported_at = current.get("StatusEventTime")
-    if current.status in REACHED and reported_at and current.get("DeliveryLatencyMs") is None:
+        row = row.moved_to(Status.SENT, iso(now))
+    row = replace(row, times={**row.times, Status.SENT: sent_at})
+    if current.status in REACHED and current.status_event_time and current.delivery_latency_ms is None:
         # Its report got here first and had no SentAt to measure from: measure now, so the fastest
         # deliveries are not the ones missing from the latency figures.
-        fields["DeliveryLatencyMs"] = delivery_latency_ms(sent_at, str(reported_at))
-    return fields
+        row = replace(row, delivery_latency_ms=delivery_latency_ms(sent_at, current.status_event_time))
+    return row
 
 
 def _report_sent(
-    checked: CheckedRequest, provider_message_id: str, cost: float, decided: tuple[dict[str, Any], Status]
+    checked: CheckedRequest, provider_message_id: str, cost: float, decided: tuple[LedgerRow, LedgerRow] | None
 ) -> None:
-    fields, reached = decided
     emit_about(log, checked, "message.sent", "sent", status=Status.SENT.value, provider_message_id=provider_message_id)
     channel = checked.channel.value
     count(log, "sent", channel=channel)
-    if "DeliveryLatencyMs" in fields:  # measured by this write: its report had got there first
-        count(log, "delivery_latency_ms", fields["DeliveryLatencyMs"], channel=channel, status=reached.value)
+    if decided is not None:
+        before, after = decided
+        if after.delivery_latency_ms is not None and before.delivery_latency_ms is None:
+            # Measured by this write: its report had got there first.
+            count(log, "delivery_latency_ms", after.delivery_latency_ms, channel=channel, status=after.status.value)
     count(log, "cost_estimate", cost, channel=channel)

@@ -12,14 +12,15 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
-from typing import Any
 
 from shared.errors import AccessDenied, Throttled, TransientError
-from shared.ledger import Ledger, LedgerRow, iso, transition_fields
+from shared.ledger import Ledger, iso
 from shared.models import Status
 from shared.observability import count, emit, emit_warning
 from shared.retry import FORBIDDEN_RETRY
+from shared.schema import LedgerRow
 from shared.services.acceptance import Acceptance
 from shared.services.due import DueIndex, schedule_retention
 from shared.settings import Settings
@@ -56,14 +57,14 @@ class SendEndings:
         message that ended without a send starts now (sent ones get theirs from reconciliation)."""
         now = self._now()
 
-        def decide(current: LedgerRow) -> dict[str, Any] | None:
+        def decide(current: LedgerRow) -> LedgerRow | None:
             if not pipeline_may_set(current.status, status):
                 return None
-            return transition_fields(status, now, Reason=reason[:1000], StatusEventTime=iso(now))
+            return current.moved_to(status, iso(now), reason=reason[:1000], status_event_time=iso(now))
 
         await self._ledger.change(row.message_id, decide)
         days = self._settings.retention_days["content"]
-        await schedule_retention(self._retention, row.message_id, str(row.get("CreatedAt", "")), days)
+        await schedule_retention(self._retention, row.message_id, row.created_at or "", days)
         emit(
             log,
             _LOG_EVENTS.get(status, "message.rejected"),
@@ -84,7 +85,7 @@ class SendEndings:
         forbidden = isinstance(exc, AccessDenied)
         backoff = FORBIDDEN_RETRY if forbidden else self._settings.send_retry
         changed = await self._ledger.change(checked.message_id, lambda row: self._note_failure(row, exc, sending))
-        retries = 0 if changed is None else int(changed.get("Retries", 0))
+        retries = 0 if changed is None else changed.retries
         if forbidden:
             _report_forbidden(checked)
         if retries > backoff.attempts:
@@ -105,28 +106,28 @@ class SendEndings:
         )
         count(log, "send_retry", channel=checked.channel.value)
 
-    def _note_failure(self, current: LedgerRow, exc: TransientError, sending: bool) -> dict[str, Any]:
+    def _note_failure(self, current: LedgerRow, exc: TransientError, sending: bool) -> LedgerRow:
         retries = retries_so_far(current) + 1
-        fields: dict[str, Any] = {"LastError": str(exc)[:1000], "Retries": retries, "LastRetryAt": iso(self._now())}
+        noted = replace(current, last_error=str(exc)[:1000], retries=retries, last_retry_at=iso(self._now()))
         if not sending:
-            return fields
+            return noted
         if exc.may_have_sent:
-            fields["UncertainGeneration"] = current.generation
-        elif current.status == Status.SENDING and current.get("UncertainGeneration") != current.generation:
-            fields["Status"] = Status.ACCEPTED.value  # nothing of this generation can have reached ACS
-        return fields
+            return replace(noted, uncertain_generation=current.generation)
+        if current.status == Status.SENDING and current.uncertain_generation != current.generation:
+            return replace(noted, status=Status.ACCEPTED)  # nothing of this generation can have reached ACS
+        return noted
 
     async def throttled(self, checked: CheckedRequest, exc: Throttled, *, sending: bool = True) -> None:
         """A 429: re-enqueue after Retry-After. `sending`: the 429 answered a send (not a status query made
         while recovering a row whose send may have happened, whose claim must stay)."""
 
-        def give_back(current: LedgerRow) -> dict[str, Any] | None:
+        def give_back(current: LedgerRow) -> LedgerRow | None:
             if current.status != Status.SENDING or not sending:
                 return None
-            fields: dict[str, Any] = {"Throttles": int(current.get("Throttles", 0)) + 1}
-            if current.get("UncertainGeneration") != current.generation:  # else recovery decides next time
-                fields["Status"] = Status.ACCEPTED.value
-            return fields
+            counted = replace(current, throttles=current.throttles + 1)
+            if current.uncertain_generation != current.generation:  # else recovery decides next time
+                return replace(counted, status=Status.ACCEPTED)
+            return counted
 
         await self._ledger.change(checked.message_id, give_back)
         delay = exc.retry_after + random.uniform(0, max(1.0, exc.retry_after * 0.2))
@@ -136,10 +137,10 @@ class SendEndings:
 
 def retries_so_far(row: LedgerRow) -> int:
     """Backoff retries spent since the message was last replayed: an operator's replay starts a new budget."""
-    replayed, last_retry = row.get("ReplayedAt"), row.get("LastRetryAt")
-    if replayed and (not last_retry or str(replayed) > str(last_retry)):
+    replayed, last_retry = row.replayed_at, row.last_retry_at
+    if replayed and (not last_retry or replayed > last_retry):
         return 0
-    return int(row.get("Retries", 0))
+    return row.retries
 
 
 def _report_forbidden(checked: CheckedRequest) -> None:

@@ -19,6 +19,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -31,15 +32,15 @@ from shared.events_model import (
     MalformedEvent,
     envelope_from_dict,
     event_from_json,
-    event_key,
     event_to_json,
     normalise,
     topic_of,
 )
-from shared.ledger import REACHED, Ledger, LedgerRow, delivery_latency_ms, iso, parse_iso
+from shared.ledger import REACHED, Ledger, delivery_latency_ms, iso, parse_iso
 from shared.models import Status
 from shared.observability import count, emit, emit_warning
 from shared.privacy import acs_address
+from shared.schema import LedgerRow, OrphanRow, event_entity
 from shared.services.consent import ALL_SENDERS, ConsentService, ConsentState
 from shared.services.correlation import INDEXED_AFTER_SEND, Correlation
 from shared.services.due import DueIndex, DueKind
@@ -67,40 +68,18 @@ class EventOutcome(StrEnum):
     INBOUND = "inbound"
 
 
-def projection(row: LedgerRow, event: AcsEvent, now: datetime) -> dict[str, Any] | None:
-    """The ledger fields a report changes, or None when it does not win over what the row holds
+def projection(row: LedgerRow, event: AcsEvent, now: datetime) -> LedgerRow | None:
+    """The row as a report leaves it, or None when the report does not win over what the row holds
     (statuses only move forward; among equals, the later event time wins: `shared.status`)."""
     if event.status is None or not report_wins(row.status, row.status_time, event.status, event.event_time):
         return None
-    fields: dict[str, Any] = {
-        "Status": event.status.value,
-        f"{event.status.value}At": event.event_time,
-        "StatusEventTime": event.event_time,
-        "UpdatedAt": iso(now),
-        "Reason": event.detail or None,
-    }
-    if not row.get("ProviderMessageId"):
-        fields["ProviderMessageId"] = event.provider_message_id
-    sent_at = row.get("SentAt")
-    if event.status in REACHED and sent_at and row.get("DeliveryLatencyMs") is None:
-        fields["DeliveryLatencyMs"] = delivery_latency_ms(str(sent_at), event.event_time)
-    return fields
-
-
-def history_row(message_id: str, event: AcsEvent, received_at: datetime) -> dict[str, Any]:
-    """The event's row in its message's history (beside the ledger row, same partition)."""
-    return {
-        "PartitionKey": message_id,
-        "RowKey": event_key(event),
-        "Kind": event.kind.value,
-        "EventType": event.event_type,
-        "RawStatus": event.raw_status,
-        "Status": event.status.value if event.status else None,
-        "EventTime": event.event_time,
-        "ProviderMessageId": event.provider_message_id,
-        "Detail": event.detail,
-        "ReceivedAt": iso(received_at),
-    }
+    moved = row.moved_to(event.status, event.event_time, status_event_time=event.event_time)
+    moved = replace(moved, updated_at=iso(now), reason=event.detail or row.reason)
+    if not row.provider_message_id:
+        moved = replace(moved, provider_message_id=event.provider_message_id)
+    if event.status in REACHED and row.sent_at and row.delivery_latency_ms is None:
+        moved = replace(moved, delivery_latency_ms=delivery_latency_ms(row.sent_at, event.event_time))
+    return moved
 
 
 class EventService:
@@ -196,7 +175,7 @@ class EventService:
             reason=event.raw_status.lower(),
             actor="acs",
             now=parse_iso(event.event_time),
-            change_id=event_key(event),
+            change_id=event.key,
         )
 
     async def match(self, event: AcsEvent) -> str | None:
@@ -211,27 +190,22 @@ class EventService:
         """Re-apply the orphans of one provider id; returns how many found their message."""
         matched = 0
         rows = [r async for r in self._orphans.query("PartitionKey eq @pk", {"pk": provider_message_id})]
-        for row in rows:
-            event = event_from_json(str(row["Event"]))
+        for orphan in map(OrphanRow.from_entity, rows):
+            event = event_from_json(orphan.event_json)
             if await self.match(event) is None:
                 continue
             await self.apply(event)
-            await self._orphans.delete(row["PartitionKey"], row["RowKey"])
+            await self._orphans.delete(orphan.provider_message_id, orphan.key)
             matched += 1
         return matched
 
     async def _park(self, event: AcsEvent) -> EventOutcome:
         parked_at = self._now()
         try:
-            await self._orphans.insert(
-                {
-                    "PartitionKey": event.provider_message_id,
-                    "RowKey": event_key(event),
-                    "Event": event_to_json(event),
-                    "ParkedAt": iso(parked_at),
-                    "Channel": event.channel.value,
-                }
+            orphan = OrphanRow(
+                event.provider_message_id, event.key, event_to_json(event), iso(parked_at), event.channel
             )
+            await self._orphans.insert(orphan.to_entity())
         except Conflict:
             return EventOutcome.DUPLICATE
         # The entry names the parked time too, so a recheck knows when to give up without reading.
@@ -260,15 +234,14 @@ class EventService:
 
     async def _transact(self, message_id: str, event: AcsEvent) -> EventOutcome:
         """The event row and the projection in one entity-group transaction, guarded by the row's etag."""
-        changes: list[Mapping[str, Any] | None] = []
+        changes: list[tuple[LedgerRow, LedgerRow | None]] = []
 
-        def decide(row: LedgerRow) -> dict[str, Any] | None:
-            fields = projection(row, event, self._now())
-            changes.append(fields)
-            return fields
+        def decide(row: LedgerRow) -> LedgerRow | None:
+            changes.append((row, projection(row, event, self._now())))
+            return changes[-1][1]
 
         try:
-            history = history_row(message_id, event, self._now())
+            history = event_entity(message_id, event, iso(self._now()))
             row = await self._ledger.change(message_id, decide, alongside=history, slim=True)
         except Conflict:
             count(log, "events_duplicate", channel=event.channel.value)
@@ -288,9 +261,10 @@ class EventService:
         return EventOutcome.RECORDED
 
 
-def _log_recorded(message_id: str, event: AcsEvent, fields: Mapping[str, Any] | None) -> None:
-    status = fields.get("Status") if fields else None
-    latency = fields.get("DeliveryLatencyMs") if fields else None
+def _log_recorded(message_id: str, event: AcsEvent, change: tuple[LedgerRow, LedgerRow | None]) -> None:
+    before, after = change
+    status = after.status.value if after is not None else None
+    latency = after.delivery_latency_ms if after is not None and before.delivery_latency_ms is None else None
     emit(
         log,
         "event.recorded",

@@ -11,10 +11,11 @@ import logging
 
 from shared.adapters.tables import Conflict, TableStore
 from shared.errors import ValidationFailed
-from shared.events_model import AcsEvent, event_key
+from shared.events_model import AcsEvent
 from shared.ledger import parse_iso
 from shared.observability import emit
 from shared.privacy import acs_address, address_hash, mask
+from shared.schema import inbound_entity
 from shared.services.consent import (
     ALL_SENDERS,
     OPT_IN_KEYWORDS,
@@ -41,18 +42,8 @@ class InboundRecorder:
         if keyword in OPT_OUT_KEYWORDS or keyword in OPT_IN_KEYWORDS:
             await self._apply_keyword(event, keyword)
         try:
-            await self._table.insert(
-                {
-                    "PartitionKey": f"{event.channel.value}|{address_hash(self._settings.consent_hash_key, sender)}",
-                    "RowKey": event_key(event),
-                    "From": mask(sender),
-                    "To": event.recipient,
-                    "Keyword": keyword,
-                    "MessageType": event.detail,
-                    "ReceivedAt": event.event_time,
-                    "ProviderMessageId": event.provider_message_id,
-                }
-            )
+            sender_hash = address_hash(self._settings.consent_hash_key, sender)
+            await self._table.insert(inbound_entity(event, sender_hash, mask(sender), keyword))
         except Conflict:
             return False
         emit(
@@ -87,7 +78,7 @@ class InboundRecorder:
             reason=f"inbound keyword {keyword}",
             actor="recipient",
             now=parse_iso(event.event_time),
-            change_id=event_key(event),
+            change_id=event.key,
         )
         emit(
             log,

@@ -16,10 +16,10 @@ from shared.adapters.tables import TableStore
 from shared.errors import FieldError, IdReused, ValidationFailed
 from shared.models import Status
 from shared.observability import count, emit
+from shared.schema import is_ledger_row
 from shared.services.acceptance import Acceptance
 from shared.services.rejections import RequestRejections
 from shared.settings import Settings
-from shared.tables import is_ledger_row
 from shared.validation import check_request, content_id, parse_request
 
 log = logging.getLogger(__name__)

@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from shared.adapters.queues import QueueWriter
 from shared.adapters.tables import TableStore
-from shared.ledger import Ledger, LedgerRow, iso
+from shared.ledger import Ledger, iso, queue_body
 from shared.models import Status
 from shared.observability import emit
+from shared.schema import LEDGER_ROWS_FILTER, LedgerRow
 from shared.services.audit import AuditLog
-from shared.tables import LEDGER_ROWS_FILTER
 
 log = logging.getLogger(__name__)
 NO_SUCH_MESSAGE = "skipped: no such message"
@@ -64,7 +64,7 @@ class OperatorService:
         restored = await self._ledger.change(message_id, lambda current: _restore(current, allowed, force_resend, now))
         if restored is None or restored.status not in (Status.ACCEPTED, Status.SENDING):
             return ReplayResult(message_id, "skipped: changed meanwhile")
-        body = restored.queue_body
+        body = queue_body(restored)
         if body is None:
             return ReplayResult(message_id, "skipped: payload purged by retention")
         await self._outbound.send(body)
@@ -82,18 +82,18 @@ class OperatorService:
         return ReplayResult(message_id, "requeued")
 
 
-def _restore(row: LedgerRow, allowed: set[Status], force: bool, now: datetime) -> dict[str, Any] | None:
+def _restore(row: LedgerRow, allowed: set[Status], force: bool, now: datetime) -> LedgerRow | None:
     if row.status not in allowed:
         return None
     stamp = iso(now)
     if force:  # the operator accepts the duplicate risk: next generation of repeatability ids
-        return {
-            "Status": Status.ACCEPTED.value,
-            "Generation": 0,
-            "ReplayedAt": stamp,
-            "UpdatedAt": stamp,
-            "PreviousGeneration": row.generation,
-        }
-    claimed = bool(row.get("FirstSentAt"))
-    status = Status.SENDING if claimed else Status.ACCEPTED
-    return {"Status": status.value, "ReplayedAt": stamp, "UpdatedAt": stamp}
+        return replace(
+            row,
+            status=Status.ACCEPTED,
+            generation=0,
+            replayed_at=stamp,
+            updated_at=stamp,
+            previous_generation=row.generation,
+        )
+    status = Status.SENDING if row.first_sent_at else Status.ACCEPTED
+    return replace(row, status=status, replayed_at=stamp, updated_at=stamp)

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from shared.adapters.tables import TableStore
 from shared.ledger import Ledger, iso, parse_iso
+from shared.schema import OrphanRow
 from shared.services.correlation import Correlation
 from shared.services.due import DueEntry, DueKind
 from shared.services.events import ORPHAN_RECHECK, EventService
@@ -68,8 +69,9 @@ class OrphanSweep:
     async def _give_up(self, provider_message_id: str, now: datetime) -> int:
         """Drop this id's events parked longer than the window (later ones have their own entries)."""
         cutoff = iso(now - ORPHAN_WINDOW)
-        rows = [r async for r in self._orphans.query("PartitionKey eq @pk", {"pk": provider_message_id})]
-        stale = [str(r["RowKey"]) for r in rows if str(r.get("ParkedAt", "")) < cutoff]
+        query = self._orphans.query("PartitionKey eq @pk", {"pk": provider_message_id})
+        rows = [OrphanRow.from_entity(r) async for r in query]
+        stale = [r.key for r in rows if r.parked_at < cutoff]
         for row_key in stale:
             await self._orphans.delete(provider_message_id, row_key)
         if len(stale) == len(rows):  # none left waiting on the placeholder

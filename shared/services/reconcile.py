@@ -21,16 +21,17 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from shared.adapters.acs import operation_id
 from shared.adapters.queues import QueueWriter, RawMessage
 from shared.adapters.tables import TableStore
-from shared.ledger import Ledger, LedgerRow, iso, transition_fields
+from shared.ledger import Ledger, iso, queue_body
 from shared.models import Status
 from shared.observability import count, emit
+from shared.schema import LedgerRow
 from shared.services.deadletter import DeadLetterService
 from shared.services.due import DueEntry, DueIndex, DueKind, schedule_retention
 from shared.services.orphans import OrphanSweep
@@ -135,17 +136,17 @@ class ReconcileService:
             summary.actions[await self._sla(row, entry)] += 1
             # A sent message's retention clock is scheduled here, off the send path.
             days = self._settings.retention_days["content"]
-            await schedule_retention(self._retention, row.message_id, str(row.get("CreatedAt", "")), days)
+            await schedule_retention(self._retention, row.message_id, row.created_at or "", days)
             final = await self._ledger.get(entry.message_id)
             if final is not None:
                 summary.cohort[f"{final.channel.value}|{final.status.value}"] += 1
-                if final.get("DeliveryLatencyMs") is not None:
-                    summary.latencies_ms.append(int(final.get("DeliveryLatencyMs")))
+                if final.delivery_latency_ms is not None:
+                    summary.latencies_ms.append(int(final.delivery_latency_ms))
 
     async def _stuck(self, row: LedgerRow) -> str:
         if row.status not in (Status.ACCEPTED, Status.SENDING):
             return "moot"
-        body = row.queue_body
+        body = queue_body(row)
         if body is None:
             return "no-payload"
         await self._outbound.send(body)
@@ -166,9 +167,8 @@ class ReconcileService:
         if status in {"failed", "canceled"}:
             await self._set(row, Status.FAILED, f"email operation ended {status}")
             return "failed"
-        rechecks = int(row.get("SlaRechecks", 0))
-        if status in {"running", "notstarted"} and rechecks < EMAIL_RUNNING_RECHECKS:
-            await self._ledger.change(row.message_id, lambda r: {"SlaRechecks": int(r.get("SlaRechecks", 0)) + 1})
+        if status in {"running", "notstarted"} and row.sla_rechecks < EMAIL_RUNNING_RECHECKS:
+            await self._ledger.change(row.message_id, lambda r: replace(r, sla_rechecks=r.sla_rechecks + 1))
             sla = timedelta(minutes=self._settings.sla_minutes[Channel.EMAIL])
             await self._due.add(row.message_id, DueKind.SLA, self._now() + sla)
             return "extended"
@@ -180,10 +180,10 @@ class ReconcileService:
     async def _set(self, row: LedgerRow, status: Status, reason: str) -> None:
         now = self._now()
 
-        def decide(current: LedgerRow) -> dict[str, Any] | None:
+        def decide(current: LedgerRow) -> LedgerRow | None:
             if current.status != Status.SENT or not pipeline_may_set(current.status, status):
                 return None
-            return transition_fields(status, now, Reason=reason, StatusEventTime=iso(now))
+            return current.moved_to(status, iso(now), reason=reason, status_event_time=iso(now))
 
         await self._ledger.change(row.message_id, decide)
 

@@ -10,8 +10,9 @@ from datetime import datetime
 
 from shared.adapters.acs import operation_id
 from shared.errors import Throttled, TransientError
-from shared.ledger import LedgerRow, parse_iso
+from shared.ledger import parse_iso
 from shared.models import DeliveryMode, Status
+from shared.schema import LedgerRow
 from shared.services.dispatch import REPEATABILITY_WINDOW, Dispatcher
 from shared.services.endings import SendEndings
 from shared.services.providers import Provider
@@ -40,7 +41,7 @@ class Recovery:
         when ACS says it never saw it."""
         if checked.channel == Channel.EMAIL:
             return await self._recover_email(checked, row)
-        if self._now() - parse_iso(str(row.get("FirstSentAt"))) < REPEATABILITY_WINDOW:
+        if self._now() - parse_iso(str(row.first_sent_at)) < REPEATABILITY_WINDOW:
             # What the earlier attempt did is unknown: this generation may have reached ACS, and ACS
             # still deduplicates its ids.
             row = await self._dispatcher.claim(row, generation=None, uncertain=True)

@@ -24,17 +24,23 @@ from shared.adapters.queues import MAX_PAYLOAD_BYTES
 from shared.adapters.tables import Conflict, TableStore
 from shared.errors import FieldError, IdReused, ValidationFailed
 from shared.events_model import lower_case_keys, stable_json
-from shared.ledger import Ledger, iso, payload_blob_name, transition_fields
+from shared.ledger import Ledger, iso, payload_blob_name
 from shared.models import MESSAGE_ID_PATTERN, Status
 from shared.observability import count, emit, emit_warning
+from shared.schema import (
+    REJECTED_EVENTS_PARTITION,
+    LedgerRow,
+    conflict_entity,
+    rejected_event_entity,
+    verbatim_text,
+)
 from shared.services.due import DueIndex, schedule_retention
 from shared.settings import Channel, Settings
-from shared.tables import split_payload, verbatim_payload
 from shared.validation import content_id, load_json
 
 log = logging.getLogger(__name__)
 
-REJECTED_PARTITION = "rejected-events"
+REJECTED_PARTITION = REJECTED_EVENTS_PARTITION
 # Payload characters kept with a rejected event: 12 properties of 30,000 UTF-16 units stay well under
 # the 1 MiB a table entity may hold (an Event Grid event is at most 1 MB; larger ones are cut, and say so).
 MAX_REJECTED_PAYLOAD = 360_000
@@ -80,17 +86,21 @@ class RequestRejections:
         """Record the Rejected row; False if the id exists already (an invalid copy of it: not recorded)."""
         now = self._now()
         reason = "; ".join(f"{e.field}: {e.message}" for e in errors)[:1000]
-        fields = {
-            "Channel": channel,
-            "Errors": json.dumps([e.as_dict() for e in errors])[:30_000],
-            "CreatedAt": iso(now),
-            "Source": "queue",
-            # Verbatim, whatever the bytes (text when UTF-8, else base64), as far as a row holds it.
-            **verbatim_payload(body[:MAX_PAYLOAD_BYTES]),
-            **({"PayloadTruncated": True} if len(body) > MAX_PAYLOAD_BYTES else {}),
-            **transition_fields(Status.REJECTED, now, Reason=reason),
-        }
-        if not await self._ledger.record_rejected(message_id, fields):
+        # Verbatim, whatever the bytes (text when UTF-8, else base64), as far as a row holds it.
+        text, encoding = verbatim_text(body[:MAX_PAYLOAD_BYTES])
+        row = LedgerRow(
+            message_id=message_id,
+            status=Status.REJECTED,
+            channel_name=channel,
+            errors=json.dumps([e.as_dict() for e in errors])[:30_000],
+            created_at=iso(now),
+            source="queue",
+            payload=text,
+            payload_encoding=encoding,
+            payload_bytes=min(len(body), MAX_PAYLOAD_BYTES),
+            payload_truncated=True if len(body) > MAX_PAYLOAD_BYTES else None,
+        ).moved_to(Status.REJECTED, iso(now), reason=reason)
+        if not await self._ledger.record_rejected(row):
             emit(
                 log,
                 "message.duplicate_skipped",
@@ -121,19 +131,7 @@ class RequestRejections:
         digest = self._ledger.payload_hash(reused.payload)
         now = iso(self._now())
         with contextlib.suppress(Conflict):  # the same refused request again: already on record
-            await self._ledger.record_history(
-                message_id,
-                {
-                    "RowKey": f"conflict|{digest}",
-                    "Kind": "conflict",
-                    "EventType": "IdReused",
-                    "EventTime": now,
-                    "ReceivedAt": now,
-                    "Source": source,
-                    "PayloadHash": digest,
-                    "Detail": "a different request arrived under this id; it was not sent",
-                },
-            )
+            await self._ledger.record_history(conflict_entity(message_id, digest, source, now))
         ours = payload_blob_name(message_id, reused.payload)
         if self._payloads is not None and ours != reused.stored_payload_ref:
             await self._payloads.delete(ours)  # stored by the producer or by us before the row was read
@@ -158,18 +156,15 @@ class EventRejections:
         """Record a malformed event once, with its payload, under a key derived from its content."""
         payload = stable_json(raw)
         keys = lower_case_keys(raw) if isinstance(raw, Mapping) else {}
-        stored = payload[:MAX_REJECTED_PAYLOAD]
-        entity = {
-            "PartitionKey": REJECTED_PARTITION,
-            "RowKey": hashlib.sha256(payload.encode()).hexdigest()[:40],
-            "Reason": storable(reason)[:1000],
-            "EventType": event_type_of(raw),
-            "EventId": storable(str(keys.get("id") or ""))[:200],
-            "At": iso(self._now()),
-            "PayloadChars": len(payload),
-            "PayloadTruncated": len(stored) < len(payload),
-            **split_payload(stored),
-        }
+        entity = rejected_event_entity(
+            digest=hashlib.sha256(payload.encode()).hexdigest()[:40],
+            reason=storable(reason)[:1000],
+            event_type=event_type_of(raw),
+            event_id=storable(str(keys.get("id") or ""))[:200],
+            at=iso(self._now()),
+            payload=payload,
+            kept=payload[:MAX_REJECTED_PAYLOAD],
+        )
         try:
             await self._table.insert(entity)
         except Conflict:

@@ -11,19 +11,20 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from shared.adapters.blobs import PayloadStore
 from shared.adapters.tables import TableStore
-from shared.ledger import Ledger, LedgerRow, iso, parse_iso, payload_json
+from shared.ledger import Ledger, iso, parse_iso, payload_json
 from shared.observability import emit
 from shared.privacy import address_hash, normalise_address
+from shared.schema import LEDGER_ROWS_FILTER, LedgerRow, join_payload, provider_id_keys
 from shared.services.audit import AuditLog
 from shared.services.consent import ConsentService
 from shared.services.due import DueEntry, DueIndex, DueKind
 from shared.settings import Channel, Settings
-from shared.tables import LEDGER_ROWS_FILTER, join_payload, provider_id_keys, split_payload
 from shared.validation import canonical_recipient, channel_of_address
 
 log = logging.getLogger(__name__)
@@ -77,10 +78,11 @@ class RetentionService:
         row = await self._ledger.get(entry.message_id)
         if row is None:
             return
-        created = parse_iso(str(row.get("CreatedAt")))
+        created = parse_iso(str(row.created_at))
         days = self._settings.retention_days
         if entry.kind == DueKind.PURGE_CONTENT:
-            await self._rewrite_payload(row, CONTENT_FIELDS, {"ContentPurgedAt": iso(self._now())})
+            at = iso(self._now())
+            await self._rewrite_payload(row, CONTENT_FIELDS, lambda r: replace(r, content_purged_at=at))
             await self._retention.add(
                 row.message_id, DueKind.PURGE_RECIPIENT, created + timedelta(days=days["recipient"])
             )
@@ -90,33 +92,33 @@ class RetentionService:
         elif entry.kind == DueKind.PURGE_ROWS:
             await self._delete_message(row)
 
-    async def _rewrite_payload(self, row: LedgerRow, keys: tuple[str, ...], extra: dict[str, Any]) -> None:
+    async def _rewrite_payload(
+        self, row: LedgerRow, keys: tuple[str, ...], purged: Callable[[LedgerRow], LedgerRow]
+    ) -> None:
+        """Drop `keys` from the stored request, and record the purge (`purged`)."""
         if row.payload_ref:  # a request kept in blob storage: the blob holds all its content, so it goes
             if self._payloads is not None:
                 await self._payloads.delete(row.payload_ref)
-            await self._ledger.change(row.message_id, lambda _: {"PayloadRef": "", **extra})
+            await self._ledger.change(row.message_id, lambda current: purged(replace(current, payload_ref="")))
             return
         stripped = _strip(payload_json(row), keys)
-        old_chunks = [k for k in row.entity if k.startswith("Payload")]
-        fields: dict[str, Any] = dict.fromkeys(old_chunks, "")
-        if stripped is not None:
-            fields |= split_payload(json.dumps(stripped))
-        await self._ledger.change(row.message_id, lambda _: {**fields, **extra})
+        text = json.dumps(stripped) if stripped is not None else ""
+        await self._ledger.change(row.message_id, lambda current: purged(replace(current, payload=text)))
 
     async def _purge_recipient(self, row: LedgerRow) -> None:
+        at = iso(self._now())
         await self._rewrite_payload(
             row,
             CONTENT_FIELDS + RECIPIENT_FIELDS,
-            {"RecipientMasked": "", "RecipientHash": "", "RecipientPurgedAt": iso(self._now())},
+            lambda r: replace(r, recipient_masked="", recipient_hash="", recipient_purged_at=at),
         )
 
     async def _delete_message(self, row: LedgerRow) -> None:
         keys = [r["RowKey"] async for r in self._messages.query("PartitionKey eq @pk", {"pk": row.message_id})]
         for key in keys:
             await self._messages.delete(row.message_id, key)
-        provider_id = row.get("ProviderMessageId")
-        if provider_id:
-            await self._provider_ids.delete(*provider_id_keys(str(provider_id)))
+        if row.provider_message_id:
+            await self._provider_ids.delete(*provider_id_keys(row.provider_message_id))
 
     async def erase(self, address: str, *, actor: str, reason: str) -> Counter[str]:
         """Remove every trace of `address`: ledger recipients and payloads, consent permissions, inbound

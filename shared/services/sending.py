@@ -22,9 +22,10 @@ from dataclasses import dataclass
 
 from shared.adapters.tables import EtagMismatch
 from shared.errors import IdReused
-from shared.ledger import Ledger, LedgerRow
+from shared.ledger import Ledger
 from shared.models import Status
 from shared.observability import count, emit
+from shared.schema import LedgerRow
 from shared.services.acceptance import Acceptance
 from shared.services.decoding import QueueDelivery, RequestDecoder
 from shared.services.dispatch import Dispatcher

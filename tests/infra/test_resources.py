@@ -222,8 +222,8 @@ def test_budget_alerts_the_operator() -> None:
 
 
 def test_tables_created_are_the_tables_the_app_uses() -> None:
-    """tableSuffixes defaults to exactly the tables of shared/tables.py, so none is missing or stray."""
-    from shared.tables import TableNames
+    """tableSuffixes defaults to exactly the tables of shared/schema.py, so none is missing or stray."""
+    from shared.schema import TableNames
 
     assert sorted(parameters(MAIN)["tableSuffixes"]["default"]) == sorted(TableNames("").all())
 

@@ -24,11 +24,11 @@ from shared.adapters.tables import TableStore
 from shared.errors import StorageUnreachable, TransientError
 from shared.events_model import stable_json
 from shared.runtime import Services
+from shared.schema import join_payload
 from shared.services.decoding import QueueDelivery
 from shared.services.events import EventOutcome
 from shared.services.outcomes import Outcome
 from shared.services.rejections import MAX_REJECTED_PAYLOAD, REJECTED_PARTITION
-from shared.tables import join_payload
 from tests.integration.conftest import email, sms, whatsapp
 
 SEEDS: dict[str, dict[str, Any]] = {

@@ -8,6 +8,7 @@ import json
 import logging
 import uuid
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -20,10 +21,10 @@ from shared.events_model import envelope_from_dict, normalise
 from shared.ledger import iso
 from shared.models import Status
 from shared.runtime import Services
+from shared.schema import is_ledger_row, ledger_row_key
 from shared.services.decoding import QueueDelivery
 from shared.services.events import EventOutcome
 from shared.services.outcomes import Outcome
-from shared.tables import is_ledger_row, ledger_row_key
 from shared.validation import CheckedRequest
 from tests.integration.conftest import SMS_SENDER, Clock, email, eventually, sms, whatsapp
 
@@ -178,7 +179,7 @@ async def test_a_report_before_sent_is_recorded_and_sent_does_not_undo_it(svc: S
     """A report that beats the Sent write ends Delivered; the late Sent keeps the status."""
     checked = _checked(svc, "early")
     await svc.sending.steps.acceptance.accept(checked, "queue")
-    await svc.ledger.change("early", lambda _: {"Status": "Sending"})
+    await svc.ledger.change("early", lambda r: replace(r, status=Status.SENDING))
     assert await svc.events.record(sms_report("Outgoing_early", "early")) == EventOutcome.RECORDED
     assert await _status(svc, "early") == Status.DELIVERED
     await svc.sending.steps.dispatcher.mark_sent(checked, "Outgoing_early", None)
@@ -219,7 +220,7 @@ async def test_a_status_whose_send_ends_during_its_index_read_is_applied_not_par
     status is reading the index, which does not have it yet. The status must use what the send learnt
     instead of parking itself for a re-match through storage."""
     await svc.sending.steps.acceptance.accept(_checked(svc, "mid-read", body=whatsapp("mid-read")), "queue")
-    await svc.ledger.change("mid-read", lambda _: {"Status": "Sending"})
+    await svc.ledger.change("mid-read", lambda r: replace(r, status=Status.SENDING))
     in_flight = svc.events.correlation.whatsapp_send_in_flight()
     in_flight.__enter__()
 

@@ -15,9 +15,9 @@ import uuid
 from devstack.acs import AcsEmulator
 from shared.models import Status
 from shared.runtime import Services
+from shared.schema import is_ledger_row
 from shared.services.decoding import QueueDelivery
 from shared.services.outcomes import Outcome
-from shared.tables import is_ledger_row
 from tests.integration.conftest import sms
 from tests.integration.test_large_payloads import _big_email
 

@@ -7,6 +7,7 @@ import json
 import logging
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -190,7 +191,7 @@ async def test_a_replay_starts_a_new_retry_budget(azurite: Azurite, acs: AcsEmul
         with pytest.raises(TransientError):
             await services.sending.handle(_delivery(sms("replayed")))
         clock.advance(seconds=1)
-        await services.ledger.change("replayed", lambda _: {"ReplayedAt": iso(clock())})
+        await services.ledger.change("replayed", lambda r: replace(r, replayed_at=iso(clock())))
         assert await services.sending.handle(_delivery(sms("replayed"))) == Outcome.RESCHEDULED
         row = await services.ledger.get("replayed")
         assert row is not None and row.get("Retries") == 1

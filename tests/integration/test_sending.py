@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -201,7 +202,7 @@ async def test_email_beyond_the_window_asks_acs_instead_of_resending(
 async def test_dead_letter_keeps_reason_and_payload(svc: Services) -> None:
     """A poisoned request is DeadLettered with the last error and its payload intact."""
     await svc.sending.steps.acceptance.accept(_checked(svc, "poisoned"), "queue")
-    await svc.ledger.change("poisoned", lambda _: {"LastError": "provider answered 503"})
+    await svc.ledger.change("poisoned", lambda r: replace(r, last_error="provider answered 503"))
     await svc.dead_letters.record(sms("poisoned"), "q-1", "max dequeue count")
     row = await svc.ledger.get("poisoned")
     assert row is not None and row.status == Status.DEAD_LETTERED

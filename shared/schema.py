@@ -1,0 +1,550 @@
+"""Table names and keys: one place that knows how rows are laid out (design §5).
+
+- messages:    PartitionKey = message id; RowKey `ledger|<message id>` for the ledger row, `evt|<hash>` for event
+               rows, so one entity-group transaction can insert an event and advance the status. The ledger
+               row's RowKey repeats the id so that no RowKey is shared across partitions: Azure serves a
+               point read by both keys either way, but Azurite finds a row by RowKey first, and a RowKey
+               shared by every message made each point read there cost O(messages).
+- providerids: PartitionKey = RowKey = provider message id -> message id (email operation id, SMS and WhatsApp ids);
+               the RowKey repeats the id for the same reason.
+- due:         PartitionKey = `due`, RowKey = `<iso due time>|<message id>|<kind>`: reconciliation reads
+               only what is due (a range query), never the history.
+- orphans:     PartitionKey = provider message id, RowKey = event key: reports that arrived before their
+               message was known; partition `~due` is their recheck index (as `due`).
+- rejectedevents: PartitionKey = `rejected-events`, RowKey = hash of the payload: malformed events, once each.
+- consent:     PartitionKey = `<channel>|<keyed hash of address>`, RowKey = sender or `*`.
+- audit, deadletters, reports, control: operator history, undecodable poison payloads, summaries, pause switches.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from shared.models import DeliveryMode, Status
+from shared.settings import Channel
+
+if TYPE_CHECKING:
+    from shared.events_model import AcsEvent
+
+LEDGER_PREFIX = "ledger|"
+# Every ledger row, and nothing else: `|` sorts right before `}`, and event rows start with `evt|`.
+LEDGER_ROWS_FILTER = "RowKey ge 'ledger|' and RowKey lt 'ledger}'"
+DUE_PARTITION = "due"
+MAX_INLINE_PAYLOAD = 60_000  # characters kept in the ledger row; larger requests live in blob storage
+PAYLOAD_CHUNK = 30_000  # characters per string property (Table Storage allows 64 KiB = 32K UTF-16 units)
+
+
+@dataclass(frozen=True)
+class TableNames:
+    prefix: str
+
+    @property
+    def messages(self) -> str:
+        return f"{self.prefix}messages"
+
+    @property
+    def provider_ids(self) -> str:
+        return f"{self.prefix}providerids"
+
+    @property
+    def due(self) -> str:
+        return f"{self.prefix}due"
+
+    @property
+    def orphans(self) -> str:
+        return f"{self.prefix}orphans"
+
+    @property
+    def consent(self) -> str:
+        return f"{self.prefix}consent"
+
+    @property
+    def audit(self) -> str:
+        return f"{self.prefix}audit"
+
+    @property
+    def dead_letters(self) -> str:
+        return f"{self.prefix}deadletters"
+
+    @property
+    def reports(self) -> str:
+        return f"{self.prefix}reports"
+
+    @property
+    def inbound(self) -> str:
+        return f"{self.prefix}inbound"
+
+    @property
+    def rejected_events(self) -> str:
+        return f"{self.prefix}rejectedevents"
+
+    @property
+    def payload_container(self) -> str:
+        return f"{self.prefix}-payloads"
+
+    @property
+    def control(self) -> str:
+        return f"{self.prefix}control"
+
+    def all(self) -> tuple[str, ...]:
+        return (
+            self.messages,
+            self.provider_ids,
+            self.due,
+            self.orphans,
+            self.consent,
+            self.audit,
+            self.dead_letters,
+            self.reports,
+            self.control,
+            self.inbound,
+            self.rejected_events,
+        )
+
+
+def ledger_row_key(message_id: str) -> str:
+    return f"{LEDGER_PREFIX}{message_id}"
+
+
+def is_ledger_row(row_key: str) -> bool:
+    return row_key.startswith(LEDGER_PREFIX)
+
+
+def provider_id_keys(provider_message_id: str) -> tuple[str, str]:
+    """(PartitionKey, RowKey) of a provider id's index row."""
+    return provider_message_id, provider_message_id
+
+
+def event_row_key(provider_message_id: str, kind: str, status: str, event_time: str) -> str:
+    """Deterministic event key: the same report delivered twice has the same key (design §4.3)."""
+    digest = hashlib.sha256(f"{provider_message_id}|{kind}|{status.lower()}|{event_time}".encode()).hexdigest()
+    return f"evt|{digest[:40]}"
+
+
+def due_row_key(due_iso: str, message_id: str, kind: str) -> str:
+    return f"{due_iso}|{message_id}|{kind}"
+
+
+def _utf16_units(text: str) -> int:
+    return len(text.encode("utf-16-le", errors="surrogatepass")) // 2
+
+
+def split_payload(text: str) -> dict[str, str]:
+    """Spread a long string over Payload0..PayloadN properties of at most PAYLOAD_CHUNK UTF-16 units
+    each: Table Storage measures a string property in UTF-16, where a character beyond the BMP (an
+    emoji) takes two units, so 30,000 characters can be 60,000 units and be refused."""
+    parts: dict[str, str] = {}
+    start = 0
+    while start < len(text):
+        end = min(len(text), start + PAYLOAD_CHUNK)
+        while (excess := _utf16_units(text[start:end]) - PAYLOAD_CHUNK) > 0:
+            end -= (excess + 1) // 2  # each character dropped is one or two units
+        parts[f"Payload{len(parts)}"] = text[start:end]
+        start = end
+    return parts
+
+
+def verbatim_text(body: bytes) -> tuple[str, str]:
+    """Text that gives back exactly `body`, and its encoding: the text when it is UTF-8, else its
+    base64, so that bytes which are not text are kept as well."""
+    try:
+        return body.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        return base64.b64encode(body).decode("ascii"), "base64"
+
+
+def verbatim_payload(body: bytes) -> dict[str, object]:
+    """Payload columns that give back exactly `body` (`PayloadEncoding` says how)."""
+    text, encoding = verbatim_text(body)
+    return {"PayloadEncoding": encoding, "PayloadBytes": len(body), **split_payload(text)}
+
+
+def join_payload(entity: dict[str, object]) -> str | None:
+    parts = []
+    index = 0
+    while f"Payload{index}" in entity:
+        parts.append(str(entity[f"Payload{index}"]))
+        index += 1
+    return "".join(parts) if parts else None
+
+
+# -- the ledger row ---------------------------------------------------------------------------------
+
+# Attribute name → column name for the ledger row's scalar columns. The per-status times
+# (`<Status>At`) and the payload chunks (`Payload0`..) are mapped apart.
+_LEDGER_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("channel_name", "Channel"),
+    ("purpose", "Purpose"),
+    ("delivery_mode", "Delivery"),
+    ("sender", "Sender"),
+    ("recipient_masked", "RecipientMasked"),
+    ("recipient_hash", "RecipientHash"),
+    ("segments", "Segments"),
+    ("correlation_id", "CorrelationId"),
+    ("expires_at", "ExpiresAt"),
+    ("created_at", "CreatedAt"),
+    ("source", "Source"),
+    ("payload_hash", "PayloadHash"),
+    ("payload_ref", "PayloadRef"),
+    ("payload_encoding", "PayloadEncoding"),
+    ("payload_bytes", "PayloadBytes"),
+    ("payload_truncated", "PayloadTruncated"),
+    ("errors", "Errors"),
+    ("attempts", "Attempts"),
+    ("generation", "Generation"),
+    ("ids_generation", "IdsGeneration"),
+    ("repeatability_id", "RepeatabilityId"),
+    ("first_sent_at", "FirstSentAt"),
+    ("uncertain_generation", "UncertainGeneration"),
+    ("previous_generation", "PreviousGeneration"),
+    ("provider_message_id", "ProviderMessageId"),
+    ("cost_estimate", "CostEstimate"),
+    ("updated_at", "UpdatedAt"),
+    ("status_event_time", "StatusEventTime"),
+    ("reason", "Reason"),
+    ("delivery_latency_ms", "DeliveryLatencyMs"),
+    ("retries", "Retries"),
+    ("last_retry_at", "LastRetryAt"),
+    ("last_error", "LastError"),
+    ("throttles", "Throttles"),
+    ("replayed_at", "ReplayedAt"),
+    ("sla_rechecks", "SlaRechecks"),
+    ("content_purged_at", "ContentPurgedAt"),
+    ("recipient_purged_at", "RecipientPurgedAt"),
+)
+_INT_COLUMNS = frozenset(
+    {
+        "segments",
+        "payload_bytes",
+        "attempts",
+        "generation",
+        "ids_generation",
+        "uncertain_generation",
+        "previous_generation",
+        "retries",
+        "throttles",
+        "sla_rechecks",
+    }
+)
+_FLOAT_COLUMNS = frozenset({"cost_estimate", "delivery_latency_ms"})
+# Counters that only exist once counted (a row that never waited has no Retries column).
+_ZERO_IS_ABSENT = frozenset({"retries", "throttles", "sla_rechecks"})
+# Columns that retention blanks (a merge cannot remove a property) and that then read as absent.
+_BLANK_IS_ABSENT = _INT_COLUMNS | _FLOAT_COLUMNS | {"payload_ref"}
+# The columns a per-process cache keeps of a row: what the event projection and the Sent write read.
+SLIM_COLUMNS = frozenset(
+    {"status", "status_event_time", "provider_message_id", "delivery_latency_ms", "channel_name", "created_at"}
+)
+# Columns of the ledger row that the status API shows (GET /api/messages/{id}), in camelCase.
+PUBLIC_COLUMNS = (
+    "Channel",
+    "Status",
+    "Purpose",
+    "Delivery",
+    "RecipientMasked",
+    "Sender",
+    "Attempts",
+    "Segments",
+    "CostEstimate",
+    "ProviderMessageId",
+    "Reason",
+    "CorrelationId",
+    "CreatedAt",
+    "ExpiresAt",
+    "DeliveryLatencyMs",
+)
+
+
+def _status_column(status: Status) -> str:
+    return f"{status.value}At"
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    """The ledger row of one message (design §5), with the etag of the read that produced it.
+
+    Changes are new rows (`dataclasses.replace`, `moved_to`); the ledger writes the columns that differ
+    (`changed_columns`), guarded by the etag. Columns that are not set are absent from the entity."""
+
+    message_id: str
+    status: Status
+    channel_name: str = "unknown"  # a request rejected before its channel was known says "unknown"
+    etag: str = ""
+    times: Mapping[Status, str] = field(default_factory=dict)  # when each status was reached
+    purpose: str | None = None
+    delivery_mode: str | None = None
+    sender: str | None = None
+    recipient_masked: str | None = None
+    recipient_hash: str | None = None
+    segments: int | None = None
+    correlation_id: str | None = None
+    expires_at: str | None = None
+    created_at: str | None = None
+    source: str | None = None
+    payload_hash: str | None = None
+    payload_ref: str | None = None
+    payload: str | None = None  # the request's text (or a rejected body verbatim), over Payload0..N
+    payload_encoding: str | None = None
+    payload_bytes: int | None = None
+    payload_truncated: bool | None = None
+    errors: str | None = None
+    attempts: int = 0
+    generation: int = 0
+    ids_generation: int | None = None
+    repeatability_id: str | None = None
+    first_sent_at: str | None = None
+    uncertain_generation: int | None = None
+    previous_generation: int | None = None
+    provider_message_id: str | None = None
+    cost_estimate: float | None = None
+    updated_at: str | None = None
+    status_event_time: str | None = None
+    reason: str | None = None
+    delivery_latency_ms: float | None = None
+    retries: int = 0
+    last_retry_at: str | None = None
+    last_error: str | None = None
+    throttles: int = 0
+    replayed_at: str | None = None
+    sla_rechecks: int = 0
+    content_purged_at: str | None = None
+    recipient_purged_at: str | None = None
+
+    @property
+    def channel(self) -> Channel:
+        return Channel(self.channel_name)
+
+    @property
+    def delivery(self) -> DeliveryMode:
+        return DeliveryMode(self.delivery_mode or DeliveryMode.AT_MOST_ONCE)
+
+    @property
+    def sent_at(self) -> str | None:
+        return self.times.get(Status.SENT)
+
+    @property
+    def status_time(self) -> str:
+        return self.status_event_time or ""
+
+    def moved_to(self, status: Status, at: str, **changes: Any) -> LedgerRow:
+        """This row moved to `status` at `at` (the status's own time and UpdatedAt), plus `changes`."""
+        return replace(self, status=status, times={**self.times, status: at}, updated_at=at, **changes)
+
+    # -- the entity ---------------------------------------------------------------------------------
+
+    @classmethod
+    def from_entity(cls, entity: Mapping[str, Any], etag: str = "") -> LedgerRow:
+        values: dict[str, Any] = {}
+        for attr, column in _LEDGER_COLUMNS:
+            value = entity.get(column)
+            if value is None or (value == "" and attr in _BLANK_IS_ABSENT):
+                continue
+            if attr in _INT_COLUMNS:
+                value = int(value)
+            elif attr in _FLOAT_COLUMNS:
+                value = float(value)
+            values[attr] = value
+        times = {s: str(entity[_status_column(s)]) for s in Status if entity.get(_status_column(s))}
+        return cls(
+            message_id=str(entity["PartitionKey"]),
+            status=Status(entity["Status"]),
+            etag=etag,
+            times=times,
+            payload=join_payload(dict(entity)),
+            **values,
+        )
+
+    def to_entity(self) -> dict[str, Any]:
+        entity: dict[str, Any] = {
+            "PartitionKey": self.message_id,
+            "RowKey": ledger_row_key(self.message_id),
+            "Status": self.status.value,
+        }
+        for attr, column in _LEDGER_COLUMNS:
+            value = getattr(self, attr)
+            if value is not None and not (value == 0 and attr in _ZERO_IS_ABSENT):
+                entity[column] = value
+        for status, at in self.times.items():
+            entity[_status_column(status)] = at
+        if self.payload is not None:
+            entity |= split_payload(self.payload)
+        return entity
+
+    def slim(self) -> LedgerRow:
+        """Only the columns a per-process cache keeps (SLIM_COLUMNS and the Sent time)."""
+        kept = {attr: getattr(self, attr) for attr in SLIM_COLUMNS}
+        sent = {Status.SENT: self.sent_at} if self.sent_at else {}
+        return LedgerRow(message_id=self.message_id, etag=self.etag, times=sent, **kept)
+
+    def get(self, column: str, default: Any = None) -> Any:
+        """A column by its stored name (for tools and tests that read rows as stored)."""
+        return self.to_entity().get(column, default)
+
+    @property
+    def entity(self) -> dict[str, Any]:
+        return self.to_entity()
+
+
+def changed_columns(before: LedgerRow, after: LedgerRow) -> dict[str, Any]:
+    """The columns to merge to turn `before` into `after`. A payload that shrank or was removed also
+    blanks the chunks it no longer uses (a merge leaves absent properties as they were)."""
+    old, new = before.to_entity(), after.to_entity()
+    changed = {k: v for k, v in new.items() if old.get(k) != v}
+    changed |= {k: "" for k in old if k not in new and _is_payload_chunk(k)}
+    return changed
+
+
+def _is_payload_chunk(column: str) -> bool:
+    return column.startswith("Payload") and column[len("Payload") :].isdigit()
+
+
+def payload_columns(row_entity: Mapping[str, Any]) -> list[str]:
+    """The payload chunk columns an entity holds (for tools that blank them)."""
+    return [k for k in row_entity if _is_payload_chunk(k)]
+
+
+# -- the other rows ---------------------------------------------------------------------------------
+
+
+def event_entity(message_id: str, event: AcsEvent, received_at: str) -> dict[str, Any]:
+    """An event's row in its message's history (beside the ledger row, same partition)."""
+    return {
+        "PartitionKey": message_id,
+        "RowKey": event.key,
+        "Kind": event.kind.value,
+        "EventType": event.event_type,
+        "RawStatus": event.raw_status,
+        "Status": event.status.value if event.status else None,
+        "EventTime": event.event_time,
+        "ProviderMessageId": event.provider_message_id,
+        "Detail": event.detail,
+        "ReceivedAt": received_at,
+    }
+
+
+def conflict_entity(message_id: str, digest: str, source: str, at: str) -> dict[str, Any]:
+    """The trace a refused request (a different request under a used id) leaves in the message's history."""
+    return {
+        "PartitionKey": message_id,
+        "RowKey": f"conflict|{digest}",
+        "Kind": "conflict",
+        "EventType": "IdReused",
+        "EventTime": at,
+        "ReceivedAt": at,
+        "Source": source,
+        "PayloadHash": digest,
+        "Detail": "a different request arrived under this id; it was not sent",
+    }
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    """A row of a message's history as the status API shows it."""
+
+    event_type: str | None
+    status: str | None
+    raw_status: str | None
+    event_time: str | None
+    detail: str | None
+    kind: str | None
+
+    @classmethod
+    def from_entity(cls, entity: Mapping[str, Any]) -> HistoryRow:
+        return cls(
+            entity.get("EventType"),
+            entity.get("Status"),
+            entity.get("RawStatus"),
+            entity.get("EventTime"),
+            entity.get("Detail"),
+            entity.get("Kind"),
+        )
+
+
+def inbound_entity(event: AcsEvent, sender_hash: str, sender_masked: str, keyword: str | None) -> dict[str, Any]:
+    """An inbound message, under the keyed hash of its sender (never the raw address)."""
+    return {
+        "PartitionKey": f"{event.channel.value}|{sender_hash}",
+        "RowKey": event.key,
+        "From": sender_masked,
+        "To": event.recipient,
+        "Keyword": keyword,
+        "MessageType": event.detail,
+        "ReceivedAt": event.event_time,
+        "ProviderMessageId": event.provider_message_id,
+    }
+
+
+@dataclass(frozen=True)
+class OrphanRow:
+    """A status parked until its message is known: the normalised event as JSON, and when it was parked."""
+
+    provider_message_id: str
+    key: str
+    event_json: str
+    parked_at: str
+    channel: str
+
+    def to_entity(self) -> dict[str, Any]:
+        return {
+            "PartitionKey": self.provider_message_id,
+            "RowKey": self.key,
+            "Event": self.event_json,
+            "ParkedAt": self.parked_at,
+            "Channel": self.channel,
+        }
+
+    @classmethod
+    def from_entity(cls, entity: Mapping[str, Any]) -> OrphanRow:
+        return cls(
+            str(entity["PartitionKey"]),
+            str(entity["RowKey"]),
+            str(entity.get("Event", "")),
+            str(entity.get("ParkedAt", "")),
+            str(entity.get("Channel", "")),
+        )
+
+
+ORPHAN_ROW_KEY = "RowKey"  # the one column a "is anything still parked?" query selects
+
+
+@dataclass(frozen=True)
+class ProviderIdRow:
+    """provider id → message id; a placeholder (no message id yet) marks a status waiting for its send."""
+
+    provider_message_id: str
+    channel: str
+    message_id: str | None = None
+
+    def to_entity(self) -> dict[str, Any]:
+        partition, row_key = provider_id_keys(self.provider_message_id)
+        entity = {"PartitionKey": partition, "RowKey": row_key, "Channel": self.channel}
+        return entity | ({"MessageId": self.message_id} if self.message_id else {})
+
+    @classmethod
+    def from_entity(cls, entity: Mapping[str, Any]) -> ProviderIdRow:
+        message_id = entity.get("MessageId")
+        return cls(str(entity["PartitionKey"]), str(entity.get("Channel", "")), str(message_id) if message_id else None)
+
+
+REJECTED_EVENTS_PARTITION = "rejected-events"
+
+
+def rejected_event_entity(
+    digest: str, reason: str, event_type: str, event_id: str, at: str, payload: str, kept: str
+) -> dict[str, Any]:
+    """A malformed event, once (RowKey: a hash of its content), with as much of its payload as a row holds."""
+    return {
+        "PartitionKey": REJECTED_EVENTS_PARTITION,
+        "RowKey": digest,
+        "Reason": reason,
+        "EventType": event_type,
+        "EventId": event_id,
+        "At": at,
+        "PayloadChars": len(payload),
+        "PayloadTruncated": len(kept) < len(payload),
+        **split_payload(kept),
+    }

@@ -50,7 +50,8 @@ from devstack.acs.models import DeliveryRecord
 from devstack.host.process import RunnerProcess
 from shared.adapters.storage import CLIENT_OPTIONS
 from shared.client import ContactMessagesClient
-from shared.ledger import Ledger, iso, parse_iso, transition_fields
+from shared.clock import iso, parse_iso
+from shared.ledger import Ledger, transition_fields
 from shared.models import Status
 from shared.services.sending import canonical_payload
 from shared.settings import load_settings

@@ -13,7 +13,7 @@ from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
-from shared.ledger import iso
+from shared.clock import iso
 from shared.runtime import Services
 from shared.services.due import DueKind
 from shared.services.reconcile import REPORT_PARTITION, Summary

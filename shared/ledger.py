@@ -14,11 +14,12 @@ import hmac
 import json
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from shared.adapters.tables import Conflict, EtagMismatch, Stored, TableStore
 from shared.cache import Lru
+from shared.clock import iso, parse_iso
 from shared.errors import TransientError, ValidationFailed
 from shared.models import DeliveryMode, Status
 from shared.privacy import address_hash, mask
@@ -27,14 +28,6 @@ from shared.tables import join_payload, ledger_row_key, split_payload
 from shared.validation import CheckedRequest, load_json
 
 MAX_RACE_RETRIES = 8
-
-
-def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def parse_iso(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 # The statuses whose report ends the delivery leg that DeliveryLatencyMs measures.

@@ -10,14 +10,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from shared.adapters.acs import AcsSenders, parse_acs_connection
 from shared.adapters.identity import managed_identity
 from shared.adapters.queues import QueueWriter
 from shared.adapters.storage import StorageClients
-from shared.clock import utc_now
+from shared.clock import Clock, utc_now
 from shared.ledger import Ledger
 from shared.services.audit import AuditLog
 from shared.services.consent import ConsentService
@@ -55,7 +54,7 @@ class Services:
     reconcile: ReconcileService
     retention: RetentionService
     provider: Provider
-    clock: Callable[[], datetime]
+    clock: Clock
     credential: Any = None
 
     async def close(self) -> None:
@@ -90,7 +89,7 @@ def app_credential(settings: Settings) -> Any:
 async def build_services(
     settings: Settings,
     provider: Provider | None = None,
-    clock: Callable[[], datetime] = utc_now,
+    clock: Clock = utc_now,
     credential_factory: Callable[[Settings], Any] = app_credential,
 ) -> Services:
     """Wire every service for `settings`, creating missing tables and queues. One credential, made by

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from shared.adapters.tables import Conflict, TableStore
-from shared.ledger import iso
+from shared.clock import iso
 
 AUDIT_PARTITION = "audit"
 

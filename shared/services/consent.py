@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from shared.adapters.tables import Conflict, EtagMismatch, TableStore
-from shared.ledger import iso
+from shared.clock import iso
 from shared.privacy import address_hash
 from shared.services.audit import AuditLog
 from shared.settings import Channel

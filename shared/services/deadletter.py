@@ -20,13 +20,12 @@ import base64
 import binascii
 import logging
 import re
-from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 from shared.adapters.tables import Conflict, TableStore
+from shared.clock import Clock, iso
 from shared.errors import ValidationFailed
-from shared.ledger import Ledger, LedgerRow, iso, transition_fields
+from shared.ledger import Ledger, LedgerRow, transition_fields
 from shared.models import MESSAGE_ID_PATTERN, Status
 from shared.observability import count, emit_warning
 from shared.services.due import DueIndex, schedule_retention
@@ -55,7 +54,7 @@ class DeadLetterService:
         self,
         ledger: Ledger,
         dead_letters: TableStore,
-        clock: Callable[[], datetime],
+        clock: Clock,
         retention: DueIndex | None = None,
         content_days: int = 7,
         content_key: bytes = b"",

@@ -26,6 +26,7 @@ from typing import Any
 
 from shared.adapters.tables import Conflict, EtagMismatch, Op, TableStore
 from shared.cache import Lru
+from shared.clock import iso, parse_iso
 from shared.errors import PermanentError, ValidationFailed
 from shared.events_model import (
     AcsEvent,
@@ -37,7 +38,7 @@ from shared.events_model import (
     stable_json,
     topic_of,
 )
-from shared.ledger import REACHED, Ledger, LedgerRow, delivery_latency_ms, iso, parse_iso
+from shared.ledger import REACHED, Ledger, LedgerRow, delivery_latency_ms
 from shared.models import Status
 from shared.observability import count, emit, emit_warning
 from shared.privacy import acs_address, address_hash, mask
@@ -170,7 +171,7 @@ class EventService:
         if topic.lower() not in self._settings.acs_resource_ids:
             return self._ignore("untrusted-topic", "event from an untrusted topic ignored", raw)
         try:
-            event = normalise(envelope_from_dict(raw))
+            event = normalise(envelope_from_dict(raw, self._now()))
         except MalformedEvent as exc:
             return await self._reject(raw, str(exc))
         if event is None:

@@ -7,12 +7,11 @@ row later. Accepting is idempotent on the id: the same id again returns the same
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from shared.adapters.tables import TableStore
+from shared.clock import Clock
 from shared.errors import FieldError, IdReused, ValidationFailed
 from shared.models import Status
 from shared.observability import count, emit
@@ -57,7 +56,7 @@ class IntakeResult:
 
 
 class IntakeService:
-    def __init__(self, settings: Settings, sending: SendService, clock: Callable[[], datetime]) -> None:
+    def __init__(self, settings: Settings, sending: SendService, clock: Clock) -> None:
         self._settings = settings
         self._sending = sending
         self._now = clock

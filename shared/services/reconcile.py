@@ -20,7 +20,6 @@ import asyncio
 import json
 import logging
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,7 +27,8 @@ from typing import Any
 from shared.adapters.acs import operation_id
 from shared.adapters.queues import QueueWriter, RawMessage
 from shared.adapters.tables import TableStore
-from shared.ledger import Ledger, LedgerRow, iso, transition_fields
+from shared.clock import Clock, iso
+from shared.ledger import Ledger, LedgerRow, transition_fields
 from shared.models import Status
 from shared.observability import count, emit
 from shared.services.deadletter import DeadLetterService
@@ -98,7 +98,7 @@ class ReconcileService:
         orphans: TableStore,
         reports: TableStore,
         dead_letters: DeadLetterService,
-        clock: Callable[[], datetime],
+        clock: Clock,
         retention: DueIndex | None = None,
     ) -> None:
         self._settings = settings

@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from shared.adapters.blobs import PayloadStore
 from shared.adapters.tables import TableStore
-from shared.ledger import Ledger, LedgerRow, iso, parse_iso, payload_json
+from shared.clock import Clock, iso, parse_iso
+from shared.ledger import Ledger, LedgerRow, payload_json
 from shared.observability import emit
 from shared.privacy import address_hash, normalise_address
 from shared.services.audit import AuditLog
@@ -49,7 +49,7 @@ class RetentionService:
         others: list[TableStore],
         consent: ConsentService,
         audit: AuditLog,
-        clock: Callable[[], datetime],
+        clock: Clock,
         payloads: PayloadStore | None = None,
     ) -> None:
         self._settings = settings

@@ -35,6 +35,7 @@ from shared.adapters.acs import SendIds, operation_id, repeatability_id
 from shared.adapters.blobs import PayloadStore
 from shared.adapters.queues import MAX_PAYLOAD_BYTES, QueueWriter
 from shared.adapters.tables import Conflict, EtagMismatch, TableStore
+from shared.clock import iso, parse_iso
 from shared.errors import (
     AccessDenied,
     FieldError,
@@ -49,8 +50,6 @@ from shared.ledger import (
     Ledger,
     LedgerRow,
     delivery_latency_ms,
-    iso,
-    parse_iso,
     payload_blob_name,
     reference_body,
     transition_fields,

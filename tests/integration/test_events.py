@@ -16,9 +16,8 @@ import pytest
 from devstack.acs import DEFAULT_TOPIC, AcsEmulator
 from shared.adapters.acs import ProviderReceipt, SendIds
 from shared.adapters.tables import Conflict, Stored, TableStore
-from shared.clock import utc_now
+from shared.clock import iso, utc_now
 from shared.events_model import envelope_from_dict, normalise
-from shared.ledger import iso
 from shared.models import Status
 from shared.runtime import Services
 from shared.services.events import EventOutcome
@@ -208,7 +207,7 @@ async def test_a_status_parked_after_the_sender_indexed_is_applied_by_the_parker
     await svc.storage.table(svc.names.provider_ids).insert(
         {"PartitionKey": "receipt-y", "RowKey": "receipt-y", "MessageId": "early-index", "Channel": "whatsapp"}
     )
-    event = normalise(envelope_from_dict(_wa_status("receipt-y", "Delivered", T0)))
+    event = normalise(envelope_from_dict(_wa_status("receipt-y", "Delivered", T0), svc.clock()))
     assert event is not None
     assert await svc.events._park(event) == EventOutcome.RECORDED  # the race, made to happen
     assert await _status(svc, "early-index") == Status.DELIVERED

@@ -24,8 +24,8 @@ from devstack.acs.builders import SmsTarget
 from devstack.acs.config import DEFAULT_SUBSCRIPTION
 from devstack.acs.models import DEFAULT_TOPIC, DataCasing, EventSchema
 from devstack.acs.outcomes import Step
-from shared.adapters.acs import repeatability_id
 from shared.clock import iso
+from shared.ids import repeatability_id
 from shared.ledger import transition_fields
 from shared.models import Status
 from shared.runtime import Services

@@ -8,7 +8,6 @@ failure must come back as field errors that say what to fix, never as a crash.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import math
 import re
@@ -77,16 +76,6 @@ def _pydantic_errors(exc: ValidationError) -> list[FieldError]:
             loc = loc[1:]  # the discriminator tag pydantic adds
         errors.append(FieldError(".".join(loc) or "$", err["msg"]))
     return errors
-
-
-def content_id(key: bytes, body: bytes) -> str:
-    """The id of a request sent without one: its content is its identity, so a redelivery, a
-    poisoned copy and a re-scheduled copy all map to the same ledger row, and a producer that posts
-    the same body twice gets the same message. Keyed (the app's CONSENT_HASH_KEY): a plain digest of a
-    templated one-time code could be reversed to the phone number by hashing every number, and the id
-    is shown to API callers and operators."""
-    digest = hmac.new(key, b"content-id\x00" + body.strip(), hashlib.sha256).hexdigest()
-    return "h-" + digest[:40]
 
 
 class _Refused(ValueError):

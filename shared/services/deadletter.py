@@ -25,13 +25,14 @@ from typing import Any
 from shared.adapters.tables import Conflict, TableStore
 from shared.clock import Clock, iso
 from shared.errors import ValidationFailed
+from shared.ids import content_id
 from shared.ledger import Ledger, LedgerRow, transition_fields
 from shared.models import MESSAGE_ID_PATTERN, Status
 from shared.observability import count, emit_warning
 from shared.services.due import DueIndex, schedule_retention
 from shared.status import pipeline_may_set
 from shared.tables import verbatim_payload
-from shared.validation import content_id, load_json, parse_request
+from shared.validation import load_json, parse_request
 
 log = logging.getLogger(__name__)
 RAW_PARTITION = "raw"

@@ -13,12 +13,13 @@ from typing import Any
 from shared.adapters.tables import TableStore
 from shared.clock import Clock
 from shared.errors import FieldError, IdReused, ValidationFailed
+from shared.ids import content_id
 from shared.models import Status
 from shared.observability import count, emit
 from shared.services.sending import SendService
 from shared.settings import Settings
 from shared.tables import is_ledger_row
-from shared.validation import check_request, content_id, parse_request
+from shared.validation import check_request, parse_request
 
 log = logging.getLogger(__name__)
 

@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from shared.adapters.acs import operation_id
 from shared.adapters.queues import QueueWriter, RawMessage
 from shared.adapters.tables import TableStore
 from shared.clock import Clock, iso
+from shared.ids import operation_id
 from shared.ledger import Ledger, LedgerRow, transition_fields
 from shared.models import Status
 from shared.observability import count, emit

@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from shared.adapters.acs import SendIds, operation_id, repeatability_id
+from shared.adapters.acs import SendIds
 from shared.adapters.blobs import PayloadStore
 from shared.adapters.queues import MAX_PAYLOAD_BYTES, QueueWriter
 from shared.adapters.tables import Conflict, EtagMismatch, TableStore
@@ -45,6 +45,7 @@ from shared.errors import (
     TransientError,
     ValidationFailed,
 )
+from shared.ids import content_id, operation_id, repeatability_id
 from shared.ledger import (
     REACHED,
     Ledger,
@@ -66,7 +67,7 @@ from shared.services.ratelimit import RateGate
 from shared.settings import Channel, Settings
 from shared.status import TERMINAL, pipeline_may_set
 from shared.tables import provider_id_keys, verbatim_payload
-from shared.validation import CheckedRequest, check_request, content_id, load_json, parse_payload_ref, parse_request
+from shared.validation import CheckedRequest, check_request, load_json, parse_payload_ref, parse_request
 
 log = logging.getLogger(__name__)
 

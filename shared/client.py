@@ -20,8 +20,8 @@ from azure.storage.queue.aio import QueueClient
 
 from shared.adapters.blobs import PayloadStore
 from shared.adapters.queues import MAX_PAYLOAD_BYTES, QueueWriter
+from shared.claimcheck import payload_blob_name, reference_body
 from shared.errors import FieldError, ValidationFailed
-from shared.ledger import payload_blob_name, reference_body
 from shared.models import AnyRequest
 from shared.tables import TableNames
 from shared.validation import parse_request

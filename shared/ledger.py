@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
-import json
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,6 +18,7 @@ from typing import Any
 
 from shared.adapters.tables import Conflict, EtagMismatch, Stored, TableStore
 from shared.cache import Lru
+from shared.claimcheck import reference_body
 from shared.clock import iso, parse_iso
 from shared.errors import TransientError, ValidationFailed
 from shared.models import DeliveryMode, Status
@@ -263,18 +263,6 @@ class Ledger:
     @staticmethod
     def stored(stored: Stored) -> LedgerRow:
         return LedgerRow(stored.entity, stored.etag)
-
-
-def payload_blob_name(message_id: str, payload: str) -> str:
-    """Where a request too large for a queue message is kept: named by its content as well as its id,
-    so that a second, different request under the same id never overwrites the first one's text.
-    Producers compute it without any secret, so the digest is a plain one."""
-    return f"{message_id}/{hashlib.sha256(payload.encode()).hexdigest()[:32]}.json"
-
-
-def reference_body(message_id: str, payload_ref: str) -> str:
-    """The small queue message that stands for a request kept in blob storage."""
-    return json.dumps({"schemaVersion": 1, "id": message_id, "payloadRef": payload_ref})
 
 
 def payload_json(row: LedgerRow) -> dict[str, Any] | None:

@@ -21,7 +21,7 @@ MAX_EMAIL_BYTES = 10 * 1024 * 1024
 # Message ids become Table Storage partition keys: no / \ # ? or control characters, at most 128 chars.
 MESSAGE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@=+-]{0,127}$"
 # The blob that holds a request too large for a queue message: `<message id>/<32 hex of its SHA-256>.json`
-# in the app's payload container (`shared.ledger.payload_blob_name`); no other name is ever read.
+# in the app's payload container (`shared.claimcheck.payload_blob_name`); no other name is ever read.
 PAYLOAD_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@=+-]{0,127}/[0-9a-f]{32}\.json$"
 # RFC 3339 date-time with a mandatory offset (https://www.rfc-editor.org/rfc/rfc3339#section-5.6).
 RFC3339_PATTERN = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"

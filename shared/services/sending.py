@@ -35,6 +35,7 @@ from shared.adapters.acs import SendIds
 from shared.adapters.blobs import PayloadStore
 from shared.adapters.queues import MAX_PAYLOAD_BYTES, QueueWriter
 from shared.adapters.tables import Conflict, EtagMismatch, TableStore
+from shared.claimcheck import parse_payload_ref, payload_blob_name, reference_body
 from shared.clock import iso, parse_iso
 from shared.errors import (
     AccessDenied,
@@ -46,15 +47,7 @@ from shared.errors import (
     ValidationFailed,
 )
 from shared.ids import content_id, operation_id, repeatability_id
-from shared.ledger import (
-    REACHED,
-    Ledger,
-    LedgerRow,
-    delivery_latency_ms,
-    payload_blob_name,
-    reference_body,
-    transition_fields,
-)
+from shared.ledger import REACHED, Ledger, LedgerRow, delivery_latency_ms, transition_fields
 from shared.models import MESSAGE_ID_PATTERN, AnyRequest, DeliveryMode, Status
 from shared.observability import count, emit, emit_warning
 from shared.privacy import mask
@@ -67,7 +60,7 @@ from shared.services.ratelimit import RateGate
 from shared.settings import Channel, Settings
 from shared.status import TERMINAL, pipeline_may_set
 from shared.tables import provider_id_keys, verbatim_payload
-from shared.validation import CheckedRequest, check_request, load_json, parse_payload_ref, parse_request
+from shared.validation import CheckedRequest, check_request, load_json, parse_request
 
 log = logging.getLogger(__name__)
 

@@ -36,9 +36,10 @@ from azure.data.tables.aio import TableClient
 from bench import seed
 from bench.common import app_env, parser, storage, verdict, write_result
 from bench.rest import RestInserter
+from shared.models import Channel
 from shared.runtime import Services, build_services
 from shared.services.due import DueKind
-from shared.settings import Channel, load_settings
+from shared.settings import load_settings
 from shared.tables import ledger_row_key
 
 NAME = "reconcile"

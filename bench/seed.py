@@ -27,11 +27,10 @@ from devstack.acs.outcomes import Step
 from shared.clock import iso
 from shared.ids import repeatability_id
 from shared.ledger import transition_fields
-from shared.models import Status
+from shared.models import Channel, Status
 from shared.runtime import Services
 from shared.services.due import RETENTION_PARTITION, DueKind
 from shared.services.sending import canonical_payload
-from shared.settings import Channel
 from shared.tables import DUE_PARTITION, due_row_key, event_row_key
 from shared.validation import check_request, parse_request
 

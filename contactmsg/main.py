@@ -19,10 +19,9 @@ from contactmsg.commands_ops import consent_app, dead_letters_app, register_ops
 from contactmsg.commands_stack import stack_app
 from contactmsg.context import STATE, Exit, console, emit_json, err_console, parse_channel, run, usage_error
 from contactmsg.views import history_table, report_view, status_table
-from shared.models import Status
+from shared.models import Channel, Status
 from shared.runtime import Services
 from shared.services.intake import IntakeResult, status_view
-from shared.settings import Channel
 
 
 class JsonAnywhere(TyperGroup):

@@ -21,9 +21,8 @@ from typing import Any
 
 from shared.clock import iso
 from shared.errors import ValidationFailed
-from shared.models import MESSAGE_ID_PATTERN, Status
+from shared.models import MESSAGE_ID_PATTERN, Channel, Status
 from shared.privacy import acs_address
-from shared.settings import Channel
 
 PREFIX = "microsoft.communication."
 

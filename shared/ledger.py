@@ -21,17 +21,12 @@ from shared.cache import Lru
 from shared.claimcheck import reference_body
 from shared.clock import iso, parse_iso
 from shared.errors import TransientError, ValidationFailed
-from shared.models import DeliveryMode, Status
+from shared.models import Channel, DeliveryMode, Status
 from shared.privacy import address_hash, mask
-from shared.settings import Channel
 from shared.tables import join_payload, ledger_row_key, split_payload
 from shared.validation import CheckedRequest, load_json
 
 MAX_RACE_RETRIES = 8
-
-
-# The statuses whose report ends the delivery leg that DeliveryLatencyMs measures.
-REACHED = frozenset({Status.DELIVERED, Status.READ})
 
 
 def delivery_latency_ms(sent_at: str, reported_at: str) -> float:

@@ -14,8 +14,6 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
-from shared.settings import Channel
-
 SCHEMA_VERSION = 1
 MAX_EMAIL_BYTES = 10 * 1024 * 1024
 # Message ids become Table Storage partition keys: no / \ # ? or control characters, at most 128 chars.
@@ -44,6 +42,12 @@ Float64 = Annotated[float, Field(allow_inf_nan=False)]
 _METADATA_VALUE = str | Int64 | Float64 | bool
 
 
+class Channel(StrEnum):
+    SMS = "sms"
+    EMAIL = "email"
+    WHATSAPP = "whatsapp"
+
+
 class Purpose(StrEnum):
     TRANSACTIONAL = "transactional"
     MARKETING = "marketing"
@@ -68,6 +72,10 @@ class Status(StrEnum):
     SUPPRESSED = "Suppressed"
     DEAD_LETTERED = "DeadLettered"
     UNKNOWN = "Unknown"
+
+
+# The statuses whose report ends the delivery leg that DeliveryLatencyMs measures.
+REACHED = frozenset({Status.DELIVERED, Status.READ})
 
 
 class _Strict(BaseModel):

@@ -18,6 +18,7 @@ from shared.adapters.queues import QueueWriter
 from shared.adapters.storage import StorageClients
 from shared.clock import Clock, utc_now
 from shared.ledger import Ledger
+from shared.models import Channel
 from shared.services.audit import AuditLog
 from shared.services.consent import ConsentService
 from shared.services.control import ControlService
@@ -30,7 +31,7 @@ from shared.services.ratelimit import RateGate
 from shared.services.reconcile import ReconcileService
 from shared.services.retention import RetentionService
 from shared.services.sending import SendService
-from shared.settings import Channel, Settings, load_settings
+from shared.settings import Settings, load_settings
 from shared.tables import TableNames
 from shared.telemetry import configure_telemetry
 

@@ -24,12 +24,13 @@ from shared.models import (
     MAX_EMAIL_BYTES,
     SEND_REQUEST_ADAPTER,
     AnyRequest,
+    Channel,
     EmailRequest,
     SmsRequest,
     WhatsAppRequest,
 )
 from shared.segments import count_segments
-from shared.settings import Channel, Settings
+from shared.settings import Settings
 
 MAX_BODY_BYTES = 12 * 1024 * 1024
 # The deepest legitimate request is 4 levels (request > content > attachments > attachment); the limit

@@ -13,9 +13,9 @@ from enum import StrEnum
 
 from shared.adapters.tables import Conflict, EtagMismatch, TableStore
 from shared.clock import iso
+from shared.models import Channel
 from shared.privacy import address_hash
 from shared.services.audit import AuditLog
-from shared.settings import Channel
 from shared.validation import canonical_recipient
 
 ALL_SENDERS = "*"

@@ -38,8 +38,8 @@ from shared.events_model import (
     stable_json,
     topic_of,
 )
-from shared.ledger import REACHED, Ledger, LedgerRow, delivery_latency_ms
-from shared.models import Status
+from shared.ledger import Ledger, LedgerRow, delivery_latency_ms
+from shared.models import REACHED, Channel, Status
 from shared.observability import count, emit, emit_warning
 from shared.privacy import acs_address, address_hash, mask
 from shared.services.consent import (
@@ -51,7 +51,7 @@ from shared.services.consent import (
     keyword_of,
 )
 from shared.services.due import DueEntry, DueIndex, DueKind
-from shared.settings import Channel, Settings
+from shared.settings import Settings
 from shared.status import report_wins
 from shared.tables import event_row_key, ledger_row_key, provider_id_keys, split_payload
 

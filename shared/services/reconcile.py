@@ -29,14 +29,14 @@ from shared.adapters.tables import TableStore
 from shared.clock import Clock, iso
 from shared.ids import operation_id
 from shared.ledger import Ledger, LedgerRow, transition_fields
-from shared.models import Status
+from shared.models import Channel, Status
 from shared.observability import count, emit
 from shared.services.deadletter import DeadLetterService
 from shared.services.due import DueEntry, DueIndex, DueKind, schedule_retention
 from shared.services.events import EventService
 from shared.services.providers import Provider
-from shared.settings import Channel, Settings
-from shared.status import pipeline_may_set
+from shared.settings import Settings
+from shared.status import OUTCOMES, pipeline_may_set
 
 log = logging.getLogger(__name__)
 STUCK_RECHECK = timedelta(minutes=15)
@@ -68,7 +68,7 @@ class Summary:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
     def as_entity(self) -> dict[str, Any]:
-        reported = sum(n for key, n in self.cohort.items() if key.split("|")[1] in {"Delivered", "Failed", "Read"})
+        reported = sum(n for key, n in self.cohort.items() if key.split("|")[1] in OUTCOMES)
         return {
             "PartitionKey": REPORT_PARTITION,
             "RowKey": self.at,

@@ -17,12 +17,13 @@ from shared.adapters.blobs import PayloadStore
 from shared.adapters.tables import TableStore
 from shared.clock import Clock, iso, parse_iso
 from shared.ledger import Ledger, LedgerRow, payload_json
+from shared.models import Channel
 from shared.observability import emit
 from shared.privacy import address_hash, normalise_address
 from shared.services.audit import AuditLog
 from shared.services.consent import ConsentService
 from shared.services.due import DueEntry, DueIndex, DueKind
-from shared.settings import Channel, Settings
+from shared.settings import Settings
 from shared.tables import LEDGER_ROWS_FILTER, join_payload, provider_id_keys, split_payload
 from shared.validation import canonical_recipient, channel_of_address
 

@@ -47,8 +47,8 @@ from shared.errors import (
     ValidationFailed,
 )
 from shared.ids import content_id, operation_id, repeatability_id
-from shared.ledger import REACHED, Ledger, LedgerRow, delivery_latency_ms, transition_fields
-from shared.models import MESSAGE_ID_PATTERN, AnyRequest, DeliveryMode, Status
+from shared.ledger import Ledger, LedgerRow, delivery_latency_ms, transition_fields
+from shared.models import MESSAGE_ID_PATTERN, REACHED, AnyRequest, Channel, DeliveryMode, Status
 from shared.observability import count, emit, emit_warning
 from shared.privacy import mask
 from shared.retry import FORBIDDEN_RETRY
@@ -57,7 +57,7 @@ from shared.services.control import ControlService
 from shared.services.due import DueIndex, DueKind, schedule_retention
 from shared.services.providers import Provider
 from shared.services.ratelimit import RateGate
-from shared.settings import Channel, Settings
+from shared.settings import Settings
 from shared.status import TERMINAL, pipeline_may_set
 from shared.tables import provider_id_keys, verbatim_payload
 from shared.validation import CheckedRequest, check_request, load_json, parse_request

@@ -408,7 +408,7 @@ async def test_stop_then_start_by_inbound_sms(svc: Services, acs: AcsEmulator, w
 
 
 async def _consent_blocked(svc: Services, blocked: bool) -> bool:
-    from shared.settings import Channel
+    from shared.models import Channel
 
     decision = await svc.consent.check(Channel.SMS, "+14255550177", SMS_SENDER)
     return decision.allowed is not blocked

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from devstack.acs import DEFAULT_TOPIC
+from shared.models import Channel
 from shared.runtime import Services
 from shared.services.events import REJECTED_PARTITION, EventOutcome
 from shared.services.sending import Outcome, QueueDelivery
-from shared.settings import Channel
 from tests.integration.conftest import SMS_SENDER, sms
 
 T0 = "2020-09-18T00:27:45.32Z"

@@ -11,11 +11,10 @@ import pytest
 
 from devstack.acs import AcsEmulator
 from shared.errors import ValidationFailed
-from shared.models import Status
+from shared.models import Channel, Status
 from shared.runtime import Services
 from shared.services.consent import ConsentState
 from shared.services.sending import Outcome, QueueDelivery
-from shared.settings import Channel
 from tests.integration.conftest import SMS_SENDER, Clock, email, sms, whatsapp
 
 

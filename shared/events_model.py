@@ -20,7 +20,7 @@ from enum import StrEnum
 from typing import Any
 
 from shared.clock import iso
-from shared.errors import ValidationFailed
+from shared.errors import MalformedEvent, ValidationFailed
 from shared.models import MESSAGE_ID_PATTERN, Channel, Status
 from shared.privacy import acs_address
 
@@ -49,10 +49,6 @@ class EventKind(StrEnum):
     REPORT = "report"
     ENGAGEMENT = "engagement"
     INBOUND = "inbound"
-
-
-class MalformedEvent(ValueError):
-    """The event cannot be understood; the reason says which field is wrong."""
 
 
 @dataclass(frozen=True)

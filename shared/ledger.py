@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from shared.adapters.tables import Conflict, EtagMismatch, Stored, TableStore
+from shared.adapters.tables import Stored, TableStore
 from shared.cache import Lru
 from shared.claimcheck import reference_body
 from shared.clock import iso, parse_iso
-from shared.errors import TransientError, ValidationFailed
+from shared.errors import Conflict, EtagMismatch, TransientError, ValidationFailed
 from shared.models import Channel, DeliveryMode, Status
 from shared.privacy import address_hash, mask
 from shared.tables import join_payload, ledger_row_key, split_payload

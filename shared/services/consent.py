@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from shared.adapters.tables import Conflict, EtagMismatch, TableStore
+from shared.adapters.tables import TableStore
 from shared.clock import iso
+from shared.errors import Conflict, EtagMismatch
 from shared.models import Channel
 from shared.privacy import address_hash
 from shared.services.audit import AuditLog

@@ -22,9 +22,9 @@ import logging
 import re
 from typing import Any
 
-from shared.adapters.tables import Conflict, TableStore
+from shared.adapters.tables import TableStore
 from shared.clock import Clock, iso
-from shared.errors import ValidationFailed
+from shared.errors import Conflict, ValidationFailed
 from shared.ids import content_id
 from shared.ledger import Ledger, LedgerRow, transition_fields
 from shared.models import MESSAGE_ID_PATTERN, Status

@@ -24,14 +24,13 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from shared.adapters.tables import Conflict, EtagMismatch, Op, TableStore
+from shared.adapters.tables import Op, TableStore
 from shared.cache import Lru
 from shared.clock import iso, parse_iso
-from shared.errors import PermanentError, ValidationFailed
+from shared.errors import Conflict, EtagMismatch, MalformedEvent, PermanentError, ValidationFailed
 from shared.events_model import (
     AcsEvent,
     EventKind,
-    MalformedEvent,
     envelope_from_dict,
     lower_case_keys,
     normalise,

@@ -34,11 +34,13 @@ from typing import Any
 from shared.adapters.acs import SendIds
 from shared.adapters.blobs import PayloadStore
 from shared.adapters.queues import MAX_PAYLOAD_BYTES, QueueWriter
-from shared.adapters.tables import Conflict, EtagMismatch, TableStore
+from shared.adapters.tables import TableStore
 from shared.claimcheck import parse_payload_ref, payload_blob_name, reference_body
 from shared.clock import iso, parse_iso
 from shared.errors import (
     AccessDenied,
+    Conflict,
+    EtagMismatch,
     FieldError,
     IdReused,
     PermanentError,

@@ -15,8 +15,9 @@ import pytest
 
 from devstack.acs import DEFAULT_TOPIC, AcsEmulator
 from shared.adapters.acs import ProviderReceipt, SendIds
-from shared.adapters.tables import Conflict, Stored, TableStore
+from shared.adapters.tables import Stored, TableStore
 from shared.clock import iso, utc_now
+from shared.errors import Conflict
 from shared.events_model import envelope_from_dict, normalise
 from shared.models import Status
 from shared.runtime import Services

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from shared.adapters.tables import Stored, TableStore
+from shared.adapters.tables import TableStore
 from shared.cache import Lru
 from shared.claimcheck import reference_body
 from shared.clock import iso, parse_iso
@@ -254,10 +254,6 @@ class Ledger:
             except EtagMismatch:
                 continue
         raise TransientError(f"ledger row {message_id} kept changing; giving up for now")
-
-    @staticmethod
-    def stored(stored: Stored) -> LedgerRow:
-        return LedgerRow(stored.entity, stored.etag)
 
 
 def payload_json(row: LedgerRow) -> dict[str, Any] | None:

@@ -14,7 +14,6 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
-SCHEMA_VERSION = 1
 MAX_EMAIL_BYTES = 10 * 1024 * 1024
 # Message ids become Table Storage partition keys: no / \ # ? or control characters, at most 128 chars.
 MESSAGE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@=+-]{0,127}$"

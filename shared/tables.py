@@ -26,7 +26,6 @@ LEDGER_PREFIX = "ledger|"
 # Every ledger row, and nothing else: `|` sorts right before `}`, and event rows start with `evt|`.
 LEDGER_ROWS_FILTER = "RowKey ge 'ledger|' and RowKey lt 'ledger}'"
 DUE_PARTITION = "due"
-MAX_INLINE_PAYLOAD = 60_000  # characters kept in the ledger row; larger requests live in blob storage
 PAYLOAD_CHUNK = 30_000  # characters per string property (Table Storage allows 64 KiB = 32K UTF-16 units)
 
 

@@ -37,7 +37,7 @@ from shared.events_model import (
     stable_json,
     topic_of,
 )
-from shared.ledger import Ledger, LedgerRow, delivery_latency_ms
+from shared.ledger import MAX_RACE_RETRIES, Ledger, LedgerRow, delivery_latency_ms
 from shared.models import REACHED, Channel, Status
 from shared.observability import count, emit, emit_warning
 from shared.privacy import acs_address, address_hash, mask
@@ -55,7 +55,6 @@ from shared.status import report_wins
 from shared.tables import event_row_key, ledger_row_key, provider_id_keys, split_payload
 
 log = logging.getLogger(__name__)
-MAX_RACE_RETRIES = 8
 REJECTED_PARTITION = "rejected-events"
 # Payload characters kept with a rejected event: 12 properties of 30,000 UTF-16 units stay well under
 # the 1 MiB a table entity may hold (an Event Grid event is at most 1 MB; larger ones are cut, and say so).

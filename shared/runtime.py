@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.adapters.acs import AcsSenders, parse_acs_connection
+from shared.adapters.blobs import PayloadStore
 from shared.adapters.identity import managed_identity
 from shared.adapters.queues import QueueWriter
 from shared.adapters.storage import StorageClients
+from shared.adapters.tables import TableStore
 from shared.clock import Clock, utc_now
 from shared.ledger import Ledger
 from shared.models import Channel
@@ -28,8 +30,8 @@ from shared.services.events import EventService, Tables
 from shared.services.intake import IntakeService
 from shared.services.providers import AcsProvider, Provider
 from shared.services.ratelimit import RateGate
-from shared.services.reconcile import ReconcileService
-from shared.services.retention import RetentionService
+from shared.services.reconcile import ReconcileService, ReconcileStores, SendQueues
+from shared.services.retention import RetentionService, RetentionStores
 from shared.services.sending import SendService
 from shared.settings import Settings, load_settings
 from shared.tables import TableNames
@@ -96,120 +98,179 @@ async def build_services(
     """Wire every service for `settings`, creating missing tables and queues. One credential, made by
     `credential_factory` only if some client needs it, is shared by every client and closed with them."""
     credential = credential_factory(settings) if needs_credential(settings, provider) else None
+    storage, provider = await _connect(settings, provider, credential)
+    parts = _parts(settings, storage, provider, clock)
+    events = _event_service(parts)
+    sending = _send_service(parts, events)
+    dead = _dead_letter_service(parts)
+    return Services(
+        settings=settings,
+        storage=storage,
+        names=parts.names,
+        ledger=parts.ledger,
+        outbound=parts.outbound,
+        poison=parts.poison,
+        audit=parts.audit,
+        consent=parts.consent,
+        control=parts.control,
+        due=parts.due,
+        sending=sending,
+        events=events,
+        dead_letters=dead,
+        intake=IntakeService(settings, sending, clock),
+        reconcile=_reconcile_service(parts, events, dead),
+        retention=_retention_service(parts),
+        provider=provider,
+        clock=clock,
+        credential=credential,
+    )
+
+
+async def _connect(settings: Settings, provider: Provider | None, credential: Any) -> tuple[StorageClients, Provider]:
+    """The storage clients, with every table and queue in place, and the provider (ACS unless given).
+    On failure nothing is left open: nobody else holds the clients yet (storage unreachable, bad ACS
+    settings), and aiohttp would warn "Unclosed client session" as the process exits."""
     try:
         storage = StorageClients(settings, credential)
     except BaseException:
         await _close(credential)
         raise
-    names = TableNames(settings.table_prefix)
-    outbound, poison = storage.queue(settings.send_queue), storage.queue(settings.poison_queue)
     try:
-        for name in names.all():
-            await storage.table(name).create_if_missing()
-        await outbound.create_if_missing()
-        await poison.create_if_missing()
+        await _provision(settings, storage)
         if provider is None:
             connection = parse_acs_connection(settings.acs_connection_string, settings.acs_endpoint, credential)
             provider = AcsProvider(AcsSenders(connection))
     except BaseException:
-        # Nobody else holds the clients yet (storage unreachable, bad ACS settings): left open, aiohttp
-        # would warn "Unclosed client session" as the process exits.
         await storage.close()
         await _close(credential)
         raise
-    ledger = Ledger(storage.table(names.messages), settings.consent_hash_key)
-    audit = AuditLog(storage.table(names.audit))
-    consent = ConsentService(storage.table(names.consent), audit, settings.consent_hash_key)
-    control = ControlService(storage.table(names.control), audit)
-    due = DueIndex(storage.table(names.due))
-    events = EventService(
-        settings,
-        ledger,
-        Tables(
-            storage.table(names.messages),
-            storage.table(names.provider_ids),
-            storage.table(names.orphans),
-            storage.table(names.inbound),
-        ),
-        consent,
-        clock,
-    )
-    retention_index = DueIndex(storage.table(names.due), RETENTION_PARTITION)
-    payloads = storage.payloads(names.payload_container)
-    gate = RateGate(lambda sender: settings.rate_per_minute(_channel_of(settings, sender), sender))
+    return storage, provider
 
-    sending = SendService(
-        settings=settings,
-        ledger=ledger,
-        outbound=outbound,
-        provider=provider,
-        consent=consent,
-        control=control,
-        gate=gate,
-        due=due,
-        provider_ids=storage.table(names.provider_ids),
-        clock=clock,
-        on_sent=events.rematch,  # a WhatsApp status beat its send's answer and was parked (any instance)
-        retention=retention_index,
-        remember_provider_id=events.remember_provider_id,
-        whatsapp_in_flight=events.whatsapp_send_in_flight,
-        payloads=payloads,
-    )
-    dead = DeadLetterService(
-        ledger,
-        storage.table(names.dead_letters),
-        clock,
-        retention_index,
-        settings.retention_days["content"],
-        content_key=settings.consent_hash_key,
-    )
-    intake = IntakeService(settings, sending, clock)
-    reconcile = ReconcileService(
-        settings=settings,
-        ledger=ledger,
-        due=due,
-        outbound=outbound,
-        poison=poison,
-        provider=provider,
-        events=events,
-        orphans=storage.table(names.orphans),
-        reports=storage.table(names.reports),
-        dead_letters=dead,
-        clock=clock,
-        retention=retention_index,
-    )
-    retention = RetentionService(
-        settings=settings,
-        ledger=ledger,
-        retention=retention_index,
-        messages=storage.table(names.messages),
-        provider_ids=storage.table(names.provider_ids),
-        others=[storage.table(n) for n in (names.orphans, names.inbound, names.dead_letters)],
-        consent=consent,
-        audit=audit,
-        clock=clock,
-        payloads=payloads,
-    )
-    return Services(
+
+async def _provision(settings: Settings, storage: StorageClients) -> None:
+    """Create missing tables and queues (in Azure the Bicep already did)."""
+    for name in TableNames(settings.table_prefix).all():
+        await storage.table(name).create_if_missing()
+    await storage.queue(settings.send_queue).create_if_missing()
+    await storage.queue(settings.poison_queue).create_if_missing()
+
+
+@dataclass(frozen=True)
+class _Parts:
+    """The collaborators several services share, built once before the services themselves."""
+
+    settings: Settings
+    storage: StorageClients
+    names: TableNames
+    provider: Provider
+    clock: Clock
+    ledger: Ledger
+    outbound: QueueWriter
+    poison: QueueWriter
+    audit: AuditLog
+    consent: ConsentService
+    control: ControlService
+    due: DueIndex
+    retention_index: DueIndex
+    payloads: PayloadStore
+
+    def table(self, name: str) -> TableStore:
+        return self.storage.table(name)
+
+
+def _parts(settings: Settings, storage: StorageClients, provider: Provider, clock: Clock) -> _Parts:
+    names = TableNames(settings.table_prefix)
+    audit = AuditLog(storage.table(names.audit))
+    return _Parts(
         settings=settings,
         storage=storage,
         names=names,
-        ledger=ledger,
-        outbound=outbound,
-        poison=poison,
-        audit=audit,
-        consent=consent,
-        control=control,
-        due=due,
-        sending=sending,
-        events=events,
-        dead_letters=dead,
-        intake=intake,
-        reconcile=reconcile,
-        retention=retention,
         provider=provider,
         clock=clock,
-        credential=credential,
+        ledger=Ledger(storage.table(names.messages), settings.consent_hash_key),
+        outbound=storage.queue(settings.send_queue),
+        poison=storage.queue(settings.poison_queue),
+        audit=audit,
+        consent=ConsentService(storage.table(names.consent), audit, settings.consent_hash_key),
+        control=ControlService(storage.table(names.control), audit),
+        due=DueIndex(storage.table(names.due)),
+        retention_index=DueIndex(storage.table(names.due), RETENTION_PARTITION),
+        payloads=storage.payloads(names.payload_container),
+    )
+
+
+def _event_service(parts: _Parts) -> EventService:
+    names = parts.names
+    tables = Tables(
+        parts.table(names.messages),
+        parts.table(names.provider_ids),
+        parts.table(names.orphans),
+        parts.table(names.inbound),
+    )
+    return EventService(parts.settings, parts.ledger, tables, parts.consent, parts.clock)
+
+
+def _send_service(parts: _Parts, events: EventService) -> SendService:
+    settings = parts.settings
+    return SendService(
+        settings=settings,
+        ledger=parts.ledger,
+        outbound=parts.outbound,
+        provider=parts.provider,
+        consent=parts.consent,
+        control=parts.control,
+        gate=RateGate(lambda sender: settings.rate_per_minute(_channel_of(settings, sender), sender)),
+        due=parts.due,
+        provider_ids=parts.table(parts.names.provider_ids),
+        clock=parts.clock,
+        on_sent=events.rematch,  # a WhatsApp status beat its send's answer and was parked (any instance)
+        retention=parts.retention_index,
+        remember_provider_id=events.remember_provider_id,
+        whatsapp_in_flight=events.whatsapp_send_in_flight,
+        payloads=parts.payloads,
+    )
+
+
+def _dead_letter_service(parts: _Parts) -> DeadLetterService:
+    return DeadLetterService(
+        parts.ledger,
+        parts.table(parts.names.dead_letters),
+        parts.clock,
+        parts.retention_index,
+        parts.settings.retention_days["content"],
+        content_key=parts.settings.consent_hash_key,
+    )
+
+
+def _reconcile_service(parts: _Parts, events: EventService, dead: DeadLetterService) -> ReconcileService:
+    return ReconcileService(
+        settings=parts.settings,
+        ledger=parts.ledger,
+        stores=ReconcileStores(parts.due, parts.table(parts.names.reports), parts.retention_index),
+        queues=SendQueues(parts.outbound, parts.poison),
+        provider=parts.provider,
+        events=events,
+        dead_letters=dead,
+        clock=parts.clock,
+    )
+
+
+def _retention_service(parts: _Parts) -> RetentionService:
+    names = parts.names
+    stores = RetentionStores(
+        messages=parts.table(names.messages),
+        provider_ids=parts.table(names.provider_ids),
+        others=tuple(parts.table(n) for n in (names.orphans, names.inbound, names.dead_letters)),
+        payloads=parts.payloads,
+    )
+    return RetentionService(
+        settings=parts.settings,
+        ledger=parts.ledger,
+        retention=parts.retention_index,
+        stores=stores,
+        consent=parts.consent,
+        audit=parts.audit,
+        clock=parts.clock,
     )
 
 

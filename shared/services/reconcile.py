@@ -84,35 +84,48 @@ class Summary:
         }
 
 
+@dataclass(frozen=True)
+class SendQueues:
+    """The send queue (stuck messages go back on it) and its poison queue (drained into dead letters)."""
+
+    outbound: QueueWriter
+    poison: QueueWriter
+
+
+@dataclass(frozen=True)
+class ReconcileStores:
+    """Where reconciliation works besides the ledger: the due index it works off, the table its
+    summaries go to, and the retention index it schedules sent messages into."""
+
+    due: DueIndex
+    reports: TableStore
+    retention: DueIndex | None = None
+
+
 class ReconcileService:
     def __init__(
         self,
         *,
         settings: Settings,
         ledger: Ledger,
-        due: DueIndex,
-        outbound: QueueWriter,
-        poison: QueueWriter,
+        stores: ReconcileStores,
+        queues: SendQueues,
         provider: Provider,
         events: EventService,
-        orphans: TableStore,
-        reports: TableStore,
         dead_letters: DeadLetterService,
         clock: Clock,
-        retention: DueIndex | None = None,
     ) -> None:
         self._settings = settings
         self._ledger = ledger
-        self._due = due
-        self._outbound = outbound
-        self._poison = poison
+        self._due = stores.due
+        self._reports = stores.reports
+        self._retention = stores.retention
+        self._outbound = queues.outbound
+        self._poison = queues.poison
         self._provider = provider
         self._events = events
-        self._orphans = orphans
-        self._reports = reports
         self._dead_letters = dead_letters
         self._now = clock
-        self._retention = retention
 
     async def run(self, limit: int = 5000) -> Summary:
         """One reconciliation pass; returns (and stores) its summary."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -38,6 +39,18 @@ def _strip(payload: dict[str, Any] | None, keys: tuple[str, ...]) -> dict[str, A
     return {k: v for k, v in payload.items() if k not in keys}
 
 
+@dataclass(frozen=True)
+class RetentionStores:
+    """What retention deletes from besides the ledger: the message partitions, the provider id index,
+    the tables that may hold an address (`others`: orphans, inbound, dead letters), and the blobs of
+    requests kept in blob storage."""
+
+    messages: TableStore
+    provider_ids: TableStore
+    others: tuple[TableStore, ...]
+    payloads: PayloadStore | None = None
+
+
 class RetentionService:
     def __init__(
         self,
@@ -45,24 +58,21 @@ class RetentionService:
         settings: Settings,
         ledger: Ledger,
         retention: DueIndex,
-        messages: TableStore,
-        provider_ids: TableStore,
-        others: list[TableStore],
+        stores: RetentionStores,
         consent: ConsentService,
         audit: AuditLog,
         clock: Clock,
-        payloads: PayloadStore | None = None,
     ) -> None:
         self._settings = settings
         self._ledger = ledger
         self._retention = retention
-        self._messages = messages
-        self._provider_ids = provider_ids
-        self._others = others
+        self._messages = stores.messages
+        self._provider_ids = stores.provider_ids
+        self._others = stores.others
+        self._payloads = stores.payloads
         self._consent = consent
         self._audit = audit
         self._now = clock
-        self._payloads = payloads
 
     async def run(self, limit: int = 5000) -> Counter[str]:
         """Apply every retention step that is due; returns counts per step."""

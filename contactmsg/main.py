@@ -21,7 +21,7 @@ from contactmsg.context import STATE, Exit, console, emit_json, err_console, par
 from contactmsg.views import history_table, report_view, status_table
 from shared.models import Channel, Status
 from shared.runtime import Services
-from shared.services.intake import IntakeResult, status_view
+from shared.services.intake import IntakeResult
 
 
 class JsonAnywhere(TyperGroup):
@@ -163,7 +163,7 @@ def history(message_id: str) -> None:
 
 def _view(message_id: str) -> dict[str, object]:
     async def action(svc: Services) -> dict[str, object] | None:
-        view = await status_view(svc.storage.table(svc.names.messages), message_id)
+        view = await svc.views.status(message_id)
         if view is not None and view.get("status") == Status.ACCEPTED.value:
             # An Accepted message whose channel or sender is paused is held, not lost: say so.
             paused = await svc.control.paused_targets()

@@ -33,6 +33,7 @@ from shared.services.ratelimit import RateGate
 from shared.services.reconcile import ReconcileService, ReconcileStores, SendQueues
 from shared.services.retention import RetentionService, RetentionStores
 from shared.services.sending import SendService
+from shared.services.views import MessageViews
 from shared.settings import Settings, load_settings
 from shared.tables import TableNames
 from shared.telemetry import configure_telemetry
@@ -56,6 +57,7 @@ class Services:
     intake: IntakeService
     reconcile: ReconcileService
     retention: RetentionService
+    views: MessageViews
     provider: Provider
     clock: Clock
     credential: Any = None
@@ -120,6 +122,7 @@ async def build_services(
         intake=IntakeService(settings, sending, clock),
         reconcile=_reconcile_service(parts, events, dead),
         retention=_retention_service(parts),
+        views=MessageViews(parts.table(parts.names.messages)),
         provider=provider,
         clock=clock,
         credential=credential,

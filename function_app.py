@@ -83,11 +83,9 @@ async def submit_message(req: func.HttpRequest, context: func.Context) -> func.H
 @app.route(route="messages/{id}", methods=["GET"])
 async def get_message(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     """GET /api/messages/{id}: status and history; masked recipient, never content."""
-    from shared.services.intake import status_view
-
     with _traced(context, "get_message"):
         svc = await _services()
-        view = await status_view(svc.storage.table(svc.names.messages), req.route_params["id"])
+        view = await svc.views.status(req.route_params["id"])
     return _json(view, 200) if view else _json({"error": "no such message"}, 404)
 
 

@@ -29,7 +29,7 @@ from azure.data.tables import UpdateMode
 
 from bench import seed
 from bench.common import app_env, bounded, parser, storage, verdict, write_result
-from shared.ledger import iso
+from shared.clock import iso
 from shared.runtime import build_services
 from shared.schema import ledger_row_key
 from shared.services.events import EventOutcome

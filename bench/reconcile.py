@@ -36,10 +36,11 @@ from azure.data.tables.aio import TableClient
 from bench import seed
 from bench.common import app_env, parser, storage, verdict, write_result
 from bench.rest import RestInserter
+from shared.models import Channel
 from shared.runtime import Services, build_services
 from shared.schema import ledger_row_key
 from shared.services.due import DueKind
-from shared.settings import Channel, load_settings
+from shared.settings import load_settings
 
 NAME = "reconcile"
 TARGET = "<= 1.3"

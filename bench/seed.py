@@ -25,12 +25,12 @@ from devstack.acs.builders import SmsTarget
 from devstack.acs.config import DEFAULT_SUBSCRIPTION
 from devstack.acs.models import DEFAULT_TOPIC, DataCasing, EventSchema
 from devstack.acs.outcomes import Step
-from shared.ledger import canonical_payload, claimed, iso
-from shared.models import Status
+from shared.clock import iso
+from shared.ledger import canonical_payload, claimed
+from shared.models import Channel, Status
 from shared.runtime import Services
 from shared.schema import DUE_PARTITION, due_row_key, event_row_key
 from shared.services.due import RETENTION_PARTITION, DueKind
-from shared.settings import Channel
 from shared.validation import check_request, parse_request
 
 RECIPIENT = "+14255550100"

@@ -51,8 +51,9 @@ from devstack.acs.models import DeliveryRecord
 from devstack.host.process import RunnerProcess
 from shared.adapters.storage import CLIENT_OPTIONS
 from shared.client import ContactMessagesClient
+from shared.clock import iso, parse_iso
 from shared.events_model import envelope_from_dict, normalise
-from shared.ledger import Ledger, canonical_payload, claimed, iso, parse_iso
+from shared.ledger import Ledger, canonical_payload, claimed
 from shared.models import Status
 from shared.schema import LEDGER_ROWS_FILTER, changed_columns, event_entity, is_ledger_row, ledger_row_key
 from shared.settings import load_settings
@@ -310,7 +311,7 @@ def _entity_shapes() -> dict[str, dict[str, Any]]:
     delivered = sent.moved_to(Status.DELIVERED, iso(now), status_event_time=iso(now), reason="No error.")
     delivered = replace(delivered, delivery_latency_ms=12.5)
     strip = {"PartitionKey", "RowKey"}
-    report = normalise(envelope_from_dict(seed.report("m", "Outgoing_x", now)))
+    report = normalise(envelope_from_dict(seed.report("m", "Outgoing_x", now), now))
     assert report is not None
     return {
         "accepted": {k: v for k, v in accepted.to_entity().items() if k not in strip},

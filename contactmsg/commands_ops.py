@@ -24,11 +24,12 @@ from contactmsg.context import (
 from contactmsg.reporting import reconcile_summary
 from contactmsg.views import reconcile_lines, rows_table
 from shared.errors import ValidationFailed
+from shared.models import Channel
 from shared.privacy import mask
 from shared.runtime import Services
 from shared.services.consent import ALL_SENDERS, ConsentState
 from shared.services.operator import NO_SUCH_MESSAGE, OperatorService, ReplayResult
-from shared.settings import Channel, Settings
+from shared.settings import Settings
 from shared.validation import canonical_recipient, channel_of_address
 
 dead_letters_app = typer.Typer(help="List, inspect and replay dead-lettered messages.", no_args_is_help=True)

@@ -21,8 +21,9 @@ from rich.markup import escape
 
 from shared.adapters.identity import developer_credential
 from shared.errors import ContactMessagesError, StorageUnreachable
+from shared.models import Channel
 from shared.runtime import Services, build_services
-from shared.settings import Channel, load_settings
+from shared.settings import load_settings
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent

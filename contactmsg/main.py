@@ -19,10 +19,9 @@ from contactmsg.commands_ops import consent_app, dead_letters_app, register_ops
 from contactmsg.commands_stack import stack_app
 from contactmsg.context import STATE, Exit, console, emit_json, err_console, parse_channel, run, usage_error
 from contactmsg.views import history_table, report_view, status_table
-from shared.models import Status
+from shared.models import Channel, Status
 from shared.runtime import Services
-from shared.services.intake import IntakeResult, status_view
-from shared.settings import Channel
+from shared.services.intake import IntakeResult
 
 
 class JsonAnywhere(TyperGroup):
@@ -164,7 +163,7 @@ def history(message_id: str) -> None:
 
 def _view(message_id: str) -> dict[str, object]:
     async def action(svc: Services) -> dict[str, object] | None:
-        view = await status_view(svc.storage.table(svc.names.messages), message_id)
+        view = await svc.views.status(message_id)
         if view is not None and view.get("status") == Status.ACCEPTED.value:
             # An Accepted message whose channel or sender is paused is held, not lost: say so.
             paused = await svc.control.paused_targets()

@@ -13,12 +13,13 @@ from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
-from shared.ledger import iso
+from shared.clock import iso
+from shared.models import Channel
 from shared.runtime import Services
 from shared.schema import DUE_PARTITION
 from shared.services.due import DueKind
 from shared.services.reconcile import REPORT_PARTITION, Summary
-from shared.settings import Channel
+from shared.status import OUTCOMES
 
 _UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 
@@ -66,7 +67,7 @@ async def collect(svc: Services, window: timedelta, channel: Channel | None) -> 
         if row.get("LatencyP95Ms") is not None:
             p95s.append(int(row["LatencyP95Ms"]))
     total = sum(cohort.values())
-    reported = sum(n for k, n in cohort.items() if k.split("|")[1] in {"Delivered", "Failed", "Read"})
+    reported = sum(n for k, n in cohort.items() if k.split("|")[1] in OUTCOMES)
     return {
         "since": start,
         "runs": runs,

@@ -9,10 +9,9 @@ chosen by the producer for idempotency, and requests should be validated before 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from azure.storage.blob.aio import ContainerClient
@@ -20,8 +19,8 @@ from azure.storage.queue.aio import QueueClient
 
 from shared.adapters.blobs import PayloadStore
 from shared.adapters.queues import MAX_PAYLOAD_BYTES, QueueWriter
+from shared.claimcheck import payload_blob_name, reference_body
 from shared.errors import FieldError, ValidationFailed
-from shared.ledger import payload_blob_name, reference_body
 from shared.models import AnyRequest
 from shared.schema import TableNames
 from shared.validation import parse_request
@@ -85,20 +84,6 @@ class ContactMessagesClient:
             await self._payloads.put(name, body)
             body = reference_body(message_id, name)
         await self._queue.send(body)
-
-    async def enqueue_many(
-        self, requests: Iterable[Mapping[str, Any] | AnyRequest], concurrency: int = 16
-    ) -> list[str]:
-        """Enqueue many requests concurrently; every request is validated before any is sent."""
-        prepared = [self.prepare(r) for r in requests]
-        gate = asyncio.Semaphore(concurrency)
-
-        async def one(message_id: str, body: str) -> None:
-            async with gate:
-                await self._send(message_id, body)
-
-        await asyncio.gather(*(one(message_id, body) for message_id, body in prepared))
-        return [message_id for message_id, _ in prepared]
 
     async def ensure_queue(self) -> None:
         """Create the send queue if it does not exist yet (the app creates it on first start too)."""

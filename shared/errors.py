@@ -1,14 +1,21 @@
-"""The error tree of the application. Two branches drive behaviour.
+"""The error tree of the application. Two branches drive behaviour; two outcomes steer storage races.
 
     ContactMessagesError
     ├── PermanentError          input or recipient at fault: record it, complete the message, never retry
     │   ├── ValidationFailed    the send request breaks the contract (field errors attached)
-    │   └── SendRejected        the provider refused this message for good (4xx other than 408/429)
+    │   ├── IdReused            a different request arrived under an id already in use
+    │   ├── SendRejected        the provider refused this message for good (4xx other than 408/429)
+    │   └── MalformedEvent      an ACS event that cannot be understood (the reason names the field)
     ├── TransientError          may succeed later: retried with backoff, then by the platform
     │   ├── Throttled           the provider said 429; carries Retry-After
     │   ├── AccessDenied        the provider refused our identity (403, `acs-forbidden`): an operator acts
     │   └── StorageUnreachable  no answer from the storage account (network, or the emulator is stopped)
-    └── ConfigurationError      settings are missing or invalid (fails at start, never per message)
+    ├── ConfigurationError      settings are missing or invalid (fails at start, never per message)
+    ├── Conflict                an insert-if-absent found the row: a duplicate, handled where it happens
+    └── EtagMismatch            the row changed since it was read: read again and decide again
+
+`Conflict` and `EtagMismatch` are outcomes of a storage write, not failures: the caller that made the
+write decides what they mean, and neither ever reaches the platform.
 
 SDK exceptions are translated into these at one narrow boundary, in `shared/adapters`.
 """
@@ -101,5 +108,18 @@ class StorageUnreachable(TransientError):
     stack is stopped; an answer with an error status is a plain `TransientError` or `PermanentError`."""
 
 
+class MalformedEvent(PermanentError):
+    """The event cannot be understood; the reason says which field is wrong. Recorded as rejected and
+    acknowledged: Event Grid would deliver it again for 24 hours to no avail."""
+
+
 class ConfigurationError(ContactMessagesError):
     """Settings are missing or invalid; every problem is listed in one message."""
+
+
+class Conflict(ContactMessagesError):
+    """The entity already exists (an insert-if-absent found a previous insert)."""
+
+
+class EtagMismatch(ContactMessagesError):
+    """Someone changed the entity since we read it; read again and decide again."""

@@ -19,11 +19,11 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from shared.errors import ValidationFailed
-from shared.models import MESSAGE_ID_PATTERN, Status
+from shared.clock import iso
+from shared.errors import MalformedEvent, ValidationFailed
+from shared.models import MESSAGE_ID_PATTERN, Channel, Status
 from shared.privacy import acs_address
 from shared.schema import event_row_key
-from shared.settings import Channel
 
 PREFIX = "microsoft.communication."
 
@@ -50,10 +50,6 @@ class EventKind(StrEnum):
     REPORT = "report"
     ENGAGEMENT = "engagement"
     INBOUND = "inbound"
-
-
-class MalformedEvent(ValueError):
-    """The event cannot be understood; the reason says which field is wrong."""
 
 
 @dataclass(frozen=True)
@@ -135,9 +131,7 @@ def normalise_time(value: Any, fallback: str) -> str:
         text = f"{head}.{digits[:6]}{offset}"
     try:
         moment = datetime.fromisoformat(text)
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+        return iso(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
     except (ValueError, OverflowError) as exc:  # year 1 at +05:00 overflows when moved to UTC
         raise MalformedEvent(f"unreadable time {value[:100]!r}") from exc
 
@@ -375,8 +369,8 @@ def topic_of(raw: Mapping[str, Any]) -> str:
     return topic if isinstance(topic, str) else ""
 
 
-def envelope_from_dict(raw: Mapping[str, Any]) -> Envelope:
-    """Either schema, keys case-insensitive."""
+def envelope_from_dict(raw: Mapping[str, Any], now: datetime) -> Envelope:
+    """Either schema, keys case-insensitive. An event without a time gets `now`, the moment it arrived."""
     keys = lower_case_keys(raw)
     cloud = "specversion" in keys
     event_type = keys.get("type" if cloud else "eventtype")
@@ -391,7 +385,7 @@ def envelope_from_dict(raw: Mapping[str, Any]) -> Envelope:
         topic=topic_of(raw),
         subject=str(keys.get("subject") or ""),
         event_type=event_type,
-        event_time=normalise_time(event_time, datetime.now(UTC).isoformat()),
+        event_time=normalise_time(event_time, iso(now)),
         data=data,
     )
 

@@ -29,9 +29,8 @@ from typing import Annotated, Any
 
 from pydantic import ConfigDict, Field, TypeAdapter
 
-from shared.models import Status
+from shared.models import Channel, Status
 from shared.privacy import mask
-from shared.settings import Channel
 
 EVENT_TYPE = "ContactMessages.MessageStatusChanged"
 DATA_SCHEMA = "https://contact-messages.dev/schemas/message-status-changed.v1.json"

@@ -10,15 +10,16 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from shared.adapters.acs import repeatability_id
-from shared.adapters.tables import Conflict, EtagMismatch, Op, TableStore
-from shared.errors import IdReused, TransientError, ValidationFailed
+from shared.adapters.tables import Op, TableStore
+from shared.claimcheck import reference_body
+from shared.clock import iso, parse_iso
+from shared.errors import Conflict, EtagMismatch, IdReused, TransientError, ValidationFailed
+from shared.ids import repeatability_id
 from shared.ledger_cache import RowCache
 from shared.models import AnyRequest, Status
 from shared.privacy import address_hash, mask
@@ -26,18 +27,6 @@ from shared.schema import LedgerRow, changed_columns, ledger_row_key
 from shared.validation import CheckedRequest, load_json
 
 MAX_RACE_RETRIES = 8
-
-
-def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def parse_iso(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-# The statuses whose report ends the delivery leg that DeliveryLatencyMs measures.
-REACHED = frozenset({Status.DELIVERED, Status.READ})
 
 
 def delivery_latency_ms(sent_at: str, reported_at: str) -> float:
@@ -238,18 +227,6 @@ def queue_body(row: LedgerRow) -> str | None:
 def canonical_payload(request: AnyRequest, message_id: str) -> str:
     """The request as the ledger stores it: under its message id, in one canonical JSON form."""
     return request.model_copy(update={"id": message_id}).model_dump_json(by_alias=True, exclude_none=True)
-
-
-def payload_blob_name(message_id: str, payload: str) -> str:
-    """Where a request too large for a queue message is kept: named by its content as well as its id,
-    so that a second, different request under the same id never overwrites the first one's text.
-    Producers compute it without any secret, so the digest is a plain one."""
-    return f"{message_id}/{hashlib.sha256(payload.encode()).hexdigest()[:32]}.json"
-
-
-def reference_body(message_id: str, payload_ref: str) -> str:
-    """The small queue message that stands for a request kept in blob storage."""
-    return json.dumps({"schemaVersion": 1, "id": message_id, "payloadRef": payload_ref})
 
 
 def payload_json(row: LedgerRow) -> dict[str, Any] | None:

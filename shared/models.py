@@ -14,14 +14,11 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
-from shared.settings import Channel
-
-SCHEMA_VERSION = 1
 MAX_EMAIL_BYTES = 10 * 1024 * 1024
 # Message ids become Table Storage partition keys: no / \ # ? or control characters, at most 128 chars.
 MESSAGE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@=+-]{0,127}$"
 # The blob that holds a request too large for a queue message: `<message id>/<32 hex of its SHA-256>.json`
-# in the app's payload container (`shared.ledger.payload_blob_name`); no other name is ever read.
+# in the app's payload container (`shared.claimcheck.payload_blob_name`); no other name is ever read.
 PAYLOAD_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@=+-]{0,127}/[0-9a-f]{32}\.json$"
 # RFC 3339 date-time with a mandatory offset (https://www.rfc-editor.org/rfc/rfc3339#section-5.6).
 RFC3339_PATTERN = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
@@ -42,6 +39,12 @@ SingleLine = Annotated[str, AfterValidator(_single_line), Field(json_schema_extr
 Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
 Float64 = Annotated[float, Field(allow_inf_nan=False)]
 _METADATA_VALUE = str | Int64 | Float64 | bool
+
+
+class Channel(StrEnum):
+    SMS = "sms"
+    EMAIL = "email"
+    WHATSAPP = "whatsapp"
 
 
 class Purpose(StrEnum):
@@ -68,6 +71,10 @@ class Status(StrEnum):
     SUPPRESSED = "Suppressed"
     DEAD_LETTERED = "DeadLettered"
     UNKNOWN = "Unknown"
+
+
+# The statuses whose report ends the delivery leg that DeliveryLatencyMs measures.
+REACHED = frozenset({Status.DELIVERED, Status.READ})
 
 
 class _Strict(BaseModel):

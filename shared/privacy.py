@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import re
 
-from shared.settings import Channel
+from shared.models import Channel
 from shared.validation import canonical_recipient
 
 # ACS writes phone numbers in more than one form: its published SMSReceived and AdvancedMessageReceived

@@ -10,15 +10,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from shared.adapters.acs import AcsSenders, parse_acs_connection
+from shared.adapters.blobs import PayloadStore
 from shared.adapters.identity import managed_identity
 from shared.adapters.queues import QueueWriter
 from shared.adapters.storage import StorageClients
-from shared.clock import utc_now
+from shared.adapters.tables import TableStore
+from shared.clock import Clock, utc_now
 from shared.ledger import Ledger
+from shared.models import Channel
 from shared.schema import TableNames
 from shared.services.acceptance import Acceptance
 from shared.services.audit import AuditLog
@@ -37,12 +39,13 @@ from shared.services.intake import IntakeService
 from shared.services.orphans import OrphanSweep
 from shared.services.providers import AcsProvider, Provider
 from shared.services.ratelimit import RateGate
-from shared.services.reconcile import ReconcileService
+from shared.services.reconcile import ReconcileService, ReconcileStores, SendQueues
 from shared.services.recovery import Recovery
 from shared.services.rejections import EventRejections, RequestRejections
-from shared.services.retention import RetentionService
+from shared.services.retention import RetentionService, RetentionStores
 from shared.services.sending import SendService, SendSteps
-from shared.settings import Channel, Settings, load_settings
+from shared.services.views import MessageViews
+from shared.settings import Settings, load_settings
 from shared.telemetry import configure_telemetry
 
 
@@ -64,8 +67,9 @@ class Services:
     intake: IntakeService
     reconcile: ReconcileService
     retention: RetentionService
+    views: MessageViews
     provider: Provider
-    clock: Callable[[], datetime]
+    clock: Clock
     credential: Any = None
 
     async def close(self) -> None:
@@ -100,100 +104,177 @@ def app_credential(settings: Settings) -> Any:
 async def build_services(
     settings: Settings,
     provider: Provider | None = None,
-    clock: Callable[[], datetime] = utc_now,
+    clock: Clock = utc_now,
     credential_factory: Callable[[Settings], Any] = app_credential,
 ) -> Services:
     """Wire every service for `settings`, creating missing tables and queues. One credential, made by
     `credential_factory` only if some client needs it, is shared by every client and closed with them."""
     credential = credential_factory(settings) if needs_credential(settings, provider) else None
+    storage, provider = await _connect(settings, provider, credential)
+    parts = _parts(settings, storage, provider, clock)
+    events = event_service(settings, storage, parts.names, parts.ledger, parts.consent, clock)
+    acceptance = Acceptance(parts.ledger, parts.outbound, parts.payloads, parts.due, clock)
+    rejections = RequestRejections(settings, parts.ledger, parts.retention_index, parts.payloads, clock)
+    sending = _send_service(parts, events, acceptance, rejections)
+    dead = _dead_letter_service(parts)
+    return Services(
+        settings=settings,
+        storage=storage,
+        names=parts.names,
+        ledger=parts.ledger,
+        outbound=parts.outbound,
+        poison=parts.poison,
+        audit=parts.audit,
+        consent=parts.consent,
+        control=parts.control,
+        due=parts.due,
+        sending=sending,
+        events=events,
+        dead_letters=dead,
+        intake=IntakeService(settings, acceptance, rejections, clock),
+        reconcile=_reconcile_service(parts, events, dead),
+        retention=_retention_service(parts),
+        views=MessageViews(parts.table(parts.names.messages)),
+        provider=provider,
+        clock=clock,
+        credential=credential,
+    )
+
+
+async def _connect(settings: Settings, provider: Provider | None, credential: Any) -> tuple[StorageClients, Provider]:
+    """The storage clients, with every table and queue in place, and the provider (ACS unless given).
+    On failure nothing is left open: nobody else holds the clients yet (storage unreachable, bad ACS
+    settings), and aiohttp would warn "Unclosed client session" as the process exits."""
     try:
         storage = StorageClients(settings, credential)
     except BaseException:
         await _close(credential)
         raise
-    names = TableNames(settings.table_prefix)
-    outbound, poison = storage.queue(settings.send_queue), storage.queue(settings.poison_queue)
     try:
-        for name in names.all():
-            await storage.table(name).create_if_missing()
-        await outbound.create_if_missing()
-        await poison.create_if_missing()
+        await _provision(settings, storage)
         if provider is None:
             connection = parse_acs_connection(settings.acs_connection_string, settings.acs_endpoint, credential)
             provider = AcsProvider(AcsSenders(connection))
     except BaseException:
-        # Nobody else holds the clients yet (storage unreachable, bad ACS settings): left open, aiohttp
-        # would warn "Unclosed client session" as the process exits.
         await storage.close()
         await _close(credential)
         raise
-    ledger = Ledger(storage.table(names.messages), settings.consent_hash_key)
+    return storage, provider
+
+
+async def _provision(settings: Settings, storage: StorageClients) -> None:
+    """Create missing tables and queues (in Azure the Bicep already did)."""
+    for name in TableNames(settings.table_prefix).all():
+        await storage.table(name).create_if_missing()
+    await storage.queue(settings.send_queue).create_if_missing()
+    await storage.queue(settings.poison_queue).create_if_missing()
+
+
+@dataclass(frozen=True)
+class _Parts:
+    """The collaborators several services share, built once before the services themselves."""
+
+    settings: Settings
+    storage: StorageClients
+    names: TableNames
+    provider: Provider
+    clock: Clock
+    ledger: Ledger
+    outbound: QueueWriter
+    poison: QueueWriter
+    audit: AuditLog
+    consent: ConsentService
+    control: ControlService
+    due: DueIndex
+    retention_index: DueIndex
+    payloads: PayloadStore
+
+    def table(self, name: str) -> TableStore:
+        return self.storage.table(name)
+
+
+def _parts(settings: Settings, storage: StorageClients, provider: Provider, clock: Clock) -> _Parts:
+    names = TableNames(settings.table_prefix)
     audit = AuditLog(storage.table(names.audit))
-    consent = ConsentService(storage.table(names.consent), audit, settings.consent_hash_key)
-    control = ControlService(storage.table(names.control), audit)
-    due = DueIndex(storage.table(names.due))
-    retention_index = DueIndex(storage.table(names.due), RETENTION_PARTITION)
-    payloads = storage.payloads(names.payload_container)
-    events = event_service(settings, storage, names, ledger, consent, clock)
-    acceptance = Acceptance(ledger, outbound, payloads, due, clock)
-    rejections = RequestRejections(settings, ledger, retention_index, payloads, clock)
-    sending = send_service(
-        settings, ledger, acceptance, rejections, events, provider, (consent, control), due, retention_index, clock
-    )
-    dead = DeadLetterService(
-        ledger,
-        storage.table(names.dead_letters),
-        clock,
-        retention_index,
-        settings.retention_days["content"],
-        content_key=settings.consent_hash_key,
-    )
-    intake = IntakeService(settings, acceptance, rejections, clock)
-    reconcile = ReconcileService(
-        settings=settings,
-        ledger=ledger,
-        due=due,
-        outbound=outbound,
-        poison=poison,
-        provider=provider,
-        orphans=OrphanSweep(events, ledger, events.correlation, storage.table(names.orphans)),
-        reports=storage.table(names.reports),
-        dead_letters=dead,
-        clock=clock,
-        retention=retention_index,
-    )
-    retention = RetentionService(
-        settings=settings,
-        ledger=ledger,
-        retention=retention_index,
-        messages=storage.table(names.messages),
-        provider_ids=storage.table(names.provider_ids),
-        others=[storage.table(n) for n in (names.orphans, names.inbound, names.dead_letters)],
-        consent=consent,
-        audit=audit,
-        clock=clock,
-        payloads=payloads,
-    )
-    return Services(
+    return _Parts(
         settings=settings,
         storage=storage,
         names=names,
-        ledger=ledger,
-        outbound=outbound,
-        poison=poison,
-        audit=audit,
-        consent=consent,
-        control=control,
-        due=due,
-        sending=sending,
-        events=events,
-        dead_letters=dead,
-        intake=intake,
-        reconcile=reconcile,
-        retention=retention,
         provider=provider,
         clock=clock,
-        credential=credential,
+        ledger=Ledger(storage.table(names.messages), settings.consent_hash_key),
+        outbound=storage.queue(settings.send_queue),
+        poison=storage.queue(settings.poison_queue),
+        audit=audit,
+        consent=ConsentService(storage.table(names.consent), audit, settings.consent_hash_key),
+        control=ControlService(storage.table(names.control), audit),
+        due=DueIndex(storage.table(names.due)),
+        retention_index=DueIndex(storage.table(names.due), RETENTION_PARTITION),
+        payloads=storage.payloads(names.payload_container),
+    )
+
+
+def _send_service(
+    parts: _Parts, events: EventService, acceptance: Acceptance, rejections: RequestRejections
+) -> SendService:
+    """The send recipe and the modules that own its steps."""
+    settings, ledger, clock = parts.settings, parts.ledger, parts.clock
+    gate = RateGate(lambda sender: settings.rate_per_minute(_channel_of(settings, sender), sender))
+    endings = SendEndings(settings, ledger, acceptance, parts.retention_index, clock)
+    # A status that beat its send's answer is parked by the event service; the sender re-matches it.
+    dispatcher = Dispatcher(settings, ledger, parts.provider, events.correlation, events, endings, parts.due, clock)
+    steps = SendSteps(
+        decoder=RequestDecoder(settings, parts.payloads, rejections, clock),
+        gates=SendGates(parts.consent, parts.control, gate, clock),
+        acceptance=acceptance,
+        rejections=rejections,
+        recovery=Recovery(dispatcher, endings, parts.provider, clock),
+        dispatcher=dispatcher,
+        endings=endings,
+    )
+    return SendService(ledger, steps)
+
+
+def _dead_letter_service(parts: _Parts) -> DeadLetterService:
+    return DeadLetterService(
+        parts.ledger,
+        parts.table(parts.names.dead_letters),
+        parts.clock,
+        parts.retention_index,
+        parts.settings.retention_days["content"],
+        content_key=parts.settings.consent_hash_key,
+    )
+
+
+def _reconcile_service(parts: _Parts, events: EventService, dead: DeadLetterService) -> ReconcileService:
+    return ReconcileService(
+        settings=parts.settings,
+        ledger=parts.ledger,
+        stores=ReconcileStores(parts.due, parts.table(parts.names.reports), parts.retention_index),
+        queues=SendQueues(parts.outbound, parts.poison),
+        provider=parts.provider,
+        orphans=OrphanSweep(events, parts.ledger, events.correlation, parts.table(parts.names.orphans)),
+        dead_letters=dead,
+        clock=parts.clock,
+    )
+
+
+def _retention_service(parts: _Parts) -> RetentionService:
+    names = parts.names
+    stores = RetentionStores(
+        messages=parts.table(names.messages),
+        provider_ids=parts.table(names.provider_ids),
+        others=tuple(parts.table(n) for n in (names.orphans, names.inbound, names.dead_letters, names.rejected_events)),
+        payloads=parts.payloads,
+    )
+    return RetentionService(
+        settings=parts.settings,
+        ledger=parts.ledger,
+        retention=parts.retention_index,
+        stores=stores,
+        consent=parts.consent,
+        audit=parts.audit,
+        clock=parts.clock,
     )
 
 
@@ -203,7 +284,7 @@ def event_service(
     names: TableNames,
     ledger: Ledger,
     consent: ConsentService,
-    clock: Callable[[], datetime],
+    clock: Clock,
 ) -> EventService:
     """The event path's services (a fresh instance has nothing in memory: tests use that too)."""
     return EventService(
@@ -216,36 +297,6 @@ def event_service(
         EventRejections(storage.table(names.rejected_events), clock),
         clock,
     )
-
-
-def send_service(
-    settings: Settings,
-    ledger: Ledger,
-    acceptance: Acceptance,
-    rejections: RequestRejections,
-    events: EventService,
-    provider: Provider,
-    switches: tuple[ConsentService, ControlService],
-    due: DueIndex,
-    retention: DueIndex,
-    clock: Callable[[], datetime],
-) -> SendService:
-    """The send recipe and the modules that own its steps."""
-    consent, control = switches
-    gate = RateGate(lambda sender: settings.rate_per_minute(_channel_of(settings, sender), sender))
-    endings = SendEndings(settings, ledger, acceptance, retention, clock)
-    # A status that beat its send's answer is parked by the event service; the sender re-matches it.
-    dispatcher = Dispatcher(settings, ledger, provider, events.correlation, events, endings, due, clock)
-    steps = SendSteps(
-        decoder=RequestDecoder(settings, acceptance.payloads, rejections, clock),
-        gates=SendGates(consent, control, gate, clock),
-        acceptance=acceptance,
-        rejections=rejections,
-        recovery=Recovery(dispatcher, endings, provider, clock),
-        dispatcher=dispatcher,
-        endings=endings,
-    )
-    return SendService(ledger, steps)
 
 
 _services: Services | None = None

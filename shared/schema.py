@@ -24,8 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from shared.models import DeliveryMode, Status
-from shared.settings import Channel
+from shared.models import Channel, DeliveryMode, Status
 
 if TYPE_CHECKING:
     from shared.events_model import AcsEvent
@@ -239,7 +238,7 @@ _BLANK_IS_ABSENT = _INT_COLUMNS | _FLOAT_COLUMNS | {"payload_ref"}
 SLIM_COLUMNS = frozenset(
     {"status", "status_event_time", "provider_message_id", "delivery_latency_ms", "channel_name", "created_at"}
 )
-# Columns of the ledger row that the status API shows (GET /api/messages/{id}), in camelCase.
+# Columns of the ledger row that the status API shows (GET /api/messages/{id}), besides the status times.
 PUBLIC_COLUMNS = (
     "Channel",
     "Status",
@@ -257,6 +256,14 @@ PUBLIC_COLUMNS = (
     "ExpiresAt",
     "DeliveryLatencyMs",
 )
+
+
+def public_columns(row: LedgerRow) -> dict[str, Any]:
+    """The ledger columns an API caller may see (ids, statuses, times and counts; never content or
+    addresses), keyed in camelCase."""
+    entity = row.to_entity()
+    visible = PUBLIC_COLUMNS + tuple(_status_column(s) for s in Status)
+    return {k[0].lower() + k[1:]: entity[k] for k in visible if k in entity}
 
 
 def _status_column(status: Status) -> str:

@@ -11,16 +11,10 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 
 from shared.errors import ConfigurationError
+from shared.models import Channel
 from shared.retry import DEFAULT_SEND_RETRY, Backoff
-
-
-class Channel(StrEnum):
-    SMS = "sms"
-    EMAIL = "email"
-    WHATSAPP = "whatsapp"
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,6 @@ failure must come back as field errors that say what to fix, never as a crash.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import math
 import re
@@ -24,15 +22,15 @@ from pydantic import ValidationError
 from shared.errors import FieldError, ValidationFailed
 from shared.models import (
     MAX_EMAIL_BYTES,
-    PAYLOAD_NAME_PATTERN,
     SEND_REQUEST_ADAPTER,
     AnyRequest,
+    Channel,
     EmailRequest,
     SmsRequest,
     WhatsAppRequest,
 )
 from shared.segments import count_segments
-from shared.settings import Channel, Settings
+from shared.settings import Settings
 
 MAX_BODY_BYTES = 12 * 1024 * 1024
 # The deepest legitimate request is 4 levels (request > content > attachments > attachment); the limit
@@ -77,16 +75,6 @@ def _pydantic_errors(exc: ValidationError) -> list[FieldError]:
             loc = loc[1:]  # the discriminator tag pydantic adds
         errors.append(FieldError(".".join(loc) or "$", err["msg"]))
     return errors
-
-
-def content_id(key: bytes, body: bytes) -> str:
-    """The id of a request sent without one: its content is its identity, so a redelivery, a
-    poisoned copy and a re-scheduled copy all map to the same ledger row, and a producer that posts
-    the same body twice gets the same message. Keyed (the app's CONSENT_HASH_KEY): a plain digest of a
-    templated one-time code could be reversed to the phone number by hashing every number, and the id
-    is shown to API callers and operators."""
-    digest = hmac.new(key, b"content-id\x00" + body.strip(), hashlib.sha256).hexdigest()
-    return "h-" + digest[:40]
 
 
 class _Refused(ValueError):
@@ -181,56 +169,6 @@ def parse_request(body: bytes | str) -> AnyRequest:
         return SEND_REQUEST_ADAPTER.validate_python(data)
     except ValidationError as exc:
         raise ValidationFailed(_pydantic_errors(exc)) from exc
-
-
-@dataclass(frozen=True)
-class PayloadRef:
-    """A claim-check reference as the client and the intake write it (`shared.ledger.reference_body`)."""
-
-    message_id: str
-    name: str
-
-    def holds(self, text: str) -> bool:
-        """Is `text` the request this reference was written for? The name carries its digest
-        (`shared.ledger.payload_blob_name`), so a blob swapped under the name is refused."""
-        digest = hashlib.sha256(text.encode("utf-8", errors="surrogatepass")).hexdigest()[:32]
-        return self.name == f"{self.message_id}/{digest}.json"
-
-
-REFERENCE_KEYS = frozenset({"schemaVersion", "id", "payloadRef"})
-BAD_REFERENCE = (
-    "is not a payload reference this app wrote: expected exactly schemaVersion 1, id and "
-    "payloadRef '<id>/<sha-256 prefix>.json'"
-)
-
-
-def _is_reference(data: dict[str, Any]) -> bool:
-    version, message_id, name = data.get("schemaVersion"), data.get("id"), data.get("payloadRef")
-    return (
-        set(data) == REFERENCE_KEYS
-        and type(version) is int
-        and version == 1
-        and isinstance(message_id, str)
-        and isinstance(name, str)
-        and re.fullmatch(PAYLOAD_NAME_PATTERN, name) is not None
-        and name.startswith(message_id + "/")
-    )
-
-
-def parse_payload_ref(body: bytes) -> PayloadRef | None:
-    """The reference in a claim-check queue message; None when `body` is no reference at all. Only the
-    exact shape the client and the intake write is followed, so a reference can never name another
-    container, a parent path or another message's blob: in Azure the app's identity may read every
-    container of the account, Event Grid's dead-lettered events included."""
-    try:
-        data = load_json(body)
-    except ValidationFailed:
-        return None
-    if not isinstance(data, dict) or "payloadRef" not in data:
-        return None
-    if not _is_reference(data):
-        raise ValidationFailed([FieldError("payloadRef", BAD_REFERENCE)])
-    return PayloadRef(str(data["id"]), str(data["payloadRef"]))
 
 
 def _check_phone(field: str, number: str) -> list[FieldError]:

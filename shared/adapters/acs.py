@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextvars
 import json
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -232,17 +231,3 @@ def _whatsapp_content(channel_id: str, to: str, text: str | None, template: What
         name=template.name, language=template.language, template_values=values, bindings=bindings
     )
     return TemplateNotificationContent(channel_registration_id=channel_id, to=[to], template=message_template)
-
-
-def repeatability_id(message_id: str, generation: int) -> str:
-    """A stable id per (message, send generation): a crash-resend reuses it, an at-least-once retry
-    past ACS's window moves to the next generation."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"contact-messages:{message_id}:{generation}"))
-
-
-def operation_id(message_id: str) -> str:
-    """Email Operation-Id: ACS wants a GUID, so a non-GUID message id maps to a stable uuid5."""
-    try:
-        return str(uuid.UUID(message_id))
-    except ValueError:
-        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"contact-messages:{message_id}"))

@@ -1,7 +1,8 @@
 """Table Storage access behind a small port: insert-if-absent, etag-guarded updates, transactions.
 
-Why a wrapper: services speak in entities (dicts) and our own outcomes (`Conflict`, `EtagMismatch`),
-never in SDK exceptions, and every call maps storage failures to TransientError in one place.
+Why a wrapper: services speak in entities (dicts) and our own outcomes (`Conflict`, `EtagMismatch`,
+from `shared.errors`), never in SDK exceptions, and every call maps storage failures to TransientError
+in one place.
 """
 
 from __future__ import annotations
@@ -22,17 +23,16 @@ from azure.core.exceptions import (
 from azure.data.tables import TableTransactionError, UpdateMode
 from azure.data.tables.aio import TableClient
 
-from shared.errors import ContactMessagesError, PermanentError, StorageUnreachable, TransientError
+from shared.errors import (
+    Conflict,
+    ContactMessagesError,
+    EtagMismatch,
+    PermanentError,
+    StorageUnreachable,
+    TransientError,
+)
 
 Entity = dict[str, Any]
-
-
-class Conflict(ContactMessagesError):
-    """The entity already exists (an insert-if-absent found a previous insert)."""
-
-
-class EtagMismatch(ContactMessagesError):
-    """Someone changed the entity since we read it; read again and decide again."""
 
 
 @dataclass(frozen=True)

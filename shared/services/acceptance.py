@@ -13,7 +13,8 @@ from datetime import datetime, timedelta
 
 from shared.adapters.blobs import PayloadStore
 from shared.adapters.queues import MAX_PAYLOAD_BYTES, QueueWriter
-from shared.ledger import Ledger, canonical_payload, payload_blob_name, reference_body
+from shared.claimcheck import payload_blob_name, reference_body
+from shared.ledger import Ledger, canonical_payload
 from shared.models import Status
 from shared.schema import LedgerRow
 from shared.services.due import DueIndex, DueKind

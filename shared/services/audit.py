@@ -7,8 +7,9 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from shared.adapters.tables import Conflict, TableStore
-from shared.ledger import iso
+from shared.adapters.tables import TableStore
+from shared.clock import iso
+from shared.errors import Conflict
 
 AUDIT_PARTITION = "audit"
 

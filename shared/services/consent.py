@@ -11,15 +11,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from shared.adapters.tables import Conflict, EtagMismatch, TableStore
-from shared.ledger import iso
+from shared.adapters.tables import TableStore
+from shared.clock import iso
+from shared.errors import Conflict, EtagMismatch
+from shared.ledger import MAX_RACE_RETRIES
+from shared.models import Channel
 from shared.privacy import address_hash
 from shared.services.audit import AuditLog
-from shared.settings import Channel
 from shared.validation import canonical_recipient
 
 ALL_SENDERS = "*"
-MAX_RACE_RETRIES = 8
 
 OPT_OUT_KEYWORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"})
 OPT_IN_KEYWORDS = frozenset({"START", "UNSTOP", "YES"})

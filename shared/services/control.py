@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from shared.adapters.tables import TableStore
-from shared.ledger import iso
+from shared.clock import iso
 from shared.services.audit import AuditLog
 
 PAUSE_PARTITION = "pause"

@@ -18,10 +18,11 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from shared.adapters.tables import Conflict, TableStore
+from shared.adapters.tables import TableStore
 from shared.cache import Lru
+from shared.errors import Conflict
+from shared.models import Channel
 from shared.schema import ProviderIdRow, provider_id_keys
-from shared.settings import Channel
 
 # How long a WhatsApp status for an unknown id waits for a send still in flight here to learn its id.
 WAIT_FOR_SEND_SECONDS = 1.0

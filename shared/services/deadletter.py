@@ -20,19 +20,19 @@ import base64
 import binascii
 import logging
 import re
-from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
-from shared.adapters.tables import Conflict, TableStore
-from shared.errors import ValidationFailed
-from shared.ledger import Ledger, canonical_payload, iso, queue_body
+from shared.adapters.tables import TableStore
+from shared.clock import Clock, iso
+from shared.errors import Conflict, ValidationFailed
+from shared.ids import content_id
+from shared.ledger import Ledger, canonical_payload, queue_body
 from shared.models import MESSAGE_ID_PATTERN, Status
 from shared.observability import count, emit_warning
 from shared.schema import LedgerRow, verbatim_payload
 from shared.services.due import DueIndex, schedule_retention
 from shared.status import pipeline_may_set
-from shared.validation import content_id, load_json, parse_request
+from shared.validation import load_json, parse_request
 
 log = logging.getLogger(__name__)
 RAW_PARTITION = "raw"
@@ -55,7 +55,7 @@ class DeadLetterService:
         self,
         ledger: Ledger,
         dead_letters: TableStore,
-        clock: Callable[[], datetime],
+        clock: Clock,
         retention: DueIndex | None = None,
         content_days: int = 7,
         content_key: bytes = b"",

@@ -12,11 +12,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from shared.adapters.blobs import PayloadStore
+from shared.claimcheck import parse_payload_ref
 from shared.errors import FieldError, PermanentError, ValidationFailed
+from shared.ids import content_id
 from shared.services.outcomes import Outcome
 from shared.services.rejections import RequestRejections
 from shared.settings import Settings
-from shared.validation import CheckedRequest, check_request, content_id, parse_payload_ref, parse_request
+from shared.validation import CheckedRequest, check_request, parse_request
 
 
 @dataclass(frozen=True)

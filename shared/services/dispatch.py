@@ -15,10 +15,12 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from shared.adapters.acs import SendIds, operation_id
+from shared.adapters.acs import SendIds
+from shared.clock import iso, parse_iso
 from shared.errors import PermanentError, Throttled, TransientError
-from shared.ledger import REACHED, Ledger, claimed, delivery_latency_ms, iso, parse_iso
-from shared.models import Status
+from shared.ids import operation_id
+from shared.ledger import Ledger, claimed, delivery_latency_ms
+from shared.models import REACHED, Channel, Status
 from shared.observability import count, emit
 from shared.schema import LedgerRow
 from shared.services.correlation import Correlation
@@ -26,7 +28,7 @@ from shared.services.due import DueIndex, DueKind
 from shared.services.endings import SendEndings
 from shared.services.logs import emit_about
 from shared.services.providers import Provider
-from shared.settings import Channel, Settings
+from shared.settings import Settings
 from shared.status import pipeline_may_set
 from shared.validation import CheckedRequest
 

@@ -13,7 +13,7 @@ from enum import StrEnum
 
 from shared.adapters.group_commit import GroupUpserts
 from shared.adapters.tables import TableStore
-from shared.ledger import iso
+from shared.clock import iso
 from shared.schema import DUE_PARTITION, due_row_key
 
 

@@ -15,8 +15,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 
+from shared.clock import iso
 from shared.errors import AccessDenied, Throttled, TransientError
-from shared.ledger import Ledger, iso
+from shared.ledger import Ledger
 from shared.models import Status
 from shared.observability import count, emit, emit_warning
 from shared.retry import FORBIDDEN_RETRY

@@ -24,29 +24,33 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from shared.adapters.tables import Conflict, TableStore
-from shared.errors import PermanentError, ValidationFailed
+from shared.adapters.tables import TableStore
+from shared.clock import iso, parse_iso
+from shared.errors import Conflict, MalformedEvent, PermanentError, ValidationFailed
 from shared.events_model import (
     AcsEvent,
     EventKind,
-    MalformedEvent,
     envelope_from_dict,
     event_from_json,
     event_to_json,
     normalise,
     topic_of,
 )
-from shared.ledger import REACHED, Ledger, delivery_latency_ms, iso, parse_iso
-from shared.models import Status
+from shared.ledger import Ledger, delivery_latency_ms
+from shared.models import REACHED, Channel, Status
 from shared.observability import count, emit, emit_warning
 from shared.privacy import acs_address
 from shared.schema import LedgerRow, OrphanRow, event_entity
-from shared.services.consent import ALL_SENDERS, ConsentService, ConsentState
+from shared.services.consent import (
+    ALL_SENDERS,
+    ConsentService,
+    ConsentState,
+)
 from shared.services.correlation import INDEXED_AFTER_SEND, Correlation
 from shared.services.due import DueIndex, DueKind
 from shared.services.inbound import InboundRecorder
 from shared.services.rejections import EventRejections, event_type_of
-from shared.settings import Channel, Settings
+from shared.settings import Settings
 from shared.status import report_wins
 
 log = logging.getLogger(__name__)
@@ -122,7 +126,7 @@ class EventService:
         if topic.lower() not in self._settings.acs_resource_ids:
             return self._ignore("untrusted-topic", "event from an untrusted topic ignored", raw)
         try:
-            event = normalise(envelope_from_dict(raw))
+            event = normalise(envelope_from_dict(raw, self._now()))
         except MalformedEvent as exc:
             return await self._reject(raw, str(exc))
         if event is None:

@@ -9,10 +9,11 @@ from __future__ import annotations
 import contextlib
 import logging
 
-from shared.adapters.tables import Conflict, TableStore
-from shared.errors import ValidationFailed
+from shared.adapters.tables import TableStore
+from shared.clock import parse_iso
+from shared.errors import Conflict, ValidationFailed
 from shared.events_model import AcsEvent
-from shared.ledger import parse_iso
+from shared.models import Channel
 from shared.observability import emit
 from shared.privacy import acs_address, address_hash, mask
 from shared.schema import inbound_entity
@@ -24,7 +25,7 @@ from shared.services.consent import (
     ConsentState,
     keyword_of,
 )
-from shared.settings import Channel, Settings
+from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Producer-facing intake for `POST /api/messages` and the status view for `GET /api/messages/{id}`.
+"""Producer-facing intake for `POST /api/messages`.
 
 Why synchronous validation here: an HTTP producer deserves its field errors now, not a Rejected
 row later. Accepting is idempotent on the id: the same id again returns the same message.
@@ -7,43 +7,19 @@ row later. Accepting is idempotent on the id: the same id again returns the same
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
 
-from shared.adapters.tables import TableStore
+from shared.clock import Clock
 from shared.errors import FieldError, IdReused, ValidationFailed
+from shared.ids import content_id
 from shared.models import Status
 from shared.observability import count, emit
-from shared.schema import is_ledger_row
 from shared.services.acceptance import Acceptance
 from shared.services.rejections import RequestRejections
 from shared.settings import Settings
-from shared.validation import check_request, content_id, parse_request
+from shared.validation import check_request, parse_request
 
 log = logging.getLogger(__name__)
-
-# Ledger fields an API caller may see: ids, statuses, times and counts; never content or addresses.
-PUBLIC_FIELDS = (
-    "Channel",
-    "Status",
-    "Purpose",
-    "Delivery",
-    "RecipientMasked",
-    "Sender",
-    "Attempts",
-    "Segments",
-    "CostEstimate",
-    "ProviderMessageId",
-    "Reason",
-    "CorrelationId",
-    "CreatedAt",
-    "ExpiresAt",
-    "DeliveryLatencyMs",
-    *(f"{s.value}At" for s in Status),
-)
-
 
 ID_REUSED = "already used by a different request: send a new request under a new id"
 
@@ -63,7 +39,7 @@ class IntakeService:
         settings: Settings,
         acceptance: Acceptance,
         rejections: RequestRejections,
-        clock: Callable[[], datetime],
+        clock: Clock,
     ) -> None:
         self._settings = settings
         self._acceptance = acceptance
@@ -98,31 +74,3 @@ class IntakeService:
             # happened between an earlier accept and its enqueue.
             await self._acceptance.requeue(checked, 0)
         return IntakeResult(accepted=True, message_id=message_id, created=created)
-
-
-async def status_view(messages: TableStore, message_id: str) -> dict[str, Any] | None:
-    """Status and history of one message: public ledger fields plus its event rows."""
-    rows = [row async for row in messages.query("PartitionKey eq @pk", {"pk": message_id})]
-    ledger = next((r for r in rows if is_ledger_row(r["RowKey"])), None)
-    if ledger is None:
-        return None
-    events = sorted(
-        (
-            {
-                "eventType": r.get("EventType"),
-                "status": r.get("Status"),
-                "rawStatus": r.get("RawStatus"),
-                "eventTime": r.get("EventTime"),
-                "detail": r.get("Detail"),
-                "kind": r.get("Kind"),
-            }
-            for r in rows
-            if not is_ledger_row(r["RowKey"])
-        ),
-        key=lambda e: str(e["eventTime"]),
-    )
-    view = {"id": message_id, **{k[0].lower() + k[1:]: ledger[k] for k in PUBLIC_FIELDS if k in ledger}}
-    history = [{"status": s.value, "at": ledger[f"{s.value}At"]} for s in Status if f"{s.value}At" in ledger]
-    view["transitions"] = sorted(history, key=lambda h: str(h["at"]))
-    view["events"] = events
-    return view

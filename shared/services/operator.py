@@ -9,14 +9,14 @@ ACS first, and what cannot be checked becomes Unknown instead of a duplicate.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from shared.adapters.queues import QueueWriter
 from shared.adapters.tables import TableStore
-from shared.ledger import Ledger, iso, queue_body
+from shared.clock import Clock, iso
+from shared.ledger import Ledger, queue_body
 from shared.models import Status
 from shared.observability import emit
 from shared.schema import LEDGER_ROWS_FILTER, LedgerRow
@@ -39,7 +39,7 @@ class OperatorService:
         messages: TableStore,
         outbound: QueueWriter,
         audit: AuditLog,
-        clock: Callable[[], datetime],
+        clock: Clock,
     ) -> None:
         self._ledger = ledger
         self._messages = messages

@@ -12,12 +12,13 @@ import asyncio
 from datetime import datetime, timedelta
 
 from shared.adapters.tables import TableStore
-from shared.ledger import Ledger, iso, parse_iso
+from shared.clock import iso, parse_iso
+from shared.ledger import Ledger
+from shared.models import Channel
 from shared.schema import OrphanRow
 from shared.services.correlation import Correlation
 from shared.services.due import DueEntry, DueKind
 from shared.services.events import ORPHAN_RECHECK, EventService
-from shared.settings import Channel
 
 # How long a parked event may wait for its message before it is given up and counted.
 ORPHAN_WINDOW = timedelta(hours=24)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from shared.adapters.acs import AcsSenders, ProviderReceipt, SendIds, operation_id
+from shared.adapters.acs import AcsSenders, ProviderReceipt, SendIds
+from shared.ids import operation_id
 from shared.models import EmailRequest, SmsRequest, WhatsAppRequest
 from shared.validation import CheckedRequest
 

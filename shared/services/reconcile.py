@@ -20,24 +20,24 @@ import asyncio
 import json
 import logging
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from shared.adapters.acs import operation_id
 from shared.adapters.queues import QueueWriter, RawMessage
 from shared.adapters.tables import TableStore
-from shared.ledger import Ledger, iso, queue_body
-from shared.models import Status
+from shared.clock import Clock, iso
+from shared.ids import operation_id
+from shared.ledger import Ledger, queue_body
+from shared.models import Channel, Status
 from shared.observability import count, emit
 from shared.schema import LedgerRow
 from shared.services.deadletter import DeadLetterService
 from shared.services.due import DueEntry, DueIndex, DueKind, schedule_retention
 from shared.services.orphans import OrphanSweep
 from shared.services.providers import Provider
-from shared.settings import Channel, Settings
-from shared.status import pipeline_may_set
+from shared.settings import Settings
+from shared.status import OUTCOMES, pipeline_may_set
 
 log = logging.getLogger(__name__)
 STUCK_RECHECK = timedelta(minutes=15)
@@ -69,7 +69,7 @@ class Summary:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
     def as_entity(self) -> dict[str, Any]:
-        reported = sum(n for key, n in self.cohort.items() if key.split("|")[1] in {"Delivered", "Failed", "Read"})
+        reported = sum(n for key, n in self.cohort.items() if key.split("|")[1] in OUTCOMES)
         return {
             "PartitionKey": REPORT_PARTITION,
             "RowKey": self.at,
@@ -85,33 +85,48 @@ class Summary:
         }
 
 
+@dataclass(frozen=True)
+class SendQueues:
+    """The send queue (stuck messages go back on it) and its poison queue (drained into dead letters)."""
+
+    outbound: QueueWriter
+    poison: QueueWriter
+
+
+@dataclass(frozen=True)
+class ReconcileStores:
+    """Where reconciliation works besides the ledger: the due index it works off, the table its
+    summaries go to, and the retention index it schedules sent messages into."""
+
+    due: DueIndex
+    reports: TableStore
+    retention: DueIndex | None = None
+
+
 class ReconcileService:
     def __init__(
         self,
         *,
         settings: Settings,
         ledger: Ledger,
-        due: DueIndex,
-        outbound: QueueWriter,
-        poison: QueueWriter,
+        stores: ReconcileStores,
+        queues: SendQueues,
         provider: Provider,
         orphans: OrphanSweep,
-        reports: TableStore,
         dead_letters: DeadLetterService,
-        clock: Callable[[], datetime],
-        retention: DueIndex | None = None,
+        clock: Clock,
     ) -> None:
         self._settings = settings
         self._ledger = ledger
-        self._due = due
-        self._outbound = outbound
-        self._poison = poison
+        self._due = stores.due
+        self._reports = stores.reports
+        self._retention = stores.retention
+        self._outbound = queues.outbound
+        self._poison = queues.poison
         self._provider = provider
         self._orphans = orphans
-        self._reports = reports
         self._dead_letters = dead_letters
         self._now = clock
-        self._retention = retention
 
     async def run(self, limit: int = 5000) -> Summary:
         """One reconciliation pass; returns (and stores) its summary."""

@@ -8,15 +8,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from shared.adapters.acs import operation_id
+from shared.clock import parse_iso
 from shared.errors import Throttled, TransientError
-from shared.ledger import parse_iso
-from shared.models import DeliveryMode, Status
+from shared.ids import operation_id
+from shared.models import Channel, DeliveryMode, Status
 from shared.schema import LedgerRow
 from shared.services.dispatch import REPEATABILITY_WINDOW, Dispatcher
 from shared.services.endings import SendEndings
 from shared.services.providers import Provider
-from shared.settings import Channel
 from shared.validation import CheckedRequest
 
 AT_MOST_ONCE_UNKNOWN = (

@@ -21,22 +21,19 @@ from typing import Any
 
 from shared.adapters.blobs import PayloadStore
 from shared.adapters.queues import MAX_PAYLOAD_BYTES
-from shared.adapters.tables import Conflict, TableStore
-from shared.errors import FieldError, IdReused, ValidationFailed
+from shared.adapters.tables import TableStore
+from shared.claimcheck import payload_blob_name
+from shared.clock import iso
+from shared.errors import Conflict, FieldError, IdReused, ValidationFailed
 from shared.events_model import lower_case_keys, stable_json
-from shared.ledger import Ledger, iso, payload_blob_name
-from shared.models import MESSAGE_ID_PATTERN, Status
+from shared.ids import content_id
+from shared.ledger import Ledger
+from shared.models import MESSAGE_ID_PATTERN, Channel, Status
 from shared.observability import count, emit, emit_warning
-from shared.schema import (
-    REJECTED_EVENTS_PARTITION,
-    LedgerRow,
-    conflict_entity,
-    rejected_event_entity,
-    verbatim_text,
-)
+from shared.schema import REJECTED_EVENTS_PARTITION, LedgerRow, conflict_entity, rejected_event_entity, verbatim_text
 from shared.services.due import DueIndex, schedule_retention
-from shared.settings import Channel, Settings
-from shared.validation import content_id, load_json
+from shared.settings import Settings
+from shared.validation import load_json
 
 log = logging.getLogger(__name__)
 

@@ -11,20 +11,22 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import replace
-from datetime import datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Any
 
 from shared.adapters.blobs import PayloadStore
 from shared.adapters.tables import TableStore
-from shared.ledger import Ledger, iso, parse_iso, payload_json
+from shared.clock import Clock, iso, parse_iso
+from shared.ledger import Ledger, payload_json
+from shared.models import Channel
 from shared.observability import emit
 from shared.privacy import address_hash, normalise_address
 from shared.schema import LEDGER_ROWS_FILTER, LedgerRow, join_payload, provider_id_keys
 from shared.services.audit import AuditLog
 from shared.services.consent import ConsentService
 from shared.services.due import DueEntry, DueIndex, DueKind
-from shared.settings import Channel, Settings
+from shared.settings import Settings
 from shared.validation import canonical_recipient, channel_of_address
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,18 @@ def _strip(payload: dict[str, Any] | None, keys: tuple[str, ...]) -> dict[str, A
     return {k: v for k, v in payload.items() if k not in keys}
 
 
+@dataclass(frozen=True)
+class RetentionStores:
+    """What retention deletes from besides the ledger: the message partitions, the provider id index,
+    the tables that may hold an address (`others`: orphans, inbound, dead letters), and the blobs of
+    requests kept in blob storage."""
+
+    messages: TableStore
+    provider_ids: TableStore
+    others: tuple[TableStore, ...]
+    payloads: PayloadStore | None = None
+
+
 class RetentionService:
     def __init__(
         self,
@@ -45,24 +59,21 @@ class RetentionService:
         settings: Settings,
         ledger: Ledger,
         retention: DueIndex,
-        messages: TableStore,
-        provider_ids: TableStore,
-        others: list[TableStore],
+        stores: RetentionStores,
         consent: ConsentService,
         audit: AuditLog,
-        clock: Callable[[], datetime],
-        payloads: PayloadStore | None = None,
+        clock: Clock,
     ) -> None:
         self._settings = settings
         self._ledger = ledger
         self._retention = retention
-        self._messages = messages
-        self._provider_ids = provider_ids
-        self._others = others
+        self._messages = stores.messages
+        self._provider_ids = stores.provider_ids
+        self._others = stores.others
+        self._payloads = stores.payloads
         self._consent = consent
         self._audit = audit
         self._now = clock
-        self._payloads = payloads
 
     async def run(self, limit: int = 5000) -> Counter[str]:
         """Apply every retention step that is due; returns counts per step."""

@@ -20,8 +20,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from shared.adapters.tables import EtagMismatch
-from shared.errors import IdReused
+from shared.errors import EtagMismatch, IdReused
 from shared.ledger import Ledger
 from shared.models import Status
 from shared.observability import count, emit

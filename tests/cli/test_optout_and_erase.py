@@ -14,9 +14,9 @@ import pytest
 
 from contactmsg.context import Exit
 from shared.errors import ValidationFailed
+from shared.models import Channel
 from shared.runtime import Services
 from shared.services.consent import ALL_SENDERS, ConsentState
-from shared.settings import Channel
 from shared.validation import canonical_recipient
 from tests.cli.test_cli import acs_cli, cli, settings_file, with_services  # noqa: F401  (fixtures)
 

@@ -19,9 +19,8 @@ from typing import Any
 import pytest
 
 from devstack.acs import DEFAULT_TOPIC
-from shared.models import Status
+from shared.models import Channel, Status
 from shared.privacy import address_hash
-from shared.settings import Channel
 from tests.conformance.corpus import (
     Casing,
     Kind,

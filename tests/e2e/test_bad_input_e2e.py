@@ -8,8 +8,8 @@ from typing import Any
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from shared.ids import content_id
 from shared.models import Status
-from shared.validation import content_id
 from tests.e2e.conftest import all_final, wait_until
 
 _wrong_types = st.fixed_dictionaries(

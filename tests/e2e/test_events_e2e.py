@@ -120,7 +120,7 @@ async def test_stop_then_start_through_the_webhook(make_stack) -> None:  # type:
 
 
 async def _blocked(stack, blocked: bool) -> bool:  # type: ignore[no-untyped-def]
-    from shared.settings import Channel
+    from shared.models import Channel
 
     decision = await stack.svc.consent.check(Channel.SMS, "+14255550166", SMS_SENDER)
     return decision.allowed is not blocked

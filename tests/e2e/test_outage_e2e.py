@@ -11,7 +11,7 @@ from collections import Counter
 
 import pytest
 
-from shared.adapters.acs import operation_id
+from shared.ids import operation_id
 from shared.models import Status
 from tests.e2e.conftest import all_final, wait_until
 from tests.integration.conftest import email, sms

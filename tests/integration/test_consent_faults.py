@@ -16,7 +16,7 @@ import pytest
 from devstack.acs import DEFAULT_TOPIC
 from shared.adapters.tables import TableStore
 from shared.errors import TransientError
-from shared.models import Status
+from shared.models import Channel, Status
 from shared.privacy import address_hash
 from shared.runtime import Services
 from shared.services.audit import AUDIT_PARTITION
@@ -24,7 +24,6 @@ from shared.services.consent import ConsentState
 from shared.services.decoding import QueueDelivery
 from shared.services.events import EventOutcome
 from shared.services.outcomes import Outcome
-from shared.settings import Channel
 from tests.integration.conftest import SMS_SENDER, email
 
 WRITES = ("insert", "update", "upsert", "delete", "transact")

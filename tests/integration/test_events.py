@@ -15,10 +15,10 @@ import pytest
 
 from devstack.acs import DEFAULT_TOPIC, AcsEmulator
 from shared.adapters.acs import ProviderReceipt, SendIds
-from shared.adapters.tables import Conflict, Stored, TableStore
-from shared.clock import utc_now
+from shared.adapters.tables import Stored, TableStore
+from shared.clock import iso, utc_now
+from shared.errors import Conflict
 from shared.events_model import envelope_from_dict, normalise
-from shared.ledger import iso
 from shared.models import Status
 from shared.runtime import Services
 from shared.schema import is_ledger_row, ledger_row_key
@@ -209,7 +209,7 @@ async def test_a_status_parked_after_the_sender_indexed_is_applied_by_the_parker
     await svc.storage.table(svc.names.provider_ids).insert(
         {"PartitionKey": "receipt-y", "RowKey": "receipt-y", "MessageId": "early-index", "Channel": "whatsapp"}
     )
-    event = normalise(envelope_from_dict(_wa_status("receipt-y", "Delivered", T0)))
+    event = normalise(envelope_from_dict(_wa_status("receipt-y", "Delivered", T0), svc.clock()))
     assert event is not None
     assert await svc.events._park(event) == EventOutcome.RECORDED  # the race, made to happen
     assert await _status(svc, "early-index") == Status.DELIVERED
@@ -411,7 +411,7 @@ async def test_stop_then_start_by_inbound_sms(svc: Services, acs: AcsEmulator, w
 
 
 async def _consent_blocked(svc: Services, blocked: bool) -> bool:
-    from shared.settings import Channel
+    from shared.models import Channel
 
     decision = await svc.consent.check(Channel.SMS, "+14255550177", SMS_SENDER)
     return decision.allowed is not blocked

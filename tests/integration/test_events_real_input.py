@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 
 from devstack.acs import DEFAULT_TOPIC
+from shared.models import Channel
 from shared.runtime import Services
 from shared.services.decoding import QueueDelivery
 from shared.services.events import EventOutcome
 from shared.services.outcomes import Outcome
 from shared.services.rejections import REJECTED_PARTITION
-from shared.settings import Channel
 from tests.integration.conftest import SMS_SENDER, sms
 
 T0 = "2020-09-18T00:27:45.32Z"

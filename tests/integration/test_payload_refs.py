@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from devstack.acs import AcsEmulator
-from shared.ledger import payload_blob_name, reference_body
+from shared.claimcheck import payload_blob_name, reference_body
 from shared.models import Status
 from shared.runtime import Services
 from shared.services.decoding import QueueDelivery

@@ -15,9 +15,10 @@ from aiohttp import web
 
 from devstack.acs import AcsEmulator
 from devstack.azurite import Azurite, free_port
-from shared.adapters.acs import AcsSenders, operation_id, parse_acs_connection, repeatability_id
+from shared.adapters.acs import AcsSenders, parse_acs_connection
+from shared.clock import iso
 from shared.errors import TransientError
-from shared.ledger import iso
+from shared.ids import operation_id, repeatability_id
 from shared.models import Status
 from shared.runtime import Services, build_services
 from shared.services.decoding import QueueDelivery

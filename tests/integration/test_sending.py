@@ -12,12 +12,11 @@ import pytest
 
 from devstack.acs import AcsEmulator
 from shared.errors import ValidationFailed
-from shared.models import Status
+from shared.models import Channel, Status
 from shared.runtime import Services
 from shared.services.consent import ConsentState
 from shared.services.decoding import QueueDelivery
 from shared.services.outcomes import Outcome
-from shared.settings import Channel
 from tests.integration.conftest import SMS_SENDER, Clock, email, sms, whatsapp
 
 
@@ -233,7 +232,7 @@ def _checked(svc: Services, message_id: str):  # type: ignore[no-untyped-def]
 
 async def test_sms_carries_our_own_repeatability_id(svc: Services, acs: AcsEmulator) -> None:
     """The SMS SDK's per-call uuid is replaced by our stable id for the message's first generation."""
-    from shared.adapters.acs import repeatability_id
+    from shared.ids import repeatability_id
 
     await svc.sending.handle(_delivery(sms("own-id")))
     assert [s.repeatability_id for s in acs.sends("sms")] == [repeatability_id("own-id", 1)]

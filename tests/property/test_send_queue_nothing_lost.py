@@ -20,13 +20,13 @@ from hypothesis import strategies as st
 
 from devstack.host.queue_processor import decode_body
 from shared.adapters.queues import MAX_PAYLOAD_BYTES
+from shared.ids import content_id
 from shared.models import MESSAGE_ID_PATTERN, Status
 from shared.runtime import Services
 from shared.schema import join_payload
 from shared.services.deadletter import RAW_PARTITION
 from shared.services.decoding import QueueDelivery
 from shared.services.outcomes import Outcome
-from shared.validation import content_id
 from tests.property.strategies import BODIES, QUEUE_TEXT
 
 SETTINGS = settings(max_examples=35, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -20,8 +20,7 @@ from shared.feed import (
     event_id,
     status_change_json_schema,
 )
-from shared.models import MESSAGE_ID_PATTERN, Status
-from shared.settings import Channel
+from shared.models import MESSAGE_ID_PATTERN, Channel, Status
 
 SCHEMA_FILE = Path(__file__).parents[2] / "schemas" / "message-status-changed.v1.json"
 DATA_KEYS = {

@@ -272,7 +272,7 @@ def test_the_content_id_is_keyed() -> None:
     body (which anyone could compute from a guessed one-time code and phone number)."""
     import hashlib
 
-    from shared.validation import content_id
+    from shared.ids import content_id
 
     body = json.dumps(VALID_SMS).encode()
     assert content_id(b"k1", body) == content_id(b"k1", body + b"\n")  # a trailing newline is no new request

@@ -18,8 +18,7 @@ from devstack.eventgrid import DEFAULT_KEY, LocalTopic
 from shared.adapters.eventgrid import MAX_REQUEST_BYTES, FeedPublisher, request_chunks
 from shared.errors import PermanentError, Throttled, TransientError
 from shared.feed import StatusChange, cloud_event
-from shared.models import Status
-from shared.settings import Channel
+from shared.models import Channel, Status
 from tests.devstack.acs.conftest import wait_for
 from tests.devstack.eventgrid.conftest import subscription
 from tests.devstack.eventgrid.subscriber import Subscriber

@@ -108,18 +108,7 @@ class RequestRejections:
             )
             return False
         await schedule_retention(self._retention, message_id, iso(now), self._settings.retention_days["content"])
-        emit(
-            log,
-            "message.rejected",
-            "rejected message_id=%s reason=%s",
-            message_id,
-            reason,
-            message_id=message_id,
-            channel=channel,
-            status=Status.REJECTED.value,
-            reason=reason,
-        )
-        count(log, "rejected", channel=channel)
+        _log_rejected(message_id, channel, reason)
         return True
 
     async def reused(self, message_id: str, channel: Channel, reused: IdReused, source: str) -> None:
@@ -142,6 +131,21 @@ class RequestRejections:
             reason="id-reused",
         )
         count(log, "id_reused", channel=channel.value)
+
+
+def _log_rejected(message_id: str, channel: str, reason: str) -> None:
+    emit(
+        log,
+        "message.rejected",
+        "rejected message_id=%s reason=%s",
+        message_id,
+        reason,
+        message_id=message_id,
+        channel=channel,
+        status=Status.REJECTED.value,
+        reason=reason,
+    )
+    count(log, "rejected", channel=channel)
 
 
 class EventRejections:

@@ -101,9 +101,9 @@ class SendService:
 
     async def _already_handled(self, checked: CheckedRequest, row: LedgerRow) -> Outcome:
         """A redelivered request whose message was sent or ended: nothing is sent again."""
-        if row.status == Status.SENT and row.get("SentAt"):
+        if row.status == Status.SENT and row.sent_at:
             # Its first delivery may have died after recording Sent and before scheduling the deadline.
-            await self.steps.dispatcher.schedule_report_deadline(row.message_id, row.channel, str(row.get("SentAt")))
+            await self.steps.dispatcher.schedule_report_deadline(row.message_id, row.channel, row.sent_at)
         emit(
             log,
             "message.duplicate_skipped",

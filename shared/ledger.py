@@ -10,10 +10,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
-from collections.abc import Callable, Mapping
+import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from shared.adapters.tables import Op, TableStore
 from shared.claimcheck import reference_body
@@ -23,10 +24,20 @@ from shared.ids import repeatability_id
 from shared.ledger_cache import RowCache
 from shared.models import AnyRequest, Status
 from shared.privacy import address_hash, mask
-from shared.schema import LedgerRow, changed_columns, ledger_row_key
+from shared.schema import LedgerRow, OutboxRow, changed_columns, ledger_row_key
 from shared.validation import CheckedRequest, load_json
 
 MAX_RACE_RETRIES = 8
+
+
+class FeedOutbox(Protocol):
+    """The status feed's outbox (shared.services.outbox.Outbox): events written with the transitions."""
+
+    def stamp(self, before: LedgerRow | None, after: LedgerRow) -> tuple[LedgerRow, list[OutboxRow]]: ...
+
+    async def intend(self, message_id: str) -> None: ...
+
+    def committed(self, rows: Sequence[OutboxRow]) -> None: ...
 
 
 def delivery_latency_ms(sent_at: str, reported_at: str) -> float:
@@ -52,10 +63,13 @@ class Ledger:
     Behind it, a per-process cache (`RowCache`) of recent rows and one writer at a time per row;
     callers see it only through `hint` and the `slim` option of `change`."""
 
-    def __init__(self, table: TableStore, hash_key: bytes, hint_capacity: int = 20_000) -> None:
+    def __init__(
+        self, table: TableStore, hash_key: bytes, hint_capacity: int = 20_000, outbox: FeedOutbox | None = None
+    ) -> None:
         self._table = table
         self._hash_key = hash_key
         self._cache = RowCache(hint_capacity)
+        self._outbox = outbox
 
     def writing(self, message_id: str) -> contextlib.AbstractAsyncContextManager[None]:
         """Hold this process's turn on the row across several calls (re-entrant; see RowCache.turn)."""
@@ -99,6 +113,7 @@ class Ledger:
             recipient_hash=address_hash(self._hash_key, request.to),
             segments=checked.segments,
             correlation_id=request.correlation_id,
+            metadata=json.dumps(request.metadata) if request.metadata else None,
             expires_at=iso(request.expires_at) if request.expires_at else None,
             created_at=iso(now),
             source=source,
@@ -118,7 +133,7 @@ class Ledger:
         row gives way to a valid request under its id; a row holding a different request raises IdReused
         (the id is the idempotency key: the first request under it is the one that counts)."""
         try:
-            etag = await self._table.insert(new_row.to_entity())
+            new_row, etag = await self._insert(new_row)
         except Conflict:
             existing = await self.get(new_row.message_id)
             if existing is None:
@@ -140,17 +155,45 @@ class Ledger:
     async def record_rejected(self, row: LedgerRow) -> bool:
         """Insert a row for a request that never became valid; False if the id already exists."""
         try:
-            await self._table.insert(row.to_entity())
+            await self._insert(row)
         except Conflict:
             return False
         return True
 
+    async def _insert(self, row: LedgerRow) -> tuple[LedgerRow, str]:
+        """Insert a new row (Conflict if it exists) with its status-feed events, if the feed is on."""
+        row, feed = await self._with_feed(None, row)
+        if not feed:
+            return row, await self._table.insert(row.to_entity())
+        etags = await self._table.transact([Op("create", row.to_entity()), *_creates(feed)])
+        self._committed(feed)
+        return row, etags[0]
+
+    async def _with_feed(self, before: LedgerRow | None, after: LedgerRow) -> tuple[LedgerRow, list[OutboxRow]]:
+        """`after` stamped with its feed sequence, and its outbox rows; the intent is written first, so a
+        crash after the commit leaves the sweep something to find."""
+        if self._outbox is None:
+            return after, []
+        after, feed = self._outbox.stamp(before, after)
+        if feed:
+            await self._outbox.intend(after.message_id)
+        return after, feed
+
+    def _committed(self, feed: Sequence[OutboxRow]) -> None:
+        if self._outbox is not None:
+            self._outbox.committed(feed)
+
     async def update(self, row: LedgerRow, changed: LedgerRow) -> LedgerRow:
         """Write `changed` over `row` (the columns that differ) if the row is unchanged since `row` was
         read (EtagMismatch otherwise)."""
-        columns = changed_columns(row, changed)
+        changed, feed = await self._with_feed(row, changed)
         key = {"PartitionKey": row.message_id, "RowKey": ledger_row_key(row.message_id)}
-        etag = await self._table.update({**key, **columns}, row.etag)
+        merge = {**key, **changed_columns(row, changed)}
+        if feed:
+            etag = (await self._table.transact([Op("merge", merge, etag=row.etag), *_creates(feed)]))[0]
+            self._committed(feed)
+        else:
+            etag = await self._table.update(merge, row.etag)
         return self._remember(replace(changed, etag=etag))
 
     async def change(
@@ -191,14 +234,20 @@ class Ledger:
             # which costs the SDK several times a single request.
             await self._table.insert(alongside)
             return row
+        changed, feed = await self._with_feed(row, changed)
         key = {"PartitionKey": row.message_id, "RowKey": ledger_row_key(row.message_id)}
         merge = Op("merge", {**key, **changed_columns(row, changed)}, etag=row.etag)
-        etags = await self._table.transact([Op("create", dict(alongside)), merge])
+        etags = await self._table.transact([Op("create", dict(alongside)), merge, *_creates(feed)])
+        self._committed(feed)
         # Keep the new etag, so the next change of this message needs no read either.
-        if len(etags) == 2 and etags[-1]:
-            return self._remember(replace(changed, etag=etags[-1]))
+        if len(etags) >= 2 and etags[1]:
+            return self._remember(replace(changed, etag=etags[1]))
         self._cache.discard(row.message_id)
         return changed
+
+
+def _creates(feed: Sequence[OutboxRow]) -> list[Op]:
+    return [Op("create", row.to_entity()) for row in feed]
 
 
 def claimed(row: LedgerRow, now: datetime, *, generation: int | None = None) -> LedgerRow:

@@ -38,6 +38,7 @@ EVENTS: Final = frozenset(
         "reconcile.summary",
         "retention.summary",
         "operator.action",
+        "feed.publish_failed",  # the status feed could not publish (the reconcile sweep retries)
         "metric",
     }
 )
@@ -65,6 +66,9 @@ METRICS: Final = frozenset(
         "send_retry",  # a send failed transiently and was re-enqueued with backoff
         "acs_forbidden",  # ACS answered 403 to the app's identity (alert: acs-forbidden)
         "delivery_latency_ms",  # value: ms from the send to its Delivered or Read report, once a message
+        "feed_published",  # value: status-feed events published (issue 17)
+        "feed_publish_failed",  # value: status-feed events whose publish failed (the sweep retries them)
+        "feed_republished",  # value: status-feed events the reconcile sweep found unpublished and sent
     }
 )
 

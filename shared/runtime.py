@@ -14,6 +14,7 @@ from typing import Any
 
 from shared.adapters.acs import AcsSenders, parse_acs_connection
 from shared.adapters.blobs import PayloadStore
+from shared.adapters.eventgrid import FeedPublisher
 from shared.adapters.identity import managed_identity
 from shared.adapters.queues import QueueWriter
 from shared.adapters.storage import StorageClients
@@ -37,9 +38,10 @@ from shared.services.gates import SendGates
 from shared.services.inbound import InboundRecorder
 from shared.services.intake import IntakeService
 from shared.services.orphans import OrphanSweep
+from shared.services.outbox import FEED_PARTITION, Outbox
 from shared.services.providers import AcsProvider, Provider
 from shared.services.ratelimit import RateGate
-from shared.services.reconcile import ReconcileService, ReconcileStores, SendQueues
+from shared.services.reconcile import ReconcileService, ReconcileStores, SendQueues, Sweeps
 from shared.services.recovery import Recovery
 from shared.services.rejections import EventRejections, RequestRejections
 from shared.services.retention import RetentionService, RetentionStores
@@ -71,8 +73,11 @@ class Services:
     provider: Provider
     clock: Clock
     credential: Any = None
+    feed: Outbox | None = None
 
     async def close(self) -> None:
+        if self.feed is not None:
+            await self.feed.close()
         await self.provider.close()
         await self.storage.close()
         await _close(self.credential)
@@ -93,7 +98,8 @@ def _channel_of(settings: Settings, sender: str) -> Channel:
 def needs_credential(settings: Settings, provider: Provider | None = None) -> bool:
     """Whether any client authenticates with Entra ID (storage or ACS without a connection string)."""
     acs_by_identity = provider is None and not settings.acs_connection_string
-    return not settings.storage_connection_string or acs_by_identity
+    feed_by_identity = bool(settings.feed_topic_endpoint) and not settings.feed_topic_key
+    return not settings.storage_connection_string or acs_by_identity or feed_by_identity
 
 
 def app_credential(settings: Settings) -> Any:
@@ -111,7 +117,7 @@ async def build_services(
     `credential_factory` only if some client needs it, is shared by every client and closed with them."""
     credential = credential_factory(settings) if needs_credential(settings, provider) else None
     storage, provider = await _connect(settings, provider, credential)
-    parts = _parts(settings, storage, provider, clock)
+    parts = _parts(settings, storage, provider, clock, credential)
     events = event_service(settings, storage, parts.names, parts.ledger, parts.consent, clock)
     acceptance = Acceptance(parts.ledger, parts.outbound, parts.payloads, parts.due, clock)
     rejections = RequestRejections(settings, parts.ledger, parts.retention_index, parts.payloads, clock)
@@ -135,6 +141,7 @@ async def build_services(
         reconcile=_reconcile_service(parts, events, dead),
         retention=_retention_service(parts),
         views=MessageViews(parts.table(parts.names.messages)),
+        feed=parts.feed,
         provider=provider,
         clock=clock,
         credential=credential,
@@ -188,21 +195,41 @@ class _Parts:
     due: DueIndex
     retention_index: DueIndex
     payloads: PayloadStore
+    feed: Outbox | None
 
     def table(self, name: str) -> TableStore:
         return self.storage.table(name)
 
 
-def _parts(settings: Settings, storage: StorageClients, provider: Provider, clock: Clock) -> _Parts:
+def _feed(
+    settings: Settings, storage: StorageClients, names: TableNames, clock: Clock, credential: Any
+) -> Outbox | None:
+    """The status feed's outbox, when a topic is configured (opt-in)."""
+    endpoint = settings.feed_topic_endpoint
+    if endpoint is None:
+        return None
+    if settings.feed_topic_key:
+        publisher = FeedPublisher.with_key(endpoint, settings.feed_topic_key)
+    else:
+        publisher = FeedPublisher(endpoint, credential)
+    intents = DueIndex(storage.table(names.due), FEED_PARTITION)
+    return Outbox(storage.table(names.messages), intents, publisher, clock, settings.feed_source)
+
+
+def _parts(
+    settings: Settings, storage: StorageClients, provider: Provider, clock: Clock, credential: Any = None
+) -> _Parts:
     names = TableNames(settings.table_prefix)
     audit = AuditLog(storage.table(names.audit))
+    feed = _feed(settings, storage, names, clock, credential)
     return _Parts(
         settings=settings,
         storage=storage,
         names=names,
         provider=provider,
         clock=clock,
-        ledger=Ledger(storage.table(names.messages), settings.consent_hash_key),
+        ledger=Ledger(storage.table(names.messages), settings.consent_hash_key, outbox=feed),
+        feed=feed,
         outbound=storage.queue(settings.send_queue),
         poison=storage.queue(settings.poison_queue),
         audit=audit,
@@ -253,7 +280,9 @@ def _reconcile_service(parts: _Parts, events: EventService, dead: DeadLetterServ
         stores=ReconcileStores(parts.due, parts.table(parts.names.reports), parts.retention_index),
         queues=SendQueues(parts.outbound, parts.poison),
         provider=parts.provider,
-        orphans=OrphanSweep(events, parts.ledger, events.correlation, parts.table(parts.names.orphans)),
+        sweeps=Sweeps(
+            OrphanSweep(events, parts.ledger, events.correlation, parts.table(parts.names.orphans)), parts.feed
+        ),
         dead_letters=dead,
         clock=parts.clock,
     )

@@ -214,6 +214,8 @@ _LEDGER_COLUMNS: tuple[tuple[str, str], ...] = (
     ("sla_rechecks", "SlaRechecks"),
     ("content_purged_at", "ContentPurgedAt"),
     ("recipient_purged_at", "RecipientPurgedAt"),
+    ("metadata", "Metadata"),
+    ("feed_sequence", "FeedSequence"),
 )
 _INT_COLUMNS = frozenset(
     {
@@ -227,16 +229,32 @@ _INT_COLUMNS = frozenset(
         "retries",
         "throttles",
         "sla_rechecks",
+        "feed_sequence",
     }
 )
 _FLOAT_COLUMNS = frozenset({"cost_estimate", "delivery_latency_ms"})
 # Counters that only exist once counted (a row that never waited has no Retries column).
-_ZERO_IS_ABSENT = frozenset({"retries", "throttles", "sla_rechecks"})
+_ZERO_IS_ABSENT = frozenset({"retries", "throttles", "sla_rechecks", "feed_sequence"})
 # Columns that retention blanks (a merge cannot remove a property) and that then read as absent.
 _BLANK_IS_ABSENT = _INT_COLUMNS | _FLOAT_COLUMNS | {"payload_ref"}
 # The columns a per-process cache keeps of a row: what the event projection and the Sent write read.
+# The status feed's outbox reads the rest (a change's event carries them).
 SLIM_COLUMNS = frozenset(
-    {"status", "status_event_time", "provider_message_id", "delivery_latency_ms", "channel_name", "created_at"}
+    {
+        "status",
+        "status_event_time",
+        "provider_message_id",
+        "delivery_latency_ms",
+        "channel_name",
+        "created_at",
+        "recipient_masked",
+        "correlation_id",
+        "metadata",
+        "segments",
+        "cost_estimate",
+        "reason",
+        "feed_sequence",
+    }
 )
 # Columns of the ledger row that the status API shows (GET /api/messages/{id}), besides the status times.
 PUBLIC_COLUMNS = (
@@ -320,6 +338,8 @@ class LedgerRow:
     sla_rechecks: int = 0
     content_purged_at: str | None = None
     recipient_purged_at: str | None = None
+    metadata: str | None = None  # the request's metadata as JSON (the status feed's events carry it)
+    feed_sequence: int = 0  # the last status-feed sequence number given to this message's changes
 
     @property
     def channel(self) -> Channel:
@@ -384,8 +404,7 @@ class LedgerRow:
     def slim(self) -> LedgerRow:
         """Only the columns a per-process cache keeps (SLIM_COLUMNS and the Sent time)."""
         kept = {attr: getattr(self, attr) for attr in SLIM_COLUMNS}
-        sent = {Status.SENT: self.sent_at} if self.sent_at else {}
-        return LedgerRow(message_id=self.message_id, etag=self.etag, times=sent, **kept)
+        return LedgerRow(message_id=self.message_id, etag=self.etag, times=self.times, **kept)
 
     def get(self, column: str, default: Any = None) -> Any:
         """A column by its stored name (for tools and tests that read rows as stored)."""
@@ -555,3 +574,37 @@ def rejected_event_entity(
         "PayloadTruncated": len(kept) < len(payload),
         **split_payload(kept),
     }
+
+
+# -- the status feed's outbox -----------------------------------------------------------------------
+
+OUTBOX_PREFIX = "feed|"
+# Every outbox row of a partition, and nothing else (`|` sorts right before `}`).
+OUTBOX_ROWS_FILTER = "PartitionKey eq @pk and RowKey ge 'feed|' and RowKey lt 'feed}'"
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """A status-feed event written with the transition it reports, in the message's partition, until
+    it is published."""
+
+    message_id: str
+    sequence: int
+    event_json: str
+
+    def to_entity(self) -> dict[str, Any]:
+        return {
+            "PartitionKey": self.message_id,
+            "RowKey": f"{OUTBOX_PREFIX}{self.sequence:010d}",
+            "Event": self.event_json,
+        }
+
+    @property
+    def keys(self) -> tuple[str, str]:
+        entity = self.to_entity()
+        return str(entity["PartitionKey"]), str(entity["RowKey"])
+
+    @classmethod
+    def from_entity(cls, entity: Mapping[str, Any]) -> OutboxRow:
+        row_key = str(entity["RowKey"])
+        return cls(str(entity["PartitionKey"]), int(row_key[len(OUTBOX_PREFIX) :]), str(entity.get("Event", "")))

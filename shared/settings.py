@@ -55,6 +55,9 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("TABLE_PREFIX", False, "prefix of every table name (default cm)"),
     SettingSpec("SEND_QUEUE", True, "name of the send queue; the triggers bind %SEND_QUEUE% and %SEND_QUEUE%-poison"),
     SettingSpec("APPLICATIONINSIGHTS_CONNECTION_STRING", False, "enables telemetry to Application Insights"),
+    SettingSpec("FEED_TOPIC_ENDPOINT", False, "status feed: Event Grid custom topic endpoint (unset: no feed)"),
+    SettingSpec("FEED_TOPIC_KEY", False, "status feed: topic access key (local topic only)", secret=True),
+    SettingSpec("FEED_SOURCE", False, "status feed: the CloudEvents source of its events (default /contact-messages)"),
     SettingSpec(
         "SEND_RETRY",
         False,
@@ -90,6 +93,9 @@ class Settings:
     send_retry: Backoff = DEFAULT_SEND_RETRY
     managed_identity_client_id: str | None = None
     storage_service_uris: Mapping[str, str] = field(default_factory=dict)  # "queue" | "table" | "blob" -> URI
+    feed_topic_endpoint: str | None = None
+    feed_topic_key: str | None = None
+    feed_source: str = ""
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -219,6 +225,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         send_retry=_backoff(env, problems),
         managed_identity_client_id=env.get("AZURE_CLIENT_ID", "").strip() or None,
         storage_service_uris=_service_uris(env),
+        feed_topic_endpoint=env.get("FEED_TOPIC_ENDPOINT", "").strip() or None,
+        feed_topic_key=env.get("FEED_TOPIC_KEY", "").strip() or None,
+        feed_source=env.get("FEED_SOURCE", "").strip(),
     )
     if problems:
         raise ConfigurationError("invalid settings: " + "; ".join(problems))

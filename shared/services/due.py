@@ -24,6 +24,7 @@ class DueKind(StrEnum):
     PURGE_RECIPIENT = "purge-recipient"  # retention: drop the recipient (PII)
     PURGE_ROWS = "purge-rows"  # retention: delete the message and its events
     ORPHAN = "orphan"  # an event parked for an unknown provider id: re-match it, or give it up
+    FEED = "feed"  # a message may have status-feed events left unpublished: the sweep looks
 
 
 RETENTION_PARTITION = "retention"

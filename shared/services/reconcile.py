@@ -35,6 +35,7 @@ from shared.schema import LedgerRow
 from shared.services.deadletter import DeadLetterService
 from shared.services.due import DueEntry, DueIndex, DueKind, schedule_retention
 from shared.services.orphans import OrphanSweep
+from shared.services.outbox import Outbox
 from shared.services.providers import Provider
 from shared.settings import Settings
 from shared.status import OUTCOMES, pipeline_may_set
@@ -103,6 +104,14 @@ class ReconcileStores:
     retention: DueIndex | None = None
 
 
+@dataclass(frozen=True)
+class Sweeps:
+    """What each run looks at besides the due index: parked events, and the status feed's outbox."""
+
+    orphans: OrphanSweep
+    feed: Outbox | None = None
+
+
 class ReconcileService:
     def __init__(
         self,
@@ -112,7 +121,7 @@ class ReconcileService:
         stores: ReconcileStores,
         queues: SendQueues,
         provider: Provider,
-        orphans: OrphanSweep,
+        sweeps: Sweeps,
         dead_letters: DeadLetterService,
         clock: Clock,
     ) -> None:
@@ -124,7 +133,8 @@ class ReconcileService:
         self._outbound = queues.outbound
         self._poison = queues.poison
         self._provider = provider
-        self._orphans = orphans
+        self._orphans = sweeps.orphans
+        self._feed = sweeps.feed
         self._dead_letters = dead_letters
         self._now = clock
 
@@ -207,6 +217,11 @@ class ReconcileService:
         matched, given_up = await self._orphans.run(now, min(limit, ORPHANS_PER_RUN))
         summary.orphans_matched += matched
         summary.orphans_given_up += given_up
+        if self._feed is not None:
+            republished = await self._feed.sweep(now, limit)
+            if republished:
+                summary.actions["feed-republished"] += republished
+                count(log, "feed_republished", republished)
 
     async def _poison_pass(self, summary: Summary) -> int:
         """Record and remove every message on the poison queue, undecoded (see `services.deadletter` for

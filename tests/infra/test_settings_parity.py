@@ -17,6 +17,7 @@ from tests.infra.test_deployment_rules import FLEX_DEPRECATED_SETTINGS
 
 # Declared in SETTINGS, never set in Azure.
 LOCAL_ONLY: Mapping[str, str] = {
+    "FEED_TOPIC_KEY": "Key auth for the local Event Grid topic. A deployed topic has local auth disabled.",
     "AzureWebJobsStorage": (
         "Connection string for Azurite. In Azure, storage is identity-based "
         "(AzureWebJobsStorage__accountName) and the account rejects shared keys anyway."
@@ -29,6 +30,11 @@ LOCAL_ONLY: Mapping[str, str] = {
 
 # Declared in SETTINGS, set in Azure only for some deployments.
 OPTIONAL_IN_AZURE: Mapping[str, str] = {
+    "FEED_TOPIC_ENDPOINT": (
+        "The status feed is opt-in (issue 17). The Bicep of its topic and role is not written yet, so Azure "
+        "leaves it unset and the app publishes nothing."
+    ),
+    "FEED_SOURCE": "The status feed's CloudEvents source; its default serves until the feed's Bicep exists.",
     "AZURE_CLIENT_ID": (
         "Client id of a user-assigned managed identity. The Bicep gives the app a system-assigned identity, "
         "for which it must stay unset (ManagedIdentityCredential would ask for a user-assigned one)."

@@ -1,0 +1,183 @@
+"""The status feed's outbox: every ledger transition published, nothing lost, nothing early (issue 17).
+
+How a transition reaches the topic:
+1. Before the ledger write, an intent (a due entry in the `feed` partition, one per message per
+   minute, written in group commits) says "this message may have unpublished changes".
+2. The ledger write and the change's event (an outbox row in the message's partition, `feed|<seq>`)
+   commit in one entity-group transaction: the event exists exactly when the transition does. The
+   sequence number lives on the ledger row, so the etag that guards the write also orders the changes.
+3. After the commit the event is handed to the publisher, which sends batches in the background and
+   deletes what was published. A publish failure never fails or retries a send or an event record.
+4. The reconcile timer's sweep reads intents older than a minute (never the messages table as a
+   whole), republishes what is still in those partitions, and drops the intents.
+A crash anywhere leaves an intent (step 1 came first) and the outbox row (step 2), so step 4 finds it.
+Subscribers dedupe by the event id (message id + sequence), which a republished change keeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from shared.adapters.tables import TableStore
+from shared.clock import Clock, parse_iso
+from shared.errors import ContactMessagesError
+from shared.feed import DEFAULT_SOURCE, StatusChange, cloud_event
+from shared.models import Channel, Status
+from shared.observability import count, emit_warning
+from shared.schema import OUTBOX_ROWS_FILTER, LedgerRow, OutboxRow
+from shared.services.due import DueIndex, DueKind
+
+log = logging.getLogger(__name__)
+
+FEED_PARTITION = "feed"
+CHANNELS = frozenset(c.value for c in Channel)
+# An outbox row older than this is assumed orphaned (its process died before publishing it).
+REPUBLISH_AFTER = timedelta(minutes=1)
+PUBLISH_BATCH = 100
+SWEEP_CONCURRENCY = 16
+
+
+class Publisher(Protocol):
+    async def publish(self, events: Sequence[Mapping[str, Any]]) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def changes_of(before: LedgerRow | None, after: LedgerRow) -> list[Status]:
+    """The statuses a write moves the message through, in order: a new row reports each status it
+    holds (Accepted, and Sending when the insert was also the claim); a change, its new status."""
+    if before is None:
+        return sorted(after.times, key=lambda s: (after.times[s], list(Status).index(s)))
+    return [after.status] if after.status != before.status else []
+
+
+class Outbox:
+    def __init__(
+        self, messages: TableStore, intents: DueIndex, publisher: Publisher, clock: Clock, source: str
+    ) -> None:
+        self._messages = messages
+        self._intents = intents
+        self._publisher = publisher
+        self._now = clock
+        self._source = source or DEFAULT_SOURCE
+        self._pending: list[OutboxRow] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    # -- with the ledger write --------------------------------------------------------------------
+
+    def stamp(self, before: LedgerRow | None, after: LedgerRow) -> tuple[LedgerRow, list[OutboxRow]]:
+        """`after` with its feed sequence advanced, and the outbox rows of the statuses it moves through."""
+        statuses = changes_of(before, after)
+        if not statuses or after.channel_name not in CHANNELS:  # a body with no channel reports nothing
+            return after, []
+        sequence = before.feed_sequence if before is not None else 0
+        previous = before.status if before is not None else None
+        rows = []
+        for status in statuses:
+            sequence += 1
+            rows.append(OutboxRow(after.message_id, sequence, self._event_json(after, status, previous, sequence)))
+            previous = status
+        return replace(after, feed_sequence=sequence), rows
+
+    async def intend(self, message_id: str) -> None:
+        """Step 1: the intent, written before the transition (idempotent within its minute)."""
+        now = self._now()
+        bucket = now.replace(second=0, microsecond=0) + REPUBLISH_AFTER * 2
+        await self._intents.add(message_id, DueKind.FEED, bucket)
+
+    def committed(self, rows: Sequence[OutboxRow]) -> None:
+        """Step 3: hand the committed events to the background publisher."""
+        if not rows:
+            return
+        self._pending.extend(rows)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+
+    async def drain(self) -> None:
+        """Wait for what was handed over to be published (tests, and a clean shutdown)."""
+        while self._flusher is not None and not self._flusher.done():
+            await asyncio.shield(self._flusher)
+
+    async def close(self) -> None:
+        """Publish what is pending (what fails stays for the sweep), then close the publisher."""
+        await self.drain()
+        await self._publisher.close()
+
+    # -- publishing -------------------------------------------------------------------------------
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending[:PUBLISH_BATCH], self._pending[PUBLISH_BATCH:]
+            await self._publish(batch)
+
+    async def _publish(self, rows: Sequence[OutboxRow]) -> bool:
+        try:
+            await self._publisher.publish([json.loads(row.event_json) for row in rows])
+        except ContactMessagesError as exc:
+            # The rows stay; the sweep republishes them. The send or event that made them is done.
+            emit_warning(log, "feed.publish_failed", "status feed publish failed: %s", exc, reason=str(exc)[:200])
+            count(log, "feed_publish_failed", len(rows))
+            return False
+        for row in rows:
+            await self._messages.delete(*row.keys)
+        count(log, "feed_published", len(rows))
+        return True
+
+    # -- the sweep (reconcile timer) ----------------------------------------------------------------
+
+    async def sweep(self, now: datetime, limit: int) -> int:
+        """Step 4: republish what is left in the partitions whose intents are due; returns how many."""
+        gate = asyncio.Semaphore(SWEEP_CONCURRENCY)
+
+        async def one(message_id: str) -> int:
+            async with gate:
+                return await self._republish(message_id, now)
+
+        intents = await self._intents.due(now, limit)
+        results = await asyncio.gather(*(one(entry.message_id) for entry in intents))
+        for entry in intents:
+            await self._intents.remove(entry)
+        return sum(results)
+
+    async def _republish(self, message_id: str, now: datetime) -> int:
+        query = self._messages.query(OUTBOX_ROWS_FILTER, {"pk": message_id})
+        rows = [OutboxRow.from_entity(entity) async for entity in query]
+        if rows and not await self._publish(rows):
+            await self.intend(message_id)  # try again at the next sweep
+            return 0
+        return len(rows)
+
+    def _event_json(self, row: LedgerRow, status: Status, previous: Status | None, sequence: int) -> str:
+        at = row.times.get(status) or row.updated_at
+        change = StatusChange(
+            message_id=row.message_id,
+            sequence=sequence,
+            status=status,
+            previous_status=previous,
+            channel=row.channel,
+            recipient_masked=row.recipient_masked or "***",
+            changed_at=parse_iso(at) if at else self._now(),
+            reason=row.reason if status == row.status else None,
+            correlation_id=row.correlation_id,
+            metadata=_metadata(row.metadata),
+            segments=row.segments,
+            cost_estimate=row.cost_estimate,
+        )
+        return json.dumps(cloud_event(change, self._source))
+
+
+def _metadata(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    with contextlib.suppress(ValueError):
+        loaded = json.loads(text)
+        if isinstance(loaded, dict):
+            return loaded
+    return {}

@@ -585,19 +585,26 @@ OUTBOX_ROWS_FILTER = "PartitionKey eq @pk and RowKey ge 'feed|' and RowKey lt 'f
 
 @dataclass(frozen=True)
 class OutboxRow:
-    """A status-feed event written with the transition it reports, in the message's partition, until
-    it is published."""
+    """A status-feed event, written with the transition it reports in the message's partition; once
+    published it stays (marked) as the message's feed history, for replays, until retention."""
 
     message_id: str
     sequence: int
     event_json: str
+    published_at: str | None = None
 
     def to_entity(self) -> dict[str, Any]:
-        return {
+        entity = {
             "PartitionKey": self.message_id,
             "RowKey": f"{OUTBOX_PREFIX}{self.sequence:010d}",
             "Event": self.event_json,
         }
+        return entity | ({"PublishedAt": self.published_at} if self.published_at else {})
+
+    def published(self, at: str) -> dict[str, Any]:
+        """The merge that marks it published."""
+        partition, row_key = self.keys
+        return {"PartitionKey": partition, "RowKey": row_key, "PublishedAt": at}
 
     @property
     def keys(self) -> tuple[str, str]:
@@ -607,4 +614,37 @@ class OutboxRow:
     @classmethod
     def from_entity(cls, entity: Mapping[str, Any]) -> OutboxRow:
         row_key = str(entity["RowKey"])
-        return cls(str(entity["PartitionKey"]), int(row_key[len(OUTBOX_PREFIX) :]), str(entity.get("Event", "")))
+        published = entity.get("PublishedAt")
+        return cls(
+            str(entity["PartitionKey"]),
+            int(row_key[len(OUTBOX_PREFIX) :]),
+            str(entity.get("Event", "")),
+            str(published) if published else None,
+        )
+
+
+FEED_HEALTH_PARTITION = "feed-health"
+
+
+@dataclass(frozen=True)
+class FeedHealthRow:
+    """The status feed's last publish failure (the CLI's `feed status` shows it)."""
+
+    at: str
+    reason: str
+
+    def to_entity(self) -> dict[str, Any]:
+        return {"PartitionKey": FEED_HEALTH_PARTITION, "RowKey": "last-error", "At": self.at, "Reason": self.reason}
+
+    @classmethod
+    def from_entity(cls, entity: Mapping[str, Any]) -> FeedHealthRow:
+        return cls(str(entity.get("At", "")), str(entity.get("Reason", "")))
+
+    @staticmethod
+    def keys() -> tuple[str, str]:
+        return FEED_HEALTH_PARTITION, "last-error"
+
+
+def changed_since_filter() -> str:
+    """Ledger rows changed at or after @since (an operator's scan: replays of the status feed)."""
+    return f"{LEDGER_ROWS_FILTER} and UpdatedAt ge @since"

@@ -56,6 +56,10 @@ class DueIndex:
         # Every sent message adds an entry here, all in this partition: concurrent adds share one write.
         self._writes = GroupUpserts(table, partition)
 
+    @property
+    def table(self) -> TableStore:
+        return self._table
+
     async def add(self, message_id: str, kind: DueKind, due_at: datetime) -> None:
         """Add (or overwrite) an entry; returns once it is stored."""
         stamp = iso(due_at)

@@ -7,7 +7,8 @@ How a transition reaches the topic:
    commit in one entity-group transaction: the event exists exactly when the transition does. The
    sequence number lives on the ledger row, so the etag that guards the write also orders the changes.
 3. After the commit the event is handed to the publisher, which sends batches in the background and
-   deletes what was published. A publish failure never fails or retries a send or an event record.
+   marks what was published (the rows stay as the message's feed history, for `replay`, until
+   retention deletes the partition). A publish failure never fails or retries a send or an event record.
 4. The reconcile timer's sweep reads intents older than a minute (never the messages table as a
    whole), republishes what is still in those partitions, and drops the intents.
 A crash anywhere leaves an intent (step 1 came first) and the outbox row (step 2), so step 4 finds it.
@@ -21,17 +22,17 @@ import contextlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
-from datetime import datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from shared.adapters.tables import TableStore
-from shared.clock import Clock, parse_iso
+from shared.clock import Clock, iso, parse_iso
 from shared.errors import ContactMessagesError
 from shared.feed import DEFAULT_SOURCE, StatusChange, cloud_event
 from shared.models import Channel, Status
 from shared.observability import count, emit_warning
-from shared.schema import OUTBOX_ROWS_FILTER, LedgerRow, OutboxRow
+from shared.schema import OUTBOX_ROWS_FILTER, FeedHealthRow, LedgerRow, OutboxRow, changed_since_filter
 from shared.services.due import DueIndex, DueKind
 
 log = logging.getLogger(__name__)
@@ -58,12 +59,20 @@ def changes_of(before: LedgerRow | None, after: LedgerRow) -> list[Status]:
     return [after.status] if after.status != before.status else []
 
 
+@dataclass(frozen=True)
+class FeedStatus:
+    pending_messages: int  # messages whose feed the sweep has yet to check
+    oldest_pending: str | None  # the earliest such check's due time
+    last_error: FeedHealthRow | None
+
+
 class Outbox:
     def __init__(
         self, messages: TableStore, intents: DueIndex, publisher: Publisher, clock: Clock, source: str
     ) -> None:
         self._messages = messages
         self._intents = intents
+        self._health = intents.table
         self._publisher = publisher
         self._now = clock
         self._source = source or DEFAULT_SOURCE
@@ -121,12 +130,17 @@ class Outbox:
         try:
             await self._publisher.publish([json.loads(row.event_json) for row in rows])
         except ContactMessagesError as exc:
-            # The rows stay; the sweep republishes them. The send or event that made them is done.
+            # The rows stay unpublished; the sweep republishes them. The send or event that made them is done.
             emit_warning(log, "feed.publish_failed", "status feed publish failed: %s", exc, reason=str(exc)[:200])
             count(log, "feed_publish_failed", len(rows))
+            with contextlib.suppress(ContactMessagesError):
+                await self._health.upsert(FeedHealthRow(iso(self._now()), str(exc)[:1000]).to_entity())
             return False
+        at = iso(self._now())
         for row in rows:
-            await self._messages.delete(*row.keys)
+            if row.published_at is None:
+                with contextlib.suppress(ContactMessagesError):  # retention deleted it meanwhile: nothing to mark
+                    await self._messages.update(row.published(at), "*")
         count(log, "feed_published", len(rows))
         return True
 
@@ -147,12 +161,38 @@ class Outbox:
         return sum(results)
 
     async def _republish(self, message_id: str, now: datetime) -> int:
-        query = self._messages.query(OUTBOX_ROWS_FILTER, {"pk": message_id})
-        rows = [OutboxRow.from_entity(entity) async for entity in query]
+        rows = [row for row in await self._history(message_id) if row.published_at is None]
         if rows and not await self._publish(rows):
             await self.intend(message_id)  # try again at the next sweep
             return 0
         return len(rows)
+
+    async def _history(self, message_id: str) -> list[OutboxRow]:
+        query = self._messages.query(OUTBOX_ROWS_FILTER, {"pk": message_id})
+        return [OutboxRow.from_entity(entity) async for entity in query]
+
+    # -- operations -------------------------------------------------------------------------------
+
+    async def status(self) -> FeedStatus:
+        """What `contactmsg feed status` shows: the sweep's backlog and the last publish failure."""
+        intents = await self._intents.due(datetime.max.replace(tzinfo=UTC), limit=100_000)
+        stored = await self._health.get(*FeedHealthRow.keys())
+        last_error = FeedHealthRow.from_entity(stored.entity) if stored is not None else None
+        return FeedStatus(len(intents), intents[0].due_at if intents else None, last_error)
+
+    async def replay(self, since: datetime) -> int:
+        """Republish every change at or after `since`, from the messages' feed history (same ids and
+        content: subscribers dedupe what they have). Scans the ledger: an operator's command, not a path."""
+        query = self._messages.query(changed_since_filter(), {"since": iso(since)}, select=["PartitionKey"])
+        message_ids = [str(entity["PartitionKey"]) async for entity in query]
+        replayed = 0
+        for message_id in message_ids:
+            rows = [r for r in await self._history(message_id) if _event_time(r) >= since]
+            for start in range(0, len(rows), PUBLISH_BATCH):
+                batch = rows[start : start + PUBLISH_BATCH]
+                await self._publisher.publish([json.loads(row.event_json) for row in batch])
+                replayed += len(batch)
+        return replayed
 
     def _event_json(self, row: LedgerRow, status: Status, previous: Status | None, sequence: int) -> str:
         at = row.times.get(status) or row.updated_at
@@ -171,6 +211,10 @@ class Outbox:
             cost_estimate=row.cost_estimate,
         )
         return json.dumps(cloud_event(change, self._source))
+
+
+def _event_time(row: OutboxRow) -> datetime:
+    return parse_iso(str(json.loads(row.event_json)["time"]))
 
 
 def _metadata(text: str | None) -> dict[str, Any]:

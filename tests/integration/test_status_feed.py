@@ -9,6 +9,7 @@ import itertools
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -67,6 +68,13 @@ def _received(subscriber: Subscriber, path: str, message_id: str) -> list[dict[s
 
 
 async def _outbox_rows(svc: Services, message_id: str) -> list[dict[str, Any]]:
+    """The message's feed rows still waiting to be published."""
+    table = svc.storage.table(svc.names.messages)
+    rows = table.query("PartitionKey eq @pk", {"pk": message_id})
+    return [r async for r in rows if str(r["RowKey"]).startswith("feed|") and not r.get("PublishedAt")]
+
+
+async def _feed_history(svc: Services, message_id: str) -> list[dict[str, Any]]:
     table = svc.storage.table(svc.names.messages)
     rows = table.query("PartitionKey eq @pk", {"pk": message_id})
     return [r async for r in rows if str(r["RowKey"]).startswith("feed|")]
@@ -106,6 +114,7 @@ async def test_every_transition_reaches_a_subscriber_in_sequence_after_the_commi
     row = await fed.ledger.get("feed-one")
     assert row is not None and row.status == Status.DELIVERED and row.feed_sequence == 4
     assert await _outbox_rows(fed, "feed-one") == []
+    assert len(await _feed_history(fed, "feed-one")) == 4  # kept, marked published, for replays
 
 
 async def test_a_publish_outage_loses_nothing_and_never_fails_the_send(
@@ -119,6 +128,8 @@ async def test_a_publish_outage_loses_nothing_and_never_fails_the_send(
     await fed.feed.drain()
     assert len(await _outbox_rows(fed, "feed-outage")) == 4
     assert _received(feed_subscriber, feed_path, "feed-outage") == []
+    status = await fed.feed.status()
+    assert status.pending_messages >= 1 and status.last_error is not None and "503" in status.last_error.reason
     feed_topic.clear_faults()
     clock.advance(minutes=3)
     summary = await fed.reconcile.run()
@@ -146,6 +157,27 @@ async def test_a_crash_between_commit_and_publish_is_republished_once_with_the_s
     ids = [e["id"] for e in _received(feed_subscriber, feed_path, "feed-crash")]
     assert ids == [f"feed-crash:{n}" for n in range(1, 5)]
     assert (await fed.reconcile.run()).actions["feed-republished"] == 0
+
+
+async def test_a_replay_republishes_a_window_with_the_same_ids(
+    fed: Services, acs: AcsEmulator, clock: Clock, feed_subscriber: Subscriber, feed_path: str
+) -> None:
+    """`feed replay --since`: a subscriber that lost data gets the window again, same ids and content."""
+    await _sent_and_delivered(fed, acs, "feed-replay")
+    assert fed.feed is not None
+    await fed.feed.drain()
+    await eventually(lambda: _async_len(_received(feed_subscriber, feed_path, "feed-replay"), 4))
+    first = _received(feed_subscriber, feed_path, "feed-replay")
+    since = clock() - timedelta(minutes=5)
+    assert await fed.feed.replay(since) >= 4
+    await eventually(
+        lambda: _async_len([e for e in feed_subscriber.delivered(feed_path) if e["id"] == "feed-replay:1"], 2)
+    )
+    again = [e for e in feed_subscriber.delivered(feed_path) if e["data"]["messageId"] == "feed-replay"]
+    assert len(again) >= 8 and {e["id"] for e in again} == {e["id"] for e in first}
+    by_id = {e["id"]: e for e in first}
+    assert all(e["data"] == by_id[e["id"]]["data"] for e in again)
+    assert await fed.feed.replay(clock() + timedelta(minutes=1)) == 0
 
 
 async def test_without_a_topic_nothing_is_written_for_the_feed(svc: Services, acs: AcsEmulator) -> None:

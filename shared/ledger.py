@@ -23,7 +23,7 @@ from shared.ids import repeatability_id
 from shared.ledger_cache import RowCache
 from shared.models import AnyRequest, Status
 from shared.privacy import address_hash, mask
-from shared.schema import LedgerRow, changed_columns, ledger_row_key
+from shared.schema import LedgerRow, changed_columns, ledger_row_key, row_key_entity, without_keys
 from shared.validation import CheckedRequest, load_json
 
 MAX_RACE_RETRIES = 8
@@ -39,11 +39,7 @@ def delivery_latency_ms(sent_at: str, reported_at: str) -> float:
 def transition_fields(status: Status, now: datetime, **extra: Any) -> dict[str, Any]:
     """The columns that record a move to `status` at `now`, for tools that write entities directly
     (the benchmark's seeding)."""
-    return {
-        k: v
-        for k, v in LedgerRow(message_id="-", status=status).moved_to(status, iso(now)).to_entity().items()
-        if k not in ("PartitionKey", "RowKey")
-    } | extra
+    return without_keys(LedgerRow(message_id="-", status=status).moved_to(status, iso(now)).to_entity()) | extra
 
 
 class Ledger:
@@ -149,7 +145,7 @@ class Ledger:
         """Write `changed` over `row` (the columns that differ) if the row is unchanged since `row` was
         read (EtagMismatch otherwise)."""
         columns = changed_columns(row, changed)
-        key = {"PartitionKey": row.message_id, "RowKey": ledger_row_key(row.message_id)}
+        key = row_key_entity(row.message_id, ledger_row_key(row.message_id))
         etag = await self._table.update({**key, **columns}, row.etag)
         return self._remember(replace(changed, etag=etag))
 
@@ -191,7 +187,7 @@ class Ledger:
             # which costs the SDK several times a single request.
             await self._table.insert(alongside)
             return row
-        key = {"PartitionKey": row.message_id, "RowKey": ledger_row_key(row.message_id)}
+        key = row_key_entity(row.message_id, ledger_row_key(row.message_id))
         merge = Op("merge", {**key, **changed_columns(row, changed)}, etag=row.etag)
         etags = await self._table.transact([Op("create", dict(alongside)), merge])
         # Keep the new etag, so the next change of this message needs no read either.

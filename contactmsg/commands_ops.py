@@ -24,7 +24,7 @@ from contactmsg.context import (
 from contactmsg.reporting import reconcile_summary
 from contactmsg.views import reconcile_lines, rows_table
 from shared.errors import ValidationFailed
-from shared.models import Channel
+from shared.models import Channel, Status
 from shared.privacy import mask
 from shared.runtime import Services
 from shared.services.consent import ALL_SENDERS, ConsentState
@@ -55,14 +55,14 @@ def dead_letters_list() -> None:
         return {
             "messages": [
                 {
-                    "id": r["PartitionKey"],
-                    "channel": r.get("Channel"),
-                    "at": r.get("DeadLetteredAt"),
-                    "reason": r.get("Reason"),
+                    "id": r.message_id,
+                    "channel": r.channel_name,
+                    "at": r.times.get(Status.DEAD_LETTERED),
+                    "reason": r.reason,
                 }
                 for r in rows
             ],
-            "undecodable": [{"id": f"raw:{r['RowKey']}", "at": r.get("At"), "reason": r.get("Reason")} for r in raw],
+            "undecodable": [{"id": f"raw:{r.queue_message_id}", "at": r.at, "reason": r.reason} for r in raw],
         }
 
     data = run(action)
@@ -79,19 +79,17 @@ def dead_letters_show(message_id: str) -> None:
 
     async def action(svc: Services) -> dict[str, Any] | None:
         if message_id.startswith("raw:"):
-            stored = await svc.storage.table(svc.names.dead_letters).get("raw", message_id[4:])
-            if stored is None:
+            raw = await svc.dead_letters.raw_entry(message_id[4:])
+            if raw is None:
                 return None
-            from shared.schema import join_payload
-
-            return {"id": message_id, "reason": stored.entity.get("Reason"), "text": join_payload(stored.entity)}
+            return {"id": message_id, "reason": raw.reason, "text": raw.text}
         row = await svc.ledger.get(message_id)
         if row is None:
             return None
         return {
             "id": message_id,
             "status": row.status.value,
-            "reason": row.get("Reason"),
+            "reason": row.reason,
             "attempts": row.attempts,
             "channel": row.channel.value,
         }
@@ -120,7 +118,7 @@ def dead_letters_replay(
         ops = _operator(svc)
         ids = list(message_ids or [])
         if all_:
-            ids += [str(r["PartitionKey"]) for r in await ops.dead_lettered()]
+            ids += [r.message_id for r in await ops.dead_lettered()]
         return [
             await ops.replay(i, actor=actor, reason=reason, force_resend=force_resend)
             for i in track(ids, description="replaying", disable=STATE.json_output or len(ids) < 20)

@@ -7,7 +7,6 @@ with no hint that its messages are merely not due yet.
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from datetime import datetime, timedelta
@@ -16,9 +15,9 @@ from typing import Any
 from shared.clock import iso
 from shared.models import Channel
 from shared.runtime import Services
-from shared.schema import DUE_PARTITION
+from shared.schema import DUE_KIND_FILTER, DUE_PARTITION, PARTITION_SINCE_FILTER, REPORT_PARTITION, DueRow, ReportRow
 from shared.services.due import DueKind
-from shared.services.reconcile import REPORT_PARTITION, Summary
+from shared.services.reconcile import Summary
 from shared.status import OUTCOMES
 
 _UNITS = {"m": "minutes", "h": "hours", "d": "days"}
@@ -33,15 +32,15 @@ def parse_window(text: str) -> timedelta:
 
 def reconcile_summary(summary: Summary) -> dict[str, Any]:
     """One reconcile pass as structured data (its stored row keeps the counters as JSON text)."""
-    entity = summary.as_entity()
+    row = summary.row()
     return {
         "at": summary.at,
         "actions": dict(summary.actions),
         "cohort": dict(summary.cohort),
-        "cohortSize": entity["CohortSize"],
-        "reported": entity["Reported"],
-        "latencyP50Ms": entity["LatencyP50Ms"],
-        "latencyP95Ms": entity["LatencyP95Ms"],
+        "cohortSize": row.cohort_size,
+        "reported": row.reported,
+        "latencyP50Ms": row.latency_p50_ms,
+        "latencyP95Ms": row.latency_p95_ms,
         "poisonDepth": summary.poison_depth,
         "orphansMatched": summary.orphans_matched,
         "orphansGivenUp": summary.orphans_given_up,
@@ -56,16 +55,15 @@ async def collect(svc: Services, window: timedelta, channel: Channel | None) -> 
     actions: Counter[str] = Counter()
     p95s: list[int] = []
     runs = 0
-    async for row in reports.query(
-        "PartitionKey eq @pk and RowKey ge @since", {"pk": REPORT_PARTITION, "since": start}
-    ):
+    async for entity in reports.query(PARTITION_SINCE_FILTER, {"pk": REPORT_PARTITION, "since": start}):
+        row = ReportRow.from_entity(entity)
         runs += 1
-        for key, n in json.loads(row.get("Cohort") or "{}").items():
+        for key, n in row.cohort.items():
             if channel is None or key.startswith(f"{channel.value}|"):
                 cohort[key] += n
-        actions.update(json.loads(row.get("Actions") or "{}"))
-        if row.get("LatencyP95Ms") is not None:
-            p95s.append(int(row["LatencyP95Ms"]))
+        actions.update(row.actions)
+        if row.latency_p95_ms is not None:
+            p95s.append(row.latency_p95_ms)
     total = sum(cohort.values())
     reported = sum(n for k, n in cohort.items() if k.split("|")[1] in OUTCOMES)
     return {
@@ -87,11 +85,10 @@ async def _not_counted_yet(svc: Services, now: datetime, channel: Channel | None
     counts = {"withinSla": 0, "awaitingReconcile": 0}
     due = svc.storage.table(svc.names.due)
     stamp = iso(now)
-    async for row in due.query(
-        "PartitionKey eq @pk and Kind eq @kind", {"pk": DUE_PARTITION, "kind": DueKind.SLA.value}
-    ):
-        if channel is None or await _channel_of(svc, str(row["MessageId"])) == channel:
-            counts["awaitingReconcile" if str(row["DueAt"]) <= stamp else "withinSla"] += 1
+    async for entity in due.query(DUE_KIND_FILTER, {"pk": DUE_PARTITION, "kind": DueKind.SLA.value}):
+        row = DueRow.from_entity(entity)
+        if channel is None or await _channel_of(svc, row.message_id) == channel:
+            counts["awaitingReconcile" if row.due_at <= stamp else "withinSla"] += 1
     return counts
 
 

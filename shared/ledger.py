@@ -24,7 +24,7 @@ from shared.ids import repeatability_id
 from shared.ledger_cache import RowCache
 from shared.models import AnyRequest, Status
 from shared.privacy import address_hash, mask
-from shared.schema import LedgerRow, OutboxRow, changed_columns, ledger_row_key
+from shared.schema import LedgerRow, OutboxRow, changed_columns, ledger_row_key, row_key_entity, without_keys
 from shared.validation import CheckedRequest, load_json
 
 MAX_RACE_RETRIES = 8
@@ -50,11 +50,7 @@ def delivery_latency_ms(sent_at: str, reported_at: str) -> float:
 def transition_fields(status: Status, now: datetime, **extra: Any) -> dict[str, Any]:
     """The columns that record a move to `status` at `now`, for tools that write entities directly
     (the benchmark's seeding)."""
-    return {
-        k: v
-        for k, v in LedgerRow(message_id="-", status=status).moved_to(status, iso(now)).to_entity().items()
-        if k not in ("PartitionKey", "RowKey")
-    } | extra
+    return without_keys(LedgerRow(message_id="-", status=status).moved_to(status, iso(now)).to_entity()) | extra
 
 
 class Ledger:
@@ -187,7 +183,7 @@ class Ledger:
         """Write `changed` over `row` (the columns that differ) if the row is unchanged since `row` was
         read (EtagMismatch otherwise)."""
         changed, feed = await self._with_feed(row, changed)
-        key = {"PartitionKey": row.message_id, "RowKey": ledger_row_key(row.message_id)}
+        key = row_key_entity(row.message_id, ledger_row_key(row.message_id))
         merge = {**key, **changed_columns(row, changed)}
         if feed:
             etag = (await self._table.transact([Op("merge", merge, etag=row.etag), *_creates(feed)]))[0]
@@ -235,7 +231,7 @@ class Ledger:
             await self._table.insert(alongside)
             return row
         changed, feed = await self._with_feed(row, changed)
-        key = {"PartitionKey": row.message_id, "RowKey": ledger_row_key(row.message_id)}
+        key = row_key_entity(row.message_id, ledger_row_key(row.message_id))
         merge = Op("merge", {**key, **changed_columns(row, changed)}, etag=row.etag)
         etags = await self._table.transact([Op("create", dict(alongside)), merge, *_creates(feed)])
         self._committed(feed)

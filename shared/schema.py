@@ -8,18 +8,23 @@
 - providerids: PartitionKey = RowKey = provider message id -> message id (email operation id, SMS and WhatsApp ids);
                the RowKey repeats the id for the same reason.
 - due:         PartitionKey = `due`, RowKey = `<iso due time>|<message id>|<kind>`: reconciliation reads
-               only what is due (a range query), never the history.
+               only what is due (a range query), never the history. Partition `retention` (the retention
+               index) has the same layout.
 - orphans:     PartitionKey = provider message id, RowKey = event key: reports that arrived before their
                message was known; partition `~due` is their recheck index (as `due`).
 - rejectedevents: PartitionKey = `rejected-events`, RowKey = hash of the payload: malformed events, once each.
 - consent:     PartitionKey = `<channel>|<keyed hash of address>`, RowKey = sender or `*`.
-- audit, deadletters, reports, control: operator history, undecodable poison payloads, summaries, pause switches.
+- audit:       PartitionKey = `audit`, RowKey = `<iso time>|<entry id>`: operator history, in time order.
+- deadletters: PartitionKey = `raw`, RowKey = queue message id: undecodable poison payloads, verbatim.
+- reports:     PartitionKey = `summary`, RowKey = iso time of the reconcile run: one summary per run.
+- control:     PartitionKey = `pause`, RowKey = the paused channel or sender identity.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -33,6 +38,10 @@ LEDGER_PREFIX = "ledger|"
 # Every ledger row, and nothing else: `|` sorts right before `}`, and event rows start with `evt|`.
 LEDGER_ROWS_FILTER = "RowKey ge 'ledger|' and RowKey lt 'ledger}'"
 DUE_PARTITION = "due"
+AUDIT_PARTITION = "audit"
+RAW_PARTITION = "raw"  # dead letters kept verbatim
+REPORT_PARTITION = "summary"
+PAUSE_PARTITION = "pause"
 MAX_INLINE_PAYLOAD = 60_000  # characters kept in the ledger row; larger requests live in blob storage
 PAYLOAD_CHUNK = 30_000  # characters per string property (Table Storage allows 64 KiB = 32K UTF-16 units)
 
@@ -103,6 +112,35 @@ class TableNames:
             self.inbound,
             self.rejected_events,
         )
+
+
+# -- keys and queries -------------------------------------------------------------------------------
+
+PARTITION_FILTER = "PartitionKey eq @pk"  # every row of one partition
+PARTITION_SINCE_FILTER = "PartitionKey eq @pk and RowKey ge @since"  # a partition's rows from a key on
+PARTITION_UNTIL_FILTER = "PartitionKey eq @pk and RowKey lt @until"  # a partition's rows below a key
+EVERY_ROW_FILTER = "PartitionKey ne @none"  # a scan of the table (with none="")
+LEDGER_STATUS_FILTER = f"{LEDGER_ROWS_FILTER} and Status eq @s"  # the ledger rows in one status
+DUE_KIND_FILTER = "PartitionKey eq @pk and Kind eq @kind"  # a due index's entries of one kind
+
+
+def keys_of(entity: Mapping[str, Any]) -> tuple[str, str]:
+    """(PartitionKey, RowKey) of an entity."""
+    return str(entity["PartitionKey"]), str(entity["RowKey"])
+
+
+def row_key_of(entity: Mapping[str, Any]) -> str:
+    return str(entity["RowKey"])
+
+
+def row_key_entity(partition: str, row_key: str) -> dict[str, Any]:
+    """An entity of the two key columns alone (what a merge of some columns starts from)."""
+    return {"PartitionKey": partition, "RowKey": row_key}
+
+
+def without_keys(entity: Mapping[str, Any]) -> dict[str, Any]:
+    """An entity's columns besides its keys."""
+    return {k: v for k, v in entity.items() if k not in ("PartitionKey", "RowKey")}
 
 
 def ledger_row_key(message_id: str) -> str:
@@ -534,9 +572,6 @@ class OrphanRow:
         )
 
 
-ORPHAN_ROW_KEY = "RowKey"  # the one column a "is anything still parked?" query selects
-
-
 @dataclass(frozen=True)
 class ProviderIdRow:
     """provider id → message id; a placeholder (no message id yet) marks a status waiting for its send."""
@@ -580,7 +615,7 @@ def rejected_event_entity(
 
 OUTBOX_PREFIX = "feed|"
 # Every outbox row of a partition, and nothing else (`|` sorts right before `}`).
-OUTBOX_ROWS_FILTER = "PartitionKey eq @pk and RowKey ge 'feed|' and RowKey lt 'feed}'"
+OUTBOX_ROWS_FILTER = f"{PARTITION_FILTER} and RowKey ge 'feed|' and RowKey lt 'feed}}'"
 
 
 @dataclass(frozen=True)
@@ -648,3 +683,165 @@ class FeedHealthRow:
 def changed_since_filter() -> str:
     """Ledger rows changed at or after @since (an operator's scan: replays of the status feed)."""
     return f"{LEDGER_ROWS_FILTER} and UpdatedAt ge @since"
+
+
+# -- operator and housekeeping rows -----------------------------------------------------------------
+
+
+def audit_entity(*, at: str, entry_id: str, actor: str, action: str, subject: str, reason: str) -> dict[str, Any]:
+    """One audit entry: who did what, to which subject, and why (RowKey `<at>|<entry id>`: time order)."""
+    return {
+        "PartitionKey": AUDIT_PARTITION,
+        "RowKey": f"{at}|{entry_id}",
+        "Actor": actor,
+        "Action": action,
+        "Subject": subject,
+        "Reason": reason,
+        "At": at,
+    }
+
+
+def pause_entity(target: str, actor: str, reason: str, at: str) -> dict[str, Any]:
+    """A pause switch: `target` (a channel or a sender identity) is paused until its row is deleted."""
+    return {"PartitionKey": PAUSE_PARTITION, "RowKey": target, "Actor": actor, "Reason": reason, "At": at}
+
+
+def raw_dead_letter_entity(queue_message_id: str, reason: str, at: str, body: bytes) -> dict[str, Any]:
+    """A poisoned queue message that matched no ledger row, kept verbatim under its queue message id."""
+    return {
+        "PartitionKey": RAW_PARTITION,
+        "RowKey": queue_message_id,
+        "Reason": reason,
+        "At": at,
+        "Replayed": False,
+        **verbatim_payload(body),
+    }
+
+
+@dataclass(frozen=True)
+class RawDeadLetter:
+    """A dead letter kept verbatim, as read back: its text is the payload as stored (see `verbatim_text`)."""
+
+    queue_message_id: str
+    reason: str
+    at: str
+    text: str | None = None
+
+    @classmethod
+    def from_entity(cls, entity: Mapping[str, Any]) -> RawDeadLetter:
+        return cls(
+            row_key_of(entity), str(entity.get("Reason", "")), str(entity.get("At", "")), join_payload(dict(entity))
+        )
+
+
+@dataclass(frozen=True)
+class ConsentRow:
+    """The latest consent state of one address (its partition) for one sender (RowKey, or `*`)."""
+
+    partition: str
+    sender: str
+    state: str
+    reason: str = ""
+    actor: str = ""
+    updated_at: str = ""
+
+    def to_entity(self) -> dict[str, Any]:
+        return {
+            "PartitionKey": self.partition,
+            "RowKey": self.sender,
+            "State": self.state,
+            "Reason": self.reason,
+            "Actor": self.actor,
+            "UpdatedAt": self.updated_at,
+        }
+
+    @classmethod
+    def from_entity(cls, entity: Mapping[str, Any]) -> ConsentRow:
+        return cls(
+            str(entity["PartitionKey"]),
+            str(entity["RowKey"]),
+            str(entity.get("State", "")),
+            str(entity.get("Reason", "")),
+            str(entity.get("Actor", "")),
+            str(entity.get("UpdatedAt", "")),
+        )
+
+
+@dataclass(frozen=True)
+class DueRow:
+    """An entry of a due index: a check of `kind` on `message_id`, due at `due_at` (see `due_row_key`)."""
+
+    partition: str
+    row_key: str
+    message_id: str
+    kind: str
+    due_at: str
+
+    @classmethod
+    def new(cls, partition: str, message_id: str, kind: str, due_at: str) -> DueRow:
+        return cls(partition, due_row_key(due_at, message_id, kind), message_id, kind, due_at)
+
+    def to_entity(self) -> dict[str, Any]:
+        return {
+            "PartitionKey": self.partition,
+            "RowKey": self.row_key,
+            "MessageId": self.message_id,
+            "Kind": self.kind,
+            "DueAt": self.due_at,
+        }
+
+    @classmethod
+    def from_entity(cls, entity: Mapping[str, Any]) -> DueRow:
+        partition, row_key = keys_of(entity)
+        return cls(partition, row_key, str(entity["MessageId"]), str(entity["Kind"]), str(entity["DueAt"]))
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    """One reconcile run's summary: its actions, and the cohort (`<channel>|<status>` counts) of the
+    messages whose SLA closed in it; the counters are stored as JSON text."""
+
+    at: str
+    actions: Mapping[str, int] = field(default_factory=dict)
+    cohort: Mapping[str, int] = field(default_factory=dict)
+    cohort_size: int = 0
+    reported: int = 0
+    latency_p50_ms: int | None = None
+    latency_p95_ms: int | None = None
+    poison_depth: int = 0
+    orphans_matched: int = 0
+    orphans_given_up: int = 0
+
+    def to_entity(self) -> dict[str, Any]:
+        return {
+            "PartitionKey": REPORT_PARTITION,
+            "RowKey": self.at,
+            "Actions": json.dumps(dict(self.actions)),
+            "Cohort": json.dumps(dict(self.cohort)),
+            "CohortSize": self.cohort_size,
+            "Reported": self.reported,
+            "LatencyP50Ms": self.latency_p50_ms,
+            "LatencyP95Ms": self.latency_p95_ms,
+            "PoisonDepth": self.poison_depth,
+            "OrphansMatched": self.orphans_matched,
+            "OrphansGivenUp": self.orphans_given_up,
+        }
+
+    @classmethod
+    def from_entity(cls, entity: Mapping[str, Any]) -> ReportRow:
+        return cls(
+            at=row_key_of(entity),
+            actions=json.loads(entity.get("Actions") or "{}"),
+            cohort=json.loads(entity.get("Cohort") or "{}"),
+            cohort_size=int(entity.get("CohortSize") or 0),
+            reported=int(entity.get("Reported") or 0),
+            latency_p50_ms=_int_or_none(entity.get("LatencyP50Ms")),
+            latency_p95_ms=_int_or_none(entity.get("LatencyP95Ms")),
+            poison_depth=int(entity.get("PoisonDepth") or 0),
+            orphans_matched=int(entity.get("OrphansMatched") or 0),
+            orphans_given_up=int(entity.get("OrphansGivenUp") or 0),
+        )
+
+
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None else int(value)

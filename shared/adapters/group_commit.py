@@ -19,6 +19,7 @@ from typing import Any
 
 from shared.adapters.tables import Entity, Op, TableStore
 from shared.errors import TransientError
+from shared.schema import keys_of
 
 MAX_OPERATIONS = 100  # Table Storage's limit for one entity-group transaction
 
@@ -40,10 +41,10 @@ class GroupUpserts:
 
     async def upsert(self, entity: Mapping[str, Any]) -> None:
         """Store `entity` (its PartitionKey must be this writer's) and return once it is stored."""
-        if entity["PartitionKey"] != self._partition:
-            raise ValueError(f"entity belongs to partition {entity['PartitionKey']!r}, not {self._partition!r}")
+        partition, key = keys_of(entity)
+        if partition != self._partition:
+            raise ValueError(f"entity belongs to partition {partition!r}, not {self._partition!r}")
         done = asyncio.get_running_loop().create_future()
-        key = str(entity["RowKey"])
         waiting = self._waiting.get(key)
         if waiting is None:
             waiting = self._waiting[key] = _Waiting(dict(entity))

@@ -31,6 +31,7 @@ from shared.errors import (
     StorageUnreachable,
     TransientError,
 )
+from shared.schema import keys_of
 
 Entity = dict[str, Any]
 
@@ -60,6 +61,10 @@ def _storage_error(exc: Exception) -> ContactMessagesError:
     if isinstance(exc, HttpResponseError) and exc.status_code in {408, 429}:
         return TransientError(f"storage answered {exc.status_code}")
     return PermanentError(f"storage refused the operation: {type(exc).__name__} {getattr(exc, 'status_code', '')}")
+
+
+def _where(entity: Mapping[str, Any]) -> str:
+    return "/".join(keys_of(entity))
 
 
 def _clean(entity: Mapping[str, Any]) -> Entity:
@@ -95,7 +100,7 @@ class TableStore:
         try:
             result = await self._client.create_entity(_clean(entity))
         except ResourceExistsError as exc:
-            raise Conflict(f"{entity['PartitionKey']}/{entity['RowKey']} exists") from exc
+            raise Conflict(f"{_where(entity)} exists") from exc
         except (HttpResponseError, ServiceRequestError) as exc:
             raise _storage_error(exc) from exc
         except (TypeError, ValueError) as exc:
@@ -109,10 +114,10 @@ class TableStore:
                 _clean(entity), mode=UpdateMode.MERGE, etag=etag, match_condition=MatchConditions.IfNotModified
             )
         except (ResourceModifiedError, ResourceNotFoundError) as exc:
-            raise EtagMismatch(f"{entity['PartitionKey']}/{entity['RowKey']} changed") from exc
+            raise EtagMismatch(f"{_where(entity)} changed") from exc
         except HttpResponseError as exc:
             if exc.status_code == 412:
-                raise EtagMismatch(f"{entity['PartitionKey']}/{entity['RowKey']} changed") from exc
+                raise EtagMismatch(f"{_where(entity)} changed") from exc
             raise _storage_error(exc) from exc
         except ServiceRequestError as exc:
             raise _storage_error(exc) from exc

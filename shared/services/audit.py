@@ -10,8 +10,7 @@ from typing import Any
 from shared.adapters.tables import TableStore
 from shared.clock import iso
 from shared.errors import Conflict
-
-AUDIT_PARTITION = "audit"
+from shared.schema import AUDIT_PARTITION, PARTITION_FILTER, PARTITION_SINCE_FILTER, audit_entity
 
 
 class AuditLog:
@@ -23,20 +22,15 @@ class AuditLog:
     ) -> None:
         """Append one entry. With `entry_id` (a change that may be applied again, such as a redelivered
         event finishing its work) the entry is written once, however often it is recorded."""
-        entity = {
-            "PartitionKey": AUDIT_PARTITION,
-            "RowKey": f"{iso(now)}|{entry_id or uuid.uuid4().hex[:12]}",
-            "Actor": actor,
-            "Action": action,
-            "Subject": subject,
-            "Reason": reason,
-            "At": iso(now),
-        }
+        entry_id = entry_id or uuid.uuid4().hex[:12]
+        entity = audit_entity(
+            at=iso(now), entry_id=entry_id, actor=actor, action=action, subject=subject, reason=reason
+        )
         with contextlib.suppress(Conflict):
             await self._table.insert(entity)
 
     async def entries(self, since: datetime | None = None) -> list[dict[str, Any]]:
-        query = "PartitionKey eq @pk" + (" and RowKey ge @since" if since else "")
+        query = PARTITION_SINCE_FILTER if since else PARTITION_FILTER
         params: dict[str, Any] = {"pk": AUDIT_PARTITION}
         if since:
             params["since"] = iso(since)

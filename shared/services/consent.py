@@ -7,6 +7,7 @@ The latest change wins between a sender-specific row and the `*` row (STOPALL, b
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -17,6 +18,7 @@ from shared.errors import Conflict, EtagMismatch
 from shared.ledger import MAX_RACE_RETRIES
 from shared.models import Channel
 from shared.privacy import address_hash
+from shared.schema import PARTITION_FILTER, ConsentRow
 from shared.services.audit import AuditLog
 from shared.validation import canonical_recipient
 
@@ -70,17 +72,19 @@ class ConsentService:
     async def check(self, channel: Channel, address: str, sender: str) -> ConsentDecision:
         """Is sending from `sender` to `address` allowed now?"""
         rows = [
-            row
-            async for row in self._table.query("PartitionKey eq @pk", {"pk": self._partition(channel, address)})
-            if row["RowKey"] in (sender, ALL_SENDERS)
+            row async for row in self._rows(self._partition(channel, address)) if row.sender in (sender, ALL_SENDERS)
         ]
         if not rows:
             return ConsentDecision(True)
-        latest = max(rows, key=lambda row: str(row.get("UpdatedAt", "")))
-        state = ConsentState(latest["State"])
+        latest = max(rows, key=lambda row: row.updated_at)
+        state = ConsentState(latest.state)
         if state == ConsentState.OPTED_IN:
             return ConsentDecision(True)
-        return ConsentDecision(False, f"{state.value}: {latest.get('Reason', '')}".strip(": "))
+        return ConsentDecision(False, f"{state.value}: {latest.reason}".strip(": "))
+
+    async def _rows(self, partition: str) -> AsyncIterator[ConsentRow]:
+        async for entity in self._table.query(PARTITION_FILTER, {"pk": partition}):
+            yield ConsentRow.from_entity(entity)
 
     async def set_state(
         self,
@@ -107,8 +111,7 @@ class ConsentService:
         address = canonical_recipient(channel, address)
         partition = self._partition(channel, address)
         at = iso(now)
-        entity = {"PartitionKey": partition, "RowKey": sender, "State": state.value, "Reason": reason}
-        latest = await self._write_if_newer({**entity, "Actor": actor, "UpdatedAt": at})
+        latest = await self._write_if_newer(ConsentRow(partition, sender, state.value, reason, actor, at))
         if latest and state == ConsentState.OPTED_IN and sender != ALL_SENDERS:
             await self._delete_if_older(partition, ALL_SENDERS, at)
         await self._audit.record(
@@ -121,18 +124,18 @@ class ConsentService:
         )
         return latest
 
-    async def _write_if_newer(self, entity: dict[str, str]) -> bool:
+    async def _write_if_newer(self, row: ConsentRow) -> bool:
         """Write the row unless a later change is stored (read, decide, etag-guarded write)."""
-        partition, key = entity["PartitionKey"], entity["RowKey"]
+        partition, key = row.partition, row.sender
         for _ in range(MAX_RACE_RETRIES):
             stored = await self._table.get(partition, key)
             try:
                 if stored is None:
-                    await self._table.insert(entity)
-                elif str(stored.entity.get("UpdatedAt", "")) > entity["UpdatedAt"]:
+                    await self._table.insert(row.to_entity())
+                elif ConsentRow.from_entity(stored.entity).updated_at > row.updated_at:
                     return False
                 else:
-                    await self._table.update(entity, stored.etag)
+                    await self._table.update(row.to_entity(), stored.etag)
             except (Conflict, EtagMismatch):
                 continue
             return True
@@ -141,7 +144,7 @@ class ConsentService:
     async def _delete_if_older(self, partition: str, key: str, at: str) -> None:
         """An opt-in for one sender lifts an earlier STOPALL, not a later one."""
         stored = await self._table.get(partition, key)
-        if stored is not None and str(stored.entity.get("UpdatedAt", "")) <= at:
+        if stored is not None and ConsentRow.from_entity(stored.entity).updated_at <= at:
             await self._table.delete(partition, key)
 
     async def forget(self, channel: Channel, address: str) -> Forgotten:
@@ -151,8 +154,8 @@ class ConsentService:
         request usually wants; they are keyed by the keyed hash and hold no address. Without them,
         the next send to the address would go out."""
         partition = self._partition(channel, address)
-        rows = [row async for row in self._table.query("PartitionKey eq @pk", {"pk": partition})]
-        permissions = [row["RowKey"] for row in rows if row.get("State") == ConsentState.OPTED_IN.value]
+        rows = [row async for row in self._rows(partition)]
+        permissions = [row.sender for row in rows if row.state == ConsentState.OPTED_IN.value]
         for key in permissions:
             await self._table.delete(partition, key)
         return Forgotten(removed=len(permissions), kept=len(rows) - len(permissions))

@@ -13,9 +13,8 @@ from datetime import datetime
 
 from shared.adapters.tables import TableStore
 from shared.clock import iso
+from shared.schema import PARTITION_FILTER, PAUSE_PARTITION, pause_entity, row_key_of
 from shared.services.audit import AuditLog
-
-PAUSE_PARTITION = "pause"
 
 
 class ControlService:
@@ -50,8 +49,8 @@ class ControlService:
 
     async def _load(self) -> None:
         started, changes = self._clock(), self._changes
-        rows = self._table.query("PartitionKey eq @pk", {"pk": PAUSE_PARTITION})
-        self._paused = frozenset([str(row["RowKey"]) async for row in rows])
+        rows = self._table.query(PARTITION_FILTER, {"pk": PAUSE_PARTITION})
+        self._paused = frozenset([row_key_of(row) async for row in rows])
         # A pause or resume made here during the read may be missing from it: then read again next time.
         self._loaded_at = started if changes == self._changes else None
 
@@ -64,9 +63,7 @@ class ControlService:
         return channel in targets or sender in targets
 
     async def pause(self, target: str, *, actor: str, reason: str, now: datetime) -> None:
-        await self._table.upsert(
-            {"PartitionKey": PAUSE_PARTITION, "RowKey": target, "Actor": actor, "Reason": reason, "At": iso(now)}
-        )
+        await self._table.upsert(pause_entity(target, actor, reason, iso(now)))
         self._forget()
         await self._audit.record(actor=actor, action="pause", subject=target, reason=reason, now=now)
 

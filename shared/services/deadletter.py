@@ -20,7 +20,6 @@ import base64
 import binascii
 import logging
 import re
-from typing import Any
 
 from shared.adapters.tables import TableStore
 from shared.clock import Clock, iso
@@ -29,13 +28,12 @@ from shared.ids import content_id
 from shared.ledger import Ledger, canonical_payload, queue_body
 from shared.models import MESSAGE_ID_PATTERN, Status
 from shared.observability import count, emit_warning
-from shared.schema import LedgerRow, verbatim_payload
+from shared.schema import PARTITION_FILTER, RAW_PARTITION, LedgerRow, RawDeadLetter, raw_dead_letter_entity
 from shared.services.due import DueIndex, schedule_retention
 from shared.status import pipeline_may_set
 from shared.validation import load_json, parse_request
 
 log = logging.getLogger(__name__)
-RAW_PARTITION = "raw"
 GAVE_UP = "the host gave up after maxDequeueCount attempts"
 NOT_BASE64 = "not base64: the host could not decode it, so no function ever saw it; kept as written"
 _BASE64_WHITESPACE = str.maketrans("", "", " \t\r\n")
@@ -129,16 +127,7 @@ class DeadLetterService:
         """Keep a payload verbatim, whatever its bytes (insert-if-absent: a second pass is a no-op)."""
         now = self._now()
         try:
-            await self._dead_letters.insert(
-                {
-                    "PartitionKey": RAW_PARTITION,
-                    "RowKey": queue_message_id,
-                    "Reason": reason[:1000],
-                    "At": iso(now),
-                    "Replayed": False,
-                    **verbatim_payload(body),
-                }
-            )
+            await self._dead_letters.insert(raw_dead_letter_entity(queue_message_id, reason[:1000], iso(now), body))
         except Conflict:
             return
         emit_warning(
@@ -151,8 +140,13 @@ class DeadLetterService:
         )
         count(log, "dead_lettered", channel="unknown")
 
-    async def raw_entries(self) -> list[dict[str, Any]]:
-        return [row async for row in self._dead_letters.query("PartitionKey eq @pk", {"pk": RAW_PARTITION})]
+    async def raw_entries(self) -> list[RawDeadLetter]:
+        rows = self._dead_letters.query(PARTITION_FILTER, {"pk": RAW_PARTITION})
+        return [RawDeadLetter.from_entity(row) async for row in rows]
+
+    async def raw_entry(self, queue_message_id: str) -> RawDeadLetter | None:
+        stored = await self._dead_letters.get(RAW_PARTITION, queue_message_id)
+        return RawDeadLetter.from_entity(stored.entity) if stored is not None else None
 
 
 def _candidate_ids(own: str, body: bytes) -> list[str]:

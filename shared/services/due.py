@@ -14,7 +14,7 @@ from enum import StrEnum
 from shared.adapters.group_commit import GroupUpserts
 from shared.adapters.tables import TableStore
 from shared.clock import iso
-from shared.schema import DUE_PARTITION, due_row_key
+from shared.schema import DUE_PARTITION, PARTITION_UNTIL_FILTER, DueRow
 
 
 class DueKind(StrEnum):
@@ -62,25 +62,15 @@ class DueIndex:
 
     async def add(self, message_id: str, kind: DueKind, due_at: datetime) -> None:
         """Add (or overwrite) an entry; returns once it is stored."""
-        stamp = iso(due_at)
-        await self._writes.upsert(
-            {
-                "PartitionKey": self._partition,
-                "RowKey": due_row_key(stamp, message_id, kind.value),
-                "MessageId": message_id,
-                "Kind": kind.value,
-                "DueAt": stamp,
-            }
-        )
+        await self._writes.upsert(DueRow.new(self._partition, message_id, kind.value, iso(due_at)).to_entity())
 
     async def due(self, now: datetime, limit: int = 1000) -> list[DueEntry]:
         """Entries due at or before `now`, oldest first (a range query on the row key)."""
-        rows = self._table.query(
-            "PartitionKey eq @pk and RowKey lt @until", {"pk": self._partition, "until": iso(now) + "|~"}
-        )
+        rows = self._table.query(PARTITION_UNTIL_FILTER, {"pk": self._partition, "until": iso(now) + "|~"})
         entries: list[DueEntry] = []
-        async for row in rows:
-            entries.append(DueEntry(row["RowKey"], row["MessageId"], DueKind(row["Kind"]), row["DueAt"]))
+        async for entity in rows:
+            row = DueRow.from_entity(entity)
+            entries.append(DueEntry(row.row_key, row.message_id, DueKind(row.kind), row.due_at))
             if len(entries) >= limit:
                 break
         return entries

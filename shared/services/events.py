@@ -40,7 +40,7 @@ from shared.ledger import Ledger, delivery_latency_ms
 from shared.models import REACHED, Channel, Status
 from shared.observability import count, emit, emit_warning
 from shared.privacy import acs_address
-from shared.schema import LedgerRow, OrphanRow, event_entity
+from shared.schema import PARTITION_FILTER, LedgerRow, OrphanRow, event_entity
 from shared.services.consent import (
     ALL_SENDERS,
     ConsentService,
@@ -193,7 +193,7 @@ class EventService:
     async def rematch(self, provider_message_id: str) -> int:
         """Re-apply the orphans of one provider id; returns how many found their message."""
         matched = 0
-        rows = [r async for r in self._orphans.query("PartitionKey eq @pk", {"pk": provider_message_id})]
+        rows = [r async for r in self._orphans.query(PARTITION_FILTER, {"pk": provider_message_id})]
         for orphan in map(OrphanRow.from_entity, rows):
             event = event_from_json(orphan.event_json)
             if await self.match(event) is None:

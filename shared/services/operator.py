@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
 
 from shared.adapters.queues import QueueWriter
 from shared.adapters.tables import TableStore
@@ -19,7 +18,7 @@ from shared.clock import Clock, iso
 from shared.ledger import Ledger, queue_body
 from shared.models import Status
 from shared.observability import emit
-from shared.schema import LEDGER_ROWS_FILTER, LedgerRow
+from shared.schema import LEDGER_STATUS_FILTER, LedgerRow
 from shared.services.audit import AuditLog
 
 log = logging.getLogger(__name__)
@@ -47,10 +46,10 @@ class OperatorService:
         self._audit = audit
         self._now = clock
 
-    async def dead_lettered(self) -> list[dict[str, Any]]:
+    async def dead_lettered(self) -> list[LedgerRow]:
         """Ledger rows in DeadLettered (an operator listing: a filtered scan)."""
-        query = f"{LEDGER_ROWS_FILTER} and Status eq @s"
-        return [r async for r in self._messages.query(query, {"s": Status.DEAD_LETTERED.value})]
+        rows = self._messages.query(LEDGER_STATUS_FILTER, {"s": Status.DEAD_LETTERED.value})
+        return [LedgerRow.from_entity(r) async for r in rows]
 
     async def replay(self, message_id: str, *, actor: str, reason: str, force_resend: bool = False) -> ReplayResult:
         """Replay one DeadLettered (or, with force, Unknown) message through the pipeline."""

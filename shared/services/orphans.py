@@ -15,7 +15,7 @@ from shared.adapters.tables import TableStore
 from shared.clock import iso, parse_iso
 from shared.ledger import Ledger
 from shared.models import Channel
-from shared.schema import OrphanRow
+from shared.schema import PARTITION_FILTER, OrphanRow
 from shared.services.correlation import Correlation
 from shared.services.due import DueEntry, DueKind
 from shared.services.events import ORPHAN_RECHECK, EventService
@@ -70,7 +70,7 @@ class OrphanSweep:
     async def _give_up(self, provider_message_id: str, now: datetime) -> int:
         """Drop this id's events parked longer than the window (later ones have their own entries)."""
         cutoff = iso(now - ORPHAN_WINDOW)
-        query = self._orphans.query("PartitionKey eq @pk", {"pk": provider_message_id})
+        query = self._orphans.query(PARTITION_FILTER, {"pk": provider_message_id})
         rows = [OrphanRow.from_entity(r) async for r in query]
         stale = [r.key for r in rows if r.parked_at < cutoff]
         for row_key in stale:

@@ -32,7 +32,7 @@ from shared.errors import ContactMessagesError
 from shared.feed import DEFAULT_SOURCE, StatusChange, cloud_event
 from shared.models import Channel, Status
 from shared.observability import count, emit_warning
-from shared.schema import OUTBOX_ROWS_FILTER, FeedHealthRow, LedgerRow, OutboxRow, changed_since_filter
+from shared.schema import OUTBOX_ROWS_FILTER, FeedHealthRow, LedgerRow, OutboxRow, changed_since_filter, keys_of
 from shared.services.due import DueIndex, DueKind
 
 log = logging.getLogger(__name__)
@@ -183,8 +183,8 @@ class Outbox:
     async def replay(self, since: datetime) -> int:
         """Republish every change at or after `since`, from the messages' feed history (same ids and
         content: subscribers dedupe what they have). Scans the ledger: an operator's command, not a path."""
-        query = self._messages.query(changed_since_filter(), {"since": iso(since)}, select=["PartitionKey"])
-        message_ids = [str(entity["PartitionKey"]) async for entity in query]
+        query = self._messages.query(changed_since_filter(), {"since": iso(since)})
+        message_ids = [keys_of(entity)[0] async for entity in query]
         replayed = 0
         for message_id in message_ids:
             rows = [r for r in await self._history(message_id) if _event_time(r) >= since]

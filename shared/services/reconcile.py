@@ -22,7 +22,6 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
 
 from shared.adapters.queues import QueueWriter, RawMessage
 from shared.adapters.tables import TableStore
@@ -31,7 +30,7 @@ from shared.ids import operation_id
 from shared.ledger import Ledger, queue_body
 from shared.models import Channel, Status
 from shared.observability import count, emit
-from shared.schema import LedgerRow
+from shared.schema import LedgerRow, ReportRow
 from shared.services.deadletter import DeadLetterService
 from shared.services.due import DueEntry, DueIndex, DueKind, schedule_retention
 from shared.services.orphans import OrphanSweep
@@ -46,7 +45,6 @@ EMAIL_RUNNING_RECHECKS = 3
 # Parked events looked at in one run: what is left stays due for the next run, so a burst of reports
 # nobody sent spreads over runs instead of pushing one past the function timeout.
 ORPHANS_PER_RUN = 2000
-REPORT_PARTITION = "summary"
 # Poison messages recorded per run: a poisoned flood is worked off over a few runs, within the
 # function timeout; the depth in the summary shows what is still waiting.
 POISON_PER_RUN = 2000
@@ -69,21 +67,20 @@ class Summary:
         ordered = sorted(self.latencies_ms)
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
-    def as_entity(self) -> dict[str, Any]:
-        reported = sum(n for key, n in self.cohort.items() if key.split("|")[1] in OUTCOMES)
-        return {
-            "PartitionKey": REPORT_PARTITION,
-            "RowKey": self.at,
-            "Actions": json.dumps(dict(self.actions)),
-            "Cohort": json.dumps(dict(self.cohort)),
-            "CohortSize": sum(self.cohort.values()),
-            "Reported": reported,
-            "LatencyP50Ms": self.percentile(0.5),
-            "LatencyP95Ms": self.percentile(0.95),
-            "PoisonDepth": self.poison_depth,
-            "OrphansMatched": self.orphans_matched,
-            "OrphansGivenUp": self.orphans_given_up,
-        }
+    def row(self) -> ReportRow:
+        """The summary as the reports table keeps it."""
+        return ReportRow(
+            at=self.at,
+            actions=dict(self.actions),
+            cohort=dict(self.cohort),
+            cohort_size=sum(self.cohort.values()),
+            reported=sum(n for key, n in self.cohort.items() if key.split("|")[1] in OUTCOMES),
+            latency_p50_ms=self.percentile(0.5),
+            latency_p95_ms=self.percentile(0.95),
+            poison_depth=self.poison_depth,
+            orphans_matched=self.orphans_matched,
+            orphans_given_up=self.orphans_given_up,
+        )
 
 
 @dataclass(frozen=True)
@@ -147,7 +144,7 @@ class ReconcileService:
             await self._due.remove(entry)
         await self._orphan_pass(now, summary, limit)
         summary.poison_depth = await self._poison_pass(summary)
-        await self._reports.upsert(summary.as_entity())
+        await self._reports.upsert(summary.row().to_entity())
         self._log(summary)
         return summary
 
@@ -250,15 +247,15 @@ class ReconcileService:
         await self._poison.delete(message)
 
     def _log(self, summary: Summary) -> None:
-        entity = summary.as_entity()
+        row = summary.row()
         emit(
             log,
             "reconcile.summary",
             "reconcile actions=%s cohort=%s poison=%s",
-            entity["Actions"],
-            entity["Cohort"],
+            json.dumps(dict(row.actions)),
+            json.dumps(dict(row.cohort)),
             summary.poison_depth,
-            count=entity["CohortSize"],
-            latency_ms=entity["LatencyP95Ms"],
+            count=row.cohort_size,
+            latency_ms=row.latency_p95_ms,
         )
         count(log, "poison_depth", summary.poison_depth)

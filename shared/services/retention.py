@@ -22,7 +22,15 @@ from shared.ledger import Ledger, payload_json
 from shared.models import Channel
 from shared.observability import emit
 from shared.privacy import address_hash, normalise_address
-from shared.schema import LEDGER_ROWS_FILTER, LedgerRow, join_payload, provider_id_keys
+from shared.schema import (
+    EVERY_ROW_FILTER,
+    LEDGER_ROWS_FILTER,
+    PARTITION_FILTER,
+    LedgerRow,
+    keys_of,
+    provider_id_keys,
+    row_key_of,
+)
 from shared.services.audit import AuditLog
 from shared.services.consent import ConsentService
 from shared.services.due import DueEntry, DueIndex, DueKind
@@ -125,7 +133,7 @@ class RetentionService:
         )
 
     async def _delete_message(self, row: LedgerRow) -> None:
-        keys = [r["RowKey"] async for r in self._messages.query("PartitionKey eq @pk", {"pk": row.message_id})]
+        keys = [row_key_of(r) async for r in self._messages.query(PARTITION_FILTER, {"pk": row.message_id})]
         for key in keys:
             await self._messages.delete(row.message_id, key)
         if row.provider_message_id:
@@ -141,9 +149,9 @@ class RetentionService:
         needle = normalise_address(address).lower()
         matches = []
         async for entity in self._messages.query(LEDGER_ROWS_FILTER):
-            payload = (join_payload(entity) or "").lower()
-            if entity.get("RecipientHash") == digest or needle in payload:
-                matches.append(str(entity["PartitionKey"]))
+            stored = LedgerRow.from_entity(entity)
+            if stored.recipient_hash == digest or needle in (stored.payload or "").lower():
+                matches.append(stored.message_id)
         for message_id in matches:
             row = await self._ledger.get(message_id)
             if row is not None:
@@ -165,10 +173,11 @@ class RetentionService:
         removed = 0
         for table in self._others:
             doomed = []
-            async for row in table.query("PartitionKey ne @none", {"none": ""}):
+            async for row in table.query(EVERY_ROW_FILTER, {"none": ""}):
                 text = json.dumps({k: v for k, v in row.items() if isinstance(v, str)}).lower()
-                if digest in str(row.get("PartitionKey", "")) or needle.lower() in text:
-                    doomed.append((str(row["PartitionKey"]), str(row["RowKey"])))
+                partition, row_key = keys_of(row)
+                if digest in partition or needle.lower() in text:
+                    doomed.append((partition, row_key))
             for partition, row_key in doomed:
                 await table.delete(partition, row_key)
                 removed += 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared.adapters.tables import TableStore
-from shared.schema import HistoryRow, LedgerRow, is_ledger_row, public_columns
+from shared.schema import PARTITION_FILTER, HistoryRow, LedgerRow, is_ledger_row, public_columns, row_key_of
 
 
 class MessageViews:
@@ -21,15 +21,15 @@ class MessageViews:
 
     async def status(self, message_id: str) -> dict[str, Any] | None:
         """Status and history of one message: public ledger fields plus its event rows; None if unknown."""
-        rows = [row async for row in self._messages.query("PartitionKey eq @pk", {"pk": message_id})]
-        ledger = next((r for r in rows if is_ledger_row(str(r["RowKey"]))), None)
+        rows = [row async for row in self._messages.query(PARTITION_FILTER, {"pk": message_id})]
+        ledger = next((r for r in rows if is_ledger_row(row_key_of(r))), None)
         if ledger is None:
             return None
         row = LedgerRow.from_entity(ledger)
         view = {"id": message_id, **public_columns(row)}
         history = [{"status": status.value, "at": at} for status, at in row.times.items()]
         view["transitions"] = sorted(history, key=lambda h: str(h["at"]))
-        events = (_event(HistoryRow.from_entity(r)) for r in rows if not is_ledger_row(str(r["RowKey"])))
+        events = (_event(HistoryRow.from_entity(r)) for r in rows if not is_ledger_row(row_key_of(r)))
         view["events"] = sorted(events, key=lambda e: str(e["eventTime"]))
         return view
 

@@ -19,7 +19,7 @@ from shared.errors import TransientError
 from shared.models import Channel, Status
 from shared.privacy import address_hash
 from shared.runtime import Services
-from shared.services.audit import AUDIT_PARTITION
+from shared.schema import AUDIT_PARTITION
 from shared.services.consent import ConsentState
 from shared.services.decoding import QueueDelivery
 from shared.services.events import EventOutcome

@@ -212,7 +212,7 @@ async def test_undecodable_poison_is_kept_verbatim(svc: Services) -> None:
     """A payload with no usable id is stored under its queue message id."""
     await svc.dead_letters.record(b"\xff\xfe garbage", "queue-msg-7", "max dequeue count")
     raw = await svc.dead_letters.raw_entries()
-    assert [r["RowKey"] for r in raw] == ["queue-msg-7"]
+    assert [r.queue_message_id for r in raw] == ["queue-msg-7"]
 
 
 async def test_queue_messages_are_base64_as_the_host_expects(svc: Services) -> None:

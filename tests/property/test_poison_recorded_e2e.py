@@ -9,7 +9,7 @@ import base64
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from shared.services.deadletter import RAW_PARTITION
+from shared.schema import RAW_PARTITION
 from tests.e2e.conftest import wait_until
 from tests.property.strategies import QUEUE_TEXT
 from tests.property.test_send_queue_nothing_lost import verbatim

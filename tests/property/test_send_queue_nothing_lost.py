@@ -23,8 +23,7 @@ from shared.adapters.queues import MAX_PAYLOAD_BYTES
 from shared.ids import content_id
 from shared.models import MESSAGE_ID_PATTERN, Status
 from shared.runtime import Services
-from shared.schema import join_payload
-from shared.services.deadletter import RAW_PARTITION
+from shared.schema import RAW_PARTITION, join_payload
 from shared.services.decoding import QueueDelivery
 from shared.services.outcomes import Outcome
 from tests.property.strategies import BODIES, QUEUE_TEXT

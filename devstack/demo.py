@@ -1,9 +1,11 @@
 """`make run`: the whole pipeline on the local stack, with a demo batch and a summary table.
 
-Starts Azurite (a fresh data folder), the ACS emulator and the app in the local Functions runner;
+Starts Azurite (a fresh data folder), the ACS emulator, the status feed's local Event Grid topic (with a
+webhook subscriber standing for a downstream system) and the app in the local Functions runner;
 opts one number out by an inbound STOP; sends a batch across every channel and simulated outcome
 (through the producer client, the HTTP endpoint, and a raw plain-text queue message); waits for the
-reports and for reconciliation to expire what never reports; prints what happened to each message.
+reports and for reconciliation to expire what never reports; prints what happened to each message,
+and what the feed's subscriber received for it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from devstack.acs import AcsAdminClient
+from devstack.feedsink import FeedSink
 from devstack.stack import STATE_DIR, LocalStack
 
 TERMINAL = {"Delivered", "Read", "Failed", "Expired", "Rejected", "Suppressed", "DeadLettered", "Unknown"}
@@ -147,6 +150,46 @@ def _settled(case: Case, view: dict[str, Any]) -> bool:
     return view.get("status") == case.expected or case.expected not in {"Read", "Delivered"}
 
 
+def _subscribe(stack: LocalStack, sink: FeedSink) -> None:
+    """A downstream system's webhook subscription on the status feed's topic (the handshake included)."""
+    body = {"name": "demo-crm", "endpoint": sink.url, "maxEventsPerBatch": 10}
+    status, answer = _http("POST", f"{stack.feed_url}/admin/subscriptions", body)
+    assert status == 201, answer
+
+
+def _feed_report(sink: FeedSink, sent: list[tuple[Case, str]], views: dict[str, dict[str, Any]]) -> bool:
+    """What the subscriber received, deduplicated by id and in sequence order, against the ledger."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        histories = sink.histories()
+        if all(_feed_caught_up(histories.get(m, []), views.get(m, {})) for _, m in sent):
+            break
+        time.sleep(0.5)
+    table = Table(title="Status feed: what a webhook subscriber received (deduplicated by id, by sequence)")
+    for column in ("scenario", "events", "statuses in sequence order", "matches the ledger"):
+        table.add_column(column)
+    ok = True
+    for case, message_id in sent:
+        events = sink.histories().get(message_id, [])
+        caught_up = _feed_caught_up(events, views.get(message_id, {}))
+        ok &= caught_up
+        statuses = " → ".join(e["data"]["status"] for e in events)
+        table.add_row(case.scenario, str(len(events)), statuses, "[green]yes" if caught_up else "[red]no")
+    console.print(table)
+    console.print(f"feed events delivered to the subscriber (with Event Grid's duplicates): {sink.received()}")
+    return ok
+
+
+def _feed_caught_up(events: list[dict[str, Any]], view: dict[str, Any]) -> bool:
+    """Contiguous sequence numbers from 1, ending at the status the ledger holds."""
+    sequences = [int(e["data"]["sequence"]) for e in events]
+    return (
+        bool(events)
+        and sequences == list(range(1, len(events) + 1))
+        and events[-1]["data"]["status"] == view.get("status")
+    )
+
+
 def _report(stack: LocalStack, sent: list[tuple[Case, str]], views: dict[str, dict[str, Any]]) -> bool:
     table = Table(title="Contact Messages demo: what happened to each message")
     for column in ("scenario", "channel", "recipient", "expected", "final", "events", "detail"):
@@ -207,18 +250,23 @@ def main() -> int:
         "TABLE_PREFIX": "demo",
     }
     stack = LocalStack.on_free_ports(data_dir=data, overrides=overrides, log_dir=STATE_DIR / "demo" / "logs")
-    console.print("starting Azurite, the ACS emulator and the app in the local Functions runner...")
+    console.print("starting Azurite, the ACS emulator, the status feed's topic and the app in the local runner...")
     stack.start()
+    sink = FeedSink().start()
     try:
         console.print(stack.describe())
+        _subscribe(stack, sink)
         admin = AcsAdminClient(stack.acs_url)
         admin.inbound(OPTED_OUT, stack.settings["SMS_SENDERS"].split(",")[0], "STOP")
         _await_inbound_delivered(admin)
         sent = _send_batch(stack)
         console.print(f"sent {len(sent)} requests across sms, email and whatsapp")
         views = _wait(stack, sent)
-        return 0 if _report(stack, sent, views) else 1
+        reported = _report(stack, sent, views)
+        fed = _feed_report(sink, sent, views)
+        return 0 if reported and fed else 1
     finally:
+        sink.stop()
         stack.stop()
 
 

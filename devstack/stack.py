@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 STATE_DIR = ROOT / ".devstack"
 PIDS_FILE = STATE_DIR / "stack.json"
 PROC = Path("/proc")
-DEFAULT_PORTS = {"blob": 10000, "queue": 10001, "table": 10002, "acs": 8765, "app": 7071}
+DEFAULT_PORTS = {"blob": 10000, "queue": 10001, "table": 10002, "acs": 8765, "feed": 8766, "app": 7071}
 STOP_TIMEOUT = 30.0  # per process: covers the runner's 5 s grace period and its storage clean-up
 
 
@@ -62,6 +62,7 @@ class LocalStack:
     log_dir: Path = STATE_DIR / "logs"
     azurite: Azurite | None = None
     emulator: subprocess.Popen[bytes] | None = None
+    topic: subprocess.Popen[bytes] | None = None
     runner: RunnerProcess | None = None
     settings: dict[str, str] = field(default_factory=dict)
 
@@ -82,6 +83,11 @@ class LocalStack:
     def acs_url(self) -> str:
         return f"http://127.0.0.1:{self.ports['acs']}"
 
+    @property
+    def feed_url(self) -> str:
+        """The local Event Grid topic of the status feed (publish at /api/events, admin at /admin)."""
+        return f"http://127.0.0.1:{self.ports['feed']}"
+
     def start(self) -> LocalStack:
         """Start Azurite, the emulator and the runner, in that order; stop all if any fails."""
         self._refuse_busy_ports()
@@ -89,6 +95,7 @@ class LocalStack:
         try:
             self._start_azurite()
             self._start_emulator()
+            self._start_topic()
             self._provision_queues()
             self._start_runner()
         except BaseException:
@@ -154,6 +161,19 @@ class LocalStack:
         )
         _wait_http(f"{self.acs_url}/admin/health", self.emulator)
 
+    def _start_topic(self) -> None:
+        """The status feed's topic; the app publishes to it (FEED_TOPIC_ENDPOINT) with its key."""
+        from devstack.eventgrid import DEFAULT_KEY
+
+        key = self.settings.get("FEED_TOPIC_KEY") or DEFAULT_KEY
+        self.settings |= {"FEED_TOPIC_ENDPOINT": f"{self.feed_url}/api/events", "FEED_TOPIC_KEY": key}
+        log = (self.log_dir / "eventgrid.log").open("ab")
+        argv = [sys.executable, "-m", "devstack.eventgrid", "--port", str(self.ports["feed"]), "--key", key]
+        self.topic = subprocess.Popen(  # noqa: S603 - fixed argv
+            argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}
+        )
+        _wait_http(f"{self.feed_url}/admin/health", self.topic)
+
     def _start_runner(self) -> None:
         self.runner = RunnerProcess(
             ROOT,
@@ -169,13 +189,14 @@ class LocalStack:
         if self.runner is not None:
             self.runner.terminate()
             self.runner = None
-        if self.emulator is not None:
-            self.emulator.terminate()
-            try:
-                self.emulator.wait(10)
-            except subprocess.TimeoutExpired:
-                self.emulator.kill()
-            self.emulator = None
+        for process in (self.emulator, self.topic):
+            if process is not None:
+                process.terminate()
+                try:
+                    process.wait(10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+        self.emulator = self.topic = None
         if self.azurite is not None:
             self.azurite.stop()
             self.azurite = None
@@ -184,18 +205,20 @@ class LocalStack:
         return (
             f"app       {self.app_url}  (POST /api/messages, GET /api/messages/{{id}})\n"
             f"acs       {self.acs_url}  (admin: {self.acs_url}/admin/sends)\n"
+            f"feed      {self.feed_url}/api/events  (status feed topic; admin: {self.feed_url}/admin/subscriptions)\n"
             f"azurite   blob :{self.ports['blob']}  queue :{self.ports['queue']}  table :{self.ports['table']}\n"
             f"logs      {self.log_dir}"
         )
 
     def detach(self, path: Path = PIDS_FILE) -> None:
         """Record the processes so `contactmsg stack stop` can end them later, and only them. They are
-        recorded in the order they must stop in: runner, emulator, Azurite."""
+        recorded in the order they must stop in: runner, emulator, topic, Azurite."""
         pids = [
             p
             for p in (
                 self.runner.pid if self.runner else None,
                 self.emulator.pid if self.emulator else None,
+                self.topic.pid if self.topic else None,
                 self.azurite.pid if self.azurite else None,
             )
             if p

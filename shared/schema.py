@@ -151,6 +151,11 @@ def is_ledger_row(row_key: str) -> bool:
     return row_key.startswith(LEDGER_PREFIX)
 
 
+def is_history_row(row_key: str) -> bool:
+    """An event or conflict row of a message's history (not its ledger row, not its status-feed rows)."""
+    return not is_ledger_row(row_key) and not row_key.startswith(OUTBOX_PREFIX)
+
+
 def provider_id_keys(provider_message_id: str) -> tuple[str, str]:
     """(PartitionKey, RowKey) of a provider id's index row."""
     return provider_message_id, provider_message_id

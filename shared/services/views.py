@@ -10,7 +10,15 @@ from __future__ import annotations
 from typing import Any
 
 from shared.adapters.tables import TableStore
-from shared.schema import PARTITION_FILTER, HistoryRow, LedgerRow, is_ledger_row, public_columns, row_key_of
+from shared.schema import (
+    PARTITION_FILTER,
+    HistoryRow,
+    LedgerRow,
+    is_history_row,
+    is_ledger_row,
+    public_columns,
+    row_key_of,
+)
 
 
 class MessageViews:
@@ -29,7 +37,7 @@ class MessageViews:
         view = {"id": message_id, **public_columns(row)}
         history = [{"status": status.value, "at": at} for status, at in row.times.items()]
         view["transitions"] = sorted(history, key=lambda h: str(h["at"]))
-        events = (_event(HistoryRow.from_entity(r)) for r in rows if not is_ledger_row(row_key_of(r)))
+        events = (_event(HistoryRow.from_entity(r)) for r in rows if is_history_row(row_key_of(r)))
         view["events"] = sorted(events, key=lambda e: str(e["eventTime"]))
         return view
 

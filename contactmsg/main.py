@@ -15,6 +15,7 @@ import typer
 from typer.core import TyperGroup
 
 from contactmsg import context
+from contactmsg.commands_feed import feed_app
 from contactmsg.commands_ops import consent_app, dead_letters_app, register_ops
 from contactmsg.commands_stack import stack_app
 from contactmsg.context import STATE, Exit, console, emit_json, err_console, parse_channel, run, usage_error
@@ -49,6 +50,7 @@ app = typer.Typer(
 app.add_typer(dead_letters_app, name="dead-letters")
 app.add_typer(consent_app, name="optout")
 app.add_typer(stack_app, name="stack")
+app.add_typer(feed_app, name="feed")
 register_ops(app)
 
 

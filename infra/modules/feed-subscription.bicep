@@ -163,5 +163,3 @@ resource toQueue 'Microsoft.EventGrid/topics/eventSubscriptions@2022-06-15' = if
     }
   }
 }
-
-output subscriptionNames array = concat(empty(webhookUrl) ? [] : [toWebhook.name], empty(serviceBusQueueId) ? [] : [toQueue.name])

@@ -144,6 +144,24 @@ param sendQueueName string = 'outbound'
 param consentHashKey string = ''
 
 // ---------------------------------------------------------------------------------------------
+// Status feed (issue 17, docs/status-feed.md)
+// ---------------------------------------------------------------------------------------------
+
+@description('Publish every status change to an Event Grid custom topic (the status feed). On: the topic (Entra-only), "EventGrid Data Sender" on it for the app, FEED_TOPIC_ENDPOINT and FEED_SOURCE, two alerts. Off: none of them, and the app publishes nothing.')
+param feedEnabled bool = true
+
+@description('CloudEvents source of the feed\'s events (FEED_SOURCE). Subscribers dedupe by source and id, so keep it stable.')
+@minLength(1)
+param feedSource string = '/contact-messages'
+
+@description('Example subscriber (infra/modules/feed-subscription.bicep): an HTTPS webhook that answers the CloudEvents validation handshake gets the final status of each message. Empty: none.')
+@secure()
+param feedSubscriptionWebhookUrl string = ''
+
+@description('Example subscriber: resource id of a Service Bus queue that gets the final status of each message, delivered with the topic\'s identity (grant it "Azure Service Bus Data Sender" on the queue, docs/deployment.md). Empty: none.')
+param feedSubscriptionServiceBusQueueId string = ''
+
+// ---------------------------------------------------------------------------------------------
 // Scale, storage, monitoring, cost
 // ---------------------------------------------------------------------------------------------
 
@@ -259,11 +277,14 @@ var names = {
   acs: 'acs-${prefix}-${environment}-${token}'
   emailService: 'ecs-${prefix}-${environment}-${token}'
   systemTopic: 'evgt-acs-${prefix}-${environment}-${token}'
+  feedTopic: 'evgt-feed-${prefix}-${environment}-${token}'
   actionGroup: 'ag-${prefix}-${environment}-${token}'
   budget: 'budget-${prefix}-${environment}'
 }
 var deploymentContainerName = 'app-package'
 var deadLetterContainerName = 'eventgrid-deadletter'
+var feedDeadLetterContainerName = 'feed-deadletter'
+var feedSubscriptionEnabled = feedEnabled && !(empty(feedSubscriptionWebhookUrl) && empty(feedSubscriptionServiceBusQueueId))
 var consentSecretName = 'consent-hash-key'
 
 // ---------------------------------------------------------------------------------------------
@@ -291,6 +312,7 @@ module storage 'modules/storage.bicep' = {
     skuName: storageSku
     deploymentContainerName: deploymentContainerName
     deadLetterContainerName: deadLetterContainerName
+    feedDeadLetterContainerName: feedDeadLetterContainerName
     sendQueueName: sendQueueName
     tableNames: [for suffix in tableSuffixes: '${tablePrefix}${suffix}']
     payloadContainerName: '${tablePrefix}-payloads' // shared/schema.py TableNames.payload_container
@@ -365,13 +387,40 @@ module roles 'modules/roles.bicep' = {
   }
 }
 
+module feed 'modules/feed.bicep' = if (feedEnabled) {
+  name: 'feed'
+  params: {
+    location: location
+    tags: tags
+    topicName: names.feedTopic
+    publisherPrincipalId: functionApp.outputs.principalId
+    storageAccountName: storage.outputs.name
+    deadLetterContainerName: feedDeadLetterContainerName
+    workspaceId: monitoring.outputs.workspaceId
+  }
+}
+
+module feedSubscription 'modules/feed-subscription.bicep' = if (feedSubscriptionEnabled) {
+  name: 'feed-subscription'
+  params: {
+    topicName: feed.outputs.topicName
+    webhookUrl: feedSubscriptionWebhookUrl
+    serviceBusQueueId: feedSubscriptionServiceBusQueueId
+    storageAccountName: storage.outputs.name
+    deadLetterContainerName: feed.outputs.deadLetterContainerName
+    maxDeliveryAttempts: eventMaxDeliveryAttempts
+    eventTimeToLiveMinutes: eventTimeToLiveMinutes
+  }
+}
+
 // The settings hold a Key Vault reference: write them only once the secret exists and the identity may
 // read it. A reference the platform cannot resolve when the settings are written stays unresolved
 // (the app sees the literal "@Microsoft.KeyVault(...)") until the next configuration change or the
 // periodic refetch. https://learn.microsoft.com/azure/app-service/app-service-key-vault-references
 // ("Azure Resource Manager deployment": settings as their own resource, after the identity, its
 // access and the secret). A dependency on a module that is not deployed (no consentHashKey on later
-// runs) is dropped by ARM, and the secret then already exists.
+// runs) is dropped by ARM, and the secret then already exists. The feed's endpoint is written once the
+// app may publish to it (feed waits for its role assignment), so the first publish is not refused.
 module appSettings 'modules/appsettings.bicep' = {
   name: 'appsettings'
   dependsOn: [
@@ -398,6 +447,8 @@ module appSettings 'modules/appsettings.bicep' = {
     consentSecretName: consentSecretName
     tablePrefix: tablePrefix
     sendQueueName: sendQueueName
+    feedTopicEndpoint: feedEnabled ? feed.outputs.endpoint : ''
+    feedSource: feedSource
   }
 }
 
@@ -431,6 +482,7 @@ module alerts 'modules/alerts.bicep' = {
     failureRateThresholdPercent: failureRateThresholdPercent
     unknownExpiredThreshold: unknownExpiredThreshold
     functionFailureThreshold: functionFailureThreshold
+    feedEnabled: feedEnabled
   }
 }
 
@@ -471,3 +523,7 @@ output EMAIL_CUSTOM_DOMAIN_VERIFICATION_RECORDS object = communication.outputs.c
 output EVENTGRID_SYSTEM_TOPIC_NAME string = eventGrid.outputs.systemTopicName
 output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.appInsightsName
 output LOG_ANALYTICS_WORKSPACE_NAME string = monitoring.outputs.workspaceName
+output FEED_TOPIC_NAME string = feedEnabled ? feed.outputs.topicName : ''
+output FEED_TOPIC_ENDPOINT string = feedEnabled ? feed.outputs.endpoint : ''
+@description('Principal id of the feed topic\'s identity: grant it "Azure Service Bus Data Sender" on a subscriber\'s queue.')
+output FEED_TOPIC_PRINCIPAL_ID string = feedEnabled ? feed.outputs.principalId : ''

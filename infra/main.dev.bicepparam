@@ -34,3 +34,9 @@ param unknownExpiredThreshold = 20
 param eventSubscriptionEnabled = bool(readEnvironmentVariable('EVENT_SUBSCRIPTION_ENABLED', 'false'))
 param consentHashKey = readEnvironmentVariable('CONSENT_HASH_KEY', '')
 param operatorPrincipalId = readEnvironmentVariable('CONTACTMSG_OPERATOR_PRINCIPAL_ID', '')
+
+// Status feed (docs/status-feed.md, "Azure"): on unless CONTACTMSG_FEED_ENABLED=false. The example
+// subscription is deployed for a webhook URL and/or a Service Bus queue id given in the environment.
+param feedEnabled = bool(readEnvironmentVariable('CONTACTMSG_FEED_ENABLED', 'true'))
+param feedSubscriptionWebhookUrl = readEnvironmentVariable('CONTACTMSG_FEED_WEBHOOK_URL', '')
+param feedSubscriptionServiceBusQueueId = readEnvironmentVariable('CONTACTMSG_FEED_QUEUE_ID', '')

@@ -42,3 +42,9 @@ param eventSubscriptionEnabled = bool(readEnvironmentVariable('EVENT_SUBSCRIPTIO
 param consentHashKey = readEnvironmentVariable('CONSENT_HASH_KEY', '')
 param operatorPrincipalId = readEnvironmentVariable('CONTACTMSG_OPERATOR_PRINCIPAL_ID', '')
 param operatorPrincipalType = 'Group'
+
+// Status feed (docs/status-feed.md, "Azure"): on unless CONTACTMSG_FEED_ENABLED=false. The example
+// subscription is deployed for a webhook URL and/or a Service Bus queue id given in the environment.
+param feedEnabled = bool(readEnvironmentVariable('CONTACTMSG_FEED_ENABLED', 'true'))
+param feedSubscriptionWebhookUrl = readEnvironmentVariable('CONTACTMSG_FEED_WEBHOOK_URL', '')
+param feedSubscriptionServiceBusQueueId = readEnvironmentVariable('CONTACTMSG_FEED_QUEUE_ID', '')

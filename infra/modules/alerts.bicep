@@ -13,6 +13,8 @@ param systemTopicId string
 param failureRateThresholdPercent int
 param unknownExpiredThreshold int
 param functionFailureThreshold int
+@description('The status feed is on: its two alerts exist only then (its counters are never emitted otherwise).')
+param feedEnabled bool
 
 resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = {
   name: actionGroupName
@@ -138,7 +140,38 @@ var logAlerts = [
   }
 ]
 
-resource logAlertRules 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = [for alert in logAlerts: {
+// The status feed (feed.bicep). Both counters come from the app's outbox (shared/services/outbox.py);
+// what to do is in docs/status-feed.md, "Azure".
+var feedAlerts = [
+  {
+    name: 'feed-publish-failed'
+    displayName: 'Contact Messages: status feed publishes are failing'
+    description: 'Status-feed events could not be published to the Event Grid topic; the reconcile sweep retries them. See docs/status-feed.md, Azure / Alerts.'
+    severity: 2
+    frequency: 'PT5M'
+    window: 'PT15M'
+    query: loadTextContent('../alerts/feed-publish-failed.kql')
+    measure: 'failed'
+    aggregation: 'Total'
+    threshold: 0
+    dimensions: []
+  }
+  {
+    name: 'feed-outbox-age'
+    displayName: 'Contact Messages: status feed changes waited over a minute'
+    description: 'The reconcile sweep published status-feed events that were still in the outbox a minute after their change. See docs/status-feed.md, Azure / Alerts.'
+    severity: 3
+    frequency: 'PT5M'
+    window: 'PT15M'
+    query: loadTextContent('../alerts/feed-outbox-age.kql')
+    measure: 'republished'
+    aggregation: 'Total'
+    threshold: 0
+    dimensions: []
+  }
+]
+
+resource logAlertRules 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = [for alert in concat(logAlerts, feedEnabled ? feedAlerts : []): {
   name: 'alert-${alert.name}'
   location: location
   tags: tags

@@ -1,7 +1,9 @@
 // The function app's settings: exactly the names declared in shared/settings.py SETTINGS, minus the
 // local-only secrets (AzureWebJobsStorage, ACS_CONNECTION_STRING: never set in Azure), plus the
 // platform settings allowlisted, with reasons, in tests/infra/test_settings_parity.py.
-// Keep this a literal object: the parity test reads its keys.
+// Keep these literal objects: the parity test reads their keys (tests/infra/bicep.py app_settings).
+// The status feed's settings are added only when the feed is on, so that with it off the app sees no
+// FEED_TOPIC_ENDPOINT at all and publishes nothing.
 //
 // This resource replaces all app settings on every deployment. Settings changed by hand (for
 // example AzureWebJobs.record_event.Disabled during an incident) are reset by the next deployment.
@@ -25,6 +27,10 @@ param keyVaultName string
 param consentSecretName string
 param tablePrefix string
 param sendQueueName string
+@description('Endpoint of the status feed\'s Event Grid topic. Empty: the feed is off and neither feed setting is written.')
+param feedTopicEndpoint string
+@description('CloudEvents source of the status feed\'s events.')
+param feedSource string
 
 resource site 'Microsoft.Web/sites@2024-04-01' existing = {
   name: functionAppName
@@ -39,7 +45,7 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
 resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
   parent: site
   name: 'appsettings'
-  properties: {
+  properties: union({
     // checkov:skip=CKV_AZURE_13: EasyAuth is not supported on Flex Consumption; functions require keys (see functionapp.bicep).
     // checkov:skip=CKV_AZURE_222: Public network access is a site property, justified in functionapp.bicep (Event Grid webhook, no VNet).
     // checkov:skip=CKV_AZURE_88: Azure Files content shares do not exist on Flex Consumption; the package lives in a blob container.
@@ -78,5 +84,10 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     SEND_RETRY: '{"baseSeconds": 5, "capSeconds": 300, "attempts": 15}'
     APPLICATIONINSIGHTS_CONNECTION_STRING: appInsightsConnectionString
     APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD'
-  }
+  }, empty(feedTopicEndpoint) ? {} : {
+    // Published with the managed identity ("EventGrid Data Sender" on the topic, feed.bicep); the
+    // topic has local auth disabled, so FEED_TOPIC_KEY stays unset.
+    FEED_TOPIC_ENDPOINT: feedTopicEndpoint
+    FEED_SOURCE: feedSource
+  })
 }

@@ -8,6 +8,7 @@
 //   CONSENT_HASH_KEY reference            Key Vault Secrets User                 the vault (holds only this secret)
 //   telemetry with Entra ingestion        Monitoring Metrics Publisher           the Application Insights component
 //   send SMS, email, WhatsApp             "Contact Messages ACS Sender" (custom) the ACS resource
+//   publish the status feed               EventGrid Data Sender                  the feed topic (in feed.bicep, with the topic)
 //
 // ACS authorises Entra tokens with control-plane actions. Microsoft documents Read + Write on
 // CommunicationServices and Write on EmailServices as what a custom role needs to send email with
@@ -17,7 +18,8 @@
 // Owner", which the same page names as giving access to all Communication and Email operations, is the
 // fallback (acsRoleMode=builtin); it also lists and regenerates keys and deletes resources, so the
 // custom role is the default. docs/deployment.md says what was verified and how to switch.
-// The Event Grid system topic's own role (dead-letter container only) is in eventgrid.bicep.
+// The Event Grid system topic's own role (dead-letter container only) is in eventgrid.bicep, and the
+// feed topic's (its dead-letter container only) in feed-subscription.bicep.
 
 param principalId string
 param storageAccountName string

@@ -11,6 +11,8 @@ param name string
 param skuName string = 'Standard_GZRS'
 param deploymentContainerName string
 param deadLetterContainerName string
+@description('Container of the status feed\'s dead letters (created by feed.bicep when the feed is on); purged like the ACS dead letters.')
+param feedDeadLetterContainerName string
 @description('Blob container for send requests too large for a queue message (claim-check).')
 param payloadContainerName string
 param sendQueueName string
@@ -106,7 +108,9 @@ resource payloadContainer 'Microsoft.Storage/storageAccounts/blobServices/contai
   }
 }
 
-// Dead-lettered events contain recipient addresses: delete them on the recipient-data clock.
+// Dead-lettered ACS events contain recipient addresses, and dead-lettered feed events the producers'
+// metadata: delete both on the recipient-data clock. A prefix of a container that does not exist
+// (the feed turned off) matches nothing.
 resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {
   parent: account
   name: 'default'
@@ -124,6 +128,7 @@ resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05
               ]
               prefixMatch: [
                 '${deadLetterContainerName}/'
+                '${feedDeadLetterContainerName}/'
               ]
             }
             actions: {

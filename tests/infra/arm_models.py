@@ -106,6 +106,12 @@ MODELS: dict[str, tuple[str, str, str]] = {
         "EventSubscription",
         "system_topic_event_subscriptions",
     ),
+    "microsoft.eventgrid/topics": ("azure.mgmt.eventgrid", "Topic", "topics"),
+    "microsoft.eventgrid/topics/eventsubscriptions": (
+        "azure.mgmt.eventgrid",
+        "EventSubscription",
+        "topic_event_subscriptions",
+    ),
     "microsoft.consumption/budgets": ("azure.mgmt.consumption", "Budget", "budgets"),
 }
 

@@ -104,10 +104,50 @@ def app_settings_resources() -> list[Resource]:
     ]
 
 
+# A condition of a conditional object: (pycep's condition expression, "true_value" or "false_value").
+Condition = tuple[Any, str]
+
+
+SettingsPart = tuple[dict[str, Any], Condition | None]
+
+
+def _settings_parts(value: Any, condition: Condition | None = None) -> Iterator[SettingsPart]:
+    """The literal objects the app settings are made of: one literal, or `union()` of literals and of
+    `cond ? {...} : {...}`, each with the branch of the condition it is set under (None: always)."""
+    function = value.get("function") if isinstance(value, dict) else None
+    operator = value.get("operator") if isinstance(value, dict) else None
+    if isinstance(function, dict) and function.get("type") == "union":
+        for argument in function["parameters"].values():
+            yield from _settings_parts(argument, condition)
+    elif isinstance(operator, dict) and operator.get("type") == "conditional":
+        assert condition is None, "nested conditional app settings are not read here"
+        operands = operator["operands"]
+        for branch in ("true_value", "false_value"):
+            yield from _settings_parts(operands[branch], (operands["condition"], branch))
+    else:
+        assert isinstance(value, dict), f"app settings must be literal objects, not {value!r}"
+        yield value, condition
+
+
 def app_settings() -> dict[str, Any]:
-    """Name -> value (as pycep renders it) of the function app settings the Bicep sets."""
+    """Name -> value (as pycep renders it) of the function app settings the Bicep sets (in any case)."""
     (resource,) = app_settings_resources()
-    return {key_name(key): value for key, value in resource.properties.items()}
+    return {
+        key_name(key): item
+        for part, _ in _settings_parts(resource.body.get("properties", {}))
+        for key, item in part.items()
+    }
+
+
+def conditional_app_settings() -> dict[str, Condition]:
+    """Name -> the condition branch under which it is set, for the settings that are not always set."""
+    (resource,) = app_settings_resources()
+    return {
+        key_name(key): condition
+        for part, condition in _settings_parts(resource.body.get("properties", {}))
+        if condition is not None
+        for key in part
+    }
 
 
 def parameters(path: Path) -> dict[str, dict[str, Any]]:

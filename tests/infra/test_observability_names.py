@@ -58,7 +58,7 @@ def test_workbook_is_deployed_by_bicep() -> None:
 
 
 def test_workbook_covers_the_operational_questions() -> None:
-    """Outcomes per channel, latency, throttling, poison depth, reconciliation and cost all have a panel."""
+    """Outcomes per channel, latency, throttling, poison depth, reconciliation, status feed and cost have a panel."""
     text = "\n".join(_workbook_queries().values())
     for needle in (
         '"sent", "delivered", "failed", "expired"',
@@ -67,6 +67,7 @@ def test_workbook_covers_the_operational_questions() -> None:
         '"poison_depth"',
         '"reconcile.summary"',
         '"cost_estimate"',
+        '"feed_published", "feed_publish_failed", "feed_republished"',
     ):
         assert needle in text, f"no workbook panel uses {needle}"
 
@@ -119,9 +120,18 @@ def _alerts_bicep() -> Path:
 
 
 def test_alert_rules_cover_the_failure_modes() -> None:
-    """Poison depth, failure rate, Unknown/Expired, function failures, ACS 403s and Event Grid dead-letters alert."""
+    """Poison depth, failure rate, Unknown/Expired, function failures, ACS 403s, Event Grid dead-letters and the
+    status feed (publish failures, outbox age) alert."""
     text = _alerts_bicep().read_text()
-    kqls = ("poison-depth.kql", "failure-rate.kql", "unknown-expired.kql", "function-failures.kql", "acs-forbidden.kql")
+    kqls = (
+        "poison-depth.kql",
+        "failure-rate.kql",
+        "unknown-expired.kql",
+        "function-failures.kql",
+        "acs-forbidden.kql",
+        "feed-publish-failed.kql",
+        "feed-outbox-age.kql",
+    )
     for kql in kqls:
         assert f"'../alerts/{kql}'" in text
     metric_alerts = [r for r in declared_resources() if r.type == "Microsoft.Insights/metricAlerts"]

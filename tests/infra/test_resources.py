@@ -26,6 +26,7 @@ UNTAGGABLE = frozenset(
         "Microsoft.Storage/storageAccounts/tableServices",
         "Microsoft.Storage/storageAccounts/tableServices/tables",
         "Microsoft.EventGrid/systemTopics/eventSubscriptions",
+        "Microsoft.EventGrid/topics/eventSubscriptions",
         "Microsoft.Communication/emailServices/domains/senderUsernames",
     }
 )
@@ -39,7 +40,9 @@ BUILT_IN_ROLES = {
     "4633458b-17de-408a-b874-0445c86b69e6": "Key Vault Secrets User",
     "3913510d-42f4-4e42-8a64-420c390055eb": "Monitoring Metrics Publisher",
     "09976791-48a7-449e-bb21-39d1a415f350": "Communication and Email Service Owner",
+    "d5a91429-5739-47e2-a06b-3470a27159e7": "EventGrid Data Sender",
 }
+ROLE_MODULES = ("roles.bicep", "eventgrid.bicep", "feed.bicep", "feed-subscription.bicep")
 BROAD_ROLES = {
     "8e3af657-a8ff-443c-a75c-2fe8c4bcb635": "Owner",
     "b24988ac-6180-42a0-ab88-20f7382dd24c": "Contributor",
@@ -84,8 +87,8 @@ def test_tags_come_from_parameters() -> None:
 
 
 def test_role_definition_ids_are_the_known_built_ins() -> None:
-    """Every role GUID in roles.bicep and eventgrid.bicep is a known built-in, and none is broad."""
-    for module in ("roles.bicep", "eventgrid.bicep"):
+    """Every role GUID in the modules that assign roles is a known built-in, and none is broad."""
+    for module in ROLE_MODULES:
         text = (MAIN.parent / "modules" / module).read_text()
         for guid in set(GUID.findall(text)):
             assert guid in BUILT_IN_ROLES, f"{module}: unknown role id {guid}"
@@ -180,6 +183,7 @@ def test_no_keys_anywhere() -> None:
     assert _one("Microsoft.Communication/communicationServices").properties["disableLocalAuth"] == "disableLocalAuth"
     assert parameters(MAIN)["acsDisableLocalAuth"]["default"] is True
     assert _one("Microsoft.Insights/components").properties["DisableLocalAuth"] is True
+    assert _one("Microsoft.EventGrid/topics").properties["disableLocalAuth"] is True
     vault = _one("Microsoft.KeyVault/vaults").properties
     assert vault["enableRbacAuthorization"] is True
     for path in MAIN.parent.rglob("*.bicep"):
@@ -202,15 +206,23 @@ def test_storage_has_queues_containers_and_tables() -> None:
     queues = {r.body["name"] for r in _of_type("Microsoft.Storage/storageAccounts/queueServices/queues")}
     assert queues == {"sendQueueName", "${sendQueueName}-poison"}
     assert parameters(MAIN)["sendQueueName"]["default"] == "outbound"
-    containers = {r.body["name"] for r in _of_type("Microsoft.Storage/storageAccounts/blobServices/containers")}
-    assert containers == {"deploymentContainerName", "deadLetterContainerName", "payloadContainerName"}
+    containers = {
+        (r.file.name, r.body["name"]) for r in _of_type("Microsoft.Storage/storageAccounts/blobServices/containers")
+    }
+    assert containers == {
+        ("storage.bicep", "deploymentContainerName"),
+        ("storage.bicep", "deadLetterContainerName"),
+        ("storage.bicep", "payloadContainerName"),
+        ("feed.bicep", "deadLetterContainerName"),  # the feed's own, created with its topic
+    }
     assert _of_type("Microsoft.Storage/storageAccounts/tableServices/tables")
 
 
 def test_diagnostics_reach_log_analytics_for_acs_and_storage() -> None:
-    """ACS, the storage account and its blob, queue and table services send diagnostics to the workspace."""
-    scopes = {r.body["scope"] for r in _of_type("Microsoft.Insights/diagnosticSettings")}
-    assert {"acs", "account", "blobService", "queueService", "tableService"} <= scopes
+    """ACS, storage and its services, and both Event Grid topics send diagnostics to the workspace."""
+    scopes = {(r.file.name, r.body["scope"]) for r in _of_type("Microsoft.Insights/diagnosticSettings")}
+    assert {("eventgrid.bicep", "systemTopic"), ("feed.bicep", "topic")} <= scopes
+    assert {"acs", "account", "blobService", "queueService", "tableService"} <= {scope for _, scope in scopes}
 
 
 def test_budget_alerts_the_operator() -> None:
@@ -229,8 +241,11 @@ def test_tables_created_are_the_tables_the_app_uses() -> None:
 
 
 def test_dead_letter_blobs_are_purged() -> None:
-    """Event Grid dead-letter blobs hold raw addresses: a lifecycle rule deletes them."""
+    """Dead-letter blobs hold raw addresses (ACS) or producers' metadata (feed): a lifecycle rule deletes them."""
     (policy,) = _of_type("Microsoft.Storage/storageAccounts/managementPolicies")
     (rule,) = policy.properties["policy"]["rules"]
-    assert rule["definition"]["filters"]["prefixMatch"] == ["${deadLetterContainerName}/"]
+    assert rule["definition"]["filters"]["prefixMatch"] == [
+        "${deadLetterContainerName}/",
+        "${feedDeadLetterContainerName}/",
+    ]
     assert "delete" in rule["definition"]["actions"]["baseBlob"]

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 import pytest
 
 from shared.settings import SETTING_NAMES, SETTINGS, SettingSpec
-from tests.infra.bicep import app_settings, app_settings_resources, declared_resources
+from tests.infra.bicep import app_settings, app_settings_resources, conditional_app_settings, declared_resources
 from tests.infra.test_deployment_rules import FLEX_DEPRECATED_SETTINGS
 
 # Declared in SETTINGS, never set in Azure.
@@ -30,15 +30,20 @@ LOCAL_ONLY: Mapping[str, str] = {
 
 # Declared in SETTINGS, set in Azure only for some deployments.
 OPTIONAL_IN_AZURE: Mapping[str, str] = {
-    "FEED_TOPIC_ENDPOINT": (
-        "The status feed is opt-in (issue 17). The Bicep of its topic and role is not written yet, so Azure "
-        "leaves it unset and the app publishes nothing."
-    ),
-    "FEED_SOURCE": "The status feed's CloudEvents source; its default serves until the feed's Bicep exists.",
     "AZURE_CLIENT_ID": (
         "Client id of a user-assigned managed identity. The Bicep gives the app a system-assigned identity, "
         "for which it must stay unset (ManagedIdentityCredential would ask for a user-assigned one)."
     ),
+}
+
+# Set in Azure only when a deployment parameter turns their feature on: name -> (the parameter of
+# appsettings.bicep that must be non-empty, why). The settings are absent, not empty, otherwise.
+SET_WHEN: Mapping[str, tuple[str, str]] = {
+    "FEED_TOPIC_ENDPOINT": (
+        "feedTopicEndpoint",
+        "The status feed is opt-in (feedEnabled in main.bicep): off, there is no topic and the app publishes nothing.",
+    ),
+    "FEED_SOURCE": ("feedTopicEndpoint", "The feed's CloudEvents source means nothing without the feed."),
 }
 
 # Set in Azure for the platform (host, worker, exporter), not read by application code.
@@ -142,6 +147,26 @@ def test_allowlists_are_justified_and_well_formed() -> None:
     assert not set(PLATFORM_SETTINGS) & SETTING_NAMES
     secret = {spec.name for spec in SETTINGS if spec.secret}
     assert set(LOCAL_ONLY) <= secret
+
+
+def test_feed_settings_are_set_exactly_when_the_feed_is_on() -> None:
+    """FEED_TOPIC_ENDPOINT and FEED_SOURCE are written only when the topic's endpoint is given; all else always."""
+    conditional = {
+        name: (condition["function"]["type"], condition["function"]["parameters"]["item_to_test"], branch)
+        for name, (condition, branch) in conditional_app_settings().items()
+    }
+    assert conditional == {name: ("empty", parameter, "false_value") for name, (parameter, _) in SET_WHEN.items()}
+    assert BICEP_SETTINGS["FEED_TOPIC_ENDPOINT"] == "feedTopicEndpoint"
+    assert set(SET_WHEN) <= SETTING_NAMES
+    assert not set(SET_WHEN) & (set(LOCAL_ONLY) | set(OPTIONAL_IN_AZURE))
+    for name, (_, reason) in SET_WHEN.items():
+        assert len(reason) > 40, f"{name} needs a real reason"
+
+
+def test_feed_topic_key_is_local_only() -> None:
+    """The deployed topic has local auth disabled: the app publishes with its identity, never a key."""
+    assert "FEED_TOPIC_KEY" in LOCAL_ONLY
+    assert "FEED_TOPIC_KEY" not in BICEP_SETTINGS
 
 
 def test_flex_consumption_forbidden_settings_are_not_set() -> None:

@@ -7,7 +7,7 @@ import json
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,8 @@ import pytest
 
 from devstack.acs import AcsEmulator
 from devstack.azurite import Azurite
+from devstack.eventgrid import LocalTopic, RetryPolicy, Subscription, TopicSettings
+from devstack.feedsink import FeedSink
 from devstack.host.process import RunnerProcess
 from shared.models import Status
 from shared.runtime import Services, build_services
@@ -105,3 +107,14 @@ async def wait_until(check: Callable[[], Awaitable[bool]], timeout: float, what:
 async def all_final(stack: Stack, ids: list[str], final: frozenset[Status] = TERMINAL) -> bool:
     statuses = await stack.statuses(ids)
     return all(s in final for s in statuses.values())
+
+
+@pytest.fixture
+def feed() -> Iterator[tuple[LocalTopic, FeedSink]]:
+    """The status feed's local topic, with a webhook subscriber standing for a downstream system."""
+    sink = FeedSink().start()
+    with LocalTopic(TopicSettings()) as topic:
+        retry = RetryPolicy(max_delivery_attempts=30, event_ttl_minutes=1440, time_scale=0.002)
+        topic.subscribe(Subscription("crm", sink.url, max_events_per_batch=20, retry=retry))
+        yield topic, sink
+    sink.stop()

@@ -10,7 +10,9 @@
   (`shared.runtime.build_services`) wires the real services over them (`memory_services`).
 - `ScriptedProvider` answers each send as the test scripted it and records every call.
 - `Pause`: every storage and provider call awaits it first, as real I/O yields to the event loop; a test
-  that explores interleavings makes it yield a varying number of times.
+  that explores interleavings makes it yield a varying number of times. A table's `before` hook is
+  awaited next with the operation's name: a test holds one task there to force an interleaving, or
+  raises there to make that operation fail.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from shared.settings import Settings, load_settings
 from shared.validation import CheckedRequest
 
 Pause = Callable[[], Awaitable[None]]
+Hook = Callable[[str], Awaitable[None]]
 MAX_TRANSACTION_OPS = 100  # Table Storage's limit for one entity-group transaction
 MAX_STRING_UNITS = 32 * 1024  # a string property holds at most 64 KiB of UTF-16
 _STORABLE = (str, int, float, bool, bytes, datetime)
@@ -117,8 +120,14 @@ class MemoryTable(TableStore):
         self.name = name
         self.rows: dict[tuple[str, str], tuple[Entity, str]] = {}
         self.writes = 0
+        self.before: Hook | None = None
         self._pause = pause
         self._etags = itertools.count(1)
+
+    async def _enter(self, op: str) -> None:
+        await self._pause()
+        if self.before is not None:
+            await self.before(op)
 
     def _etag(self) -> str:
         self.writes += 1
@@ -133,31 +142,31 @@ class MemoryTable(TableStore):
         return None
 
     async def get(self, partition: str, row: str) -> Stored | None:
-        await self._pause()
+        await self._enter("get")
         stored = self.rows.get((partition, row))
         return None if stored is None else Stored(entity=dict(stored[0]), etag=stored[1])
 
     async def insert(self, entity: Mapping[str, Any]) -> str:
-        await self._pause()
+        await self._enter("insert")
         return _insert(self.rows, _storable(entity), self._etag)
 
     async def update(self, entity: Mapping[str, Any], etag: str) -> str:
-        await self._pause()
+        await self._enter("update")
         return _merge(self.rows, _storable(entity), etag, self._etag)
 
     async def upsert(self, entity: Mapping[str, Any], replace: bool = False) -> None:
-        await self._pause()
+        await self._enter("upsert")
         _upsert(self.rows, _storable(entity), replace, self._etag)
 
     async def delete(self, partition: str, row: str) -> None:
-        await self._pause()
+        await self._enter("delete")
         self.rows.pop((partition, row), None)
 
     async def query(
         self, query_filter: str, parameters: Mapping[str, Any] | None = None, select: list[str] | None = None
     ) -> AsyncIterator[Entity]:
         matches = parse_filter(query_filter, parameters or {})
-        await self._pause()
+        await self._enter("query")
         for key in sorted(self.rows):  # Table Storage returns rows in PartitionKey, RowKey order
             stored = self.rows.get(key)
             if stored is not None and matches(stored[0]):
@@ -166,7 +175,7 @@ class MemoryTable(TableStore):
 
     async def transact(self, ops: Sequence[Op]) -> list[str]:
         """All of `ops` or none of them, in one partition (PermanentError otherwise, as the service refuses it)."""
-        await self._pause()
+        await self._enter("transact")
         keys = [_key(op.entity) for op in ops]
         if not ops or len(ops) > MAX_TRANSACTION_OPS or len({p for p, _ in keys}) != 1 or len(set(keys)) != len(keys):
             raise PermanentError("storage refused the operation: not a valid entity-group transaction")
@@ -336,7 +345,7 @@ class ScriptedProvider:
     succeeds with a fresh id and every email status query answers None (ACS never saw it)."""
 
     sends: list[Answer] = field(default_factory=list)
-    email_statuses: list[str | None | Exception] = field(default_factory=list)
+    email_statuses: list[str | Exception | None] = field(default_factory=list)
     pause: Pause = one_yield
     calls: list[SendCall] = field(default_factory=list)
     status_queries: list[str] = field(default_factory=list)
@@ -405,7 +414,7 @@ def unit_settings(**overrides: str) -> Settings:
 
 @contextmanager
 def _storage_is(storage: MemoryStorage) -> Iterator[None]:
-    with mock.patch.object(runtime, "StorageClients", lambda settings, credential=None: storage):
+    with mock.patch.object(runtime, "StorageClients", return_value=storage):
         yield
 
 

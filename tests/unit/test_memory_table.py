@@ -71,7 +71,9 @@ async def test_a_transaction_is_all_or_nothing() -> None:
     assert table.rows == before
     etags = await table.transact([Op("create", _row(rk="evt|3")), Op("merge", _row(rk="ledger", S="x"), etag)])
     assert len(etags) == 2 and all(etags)
-    assert table.entity("p", "evt|3") is not None and table.entity("p", "ledger") == _row(rk="ledger", Status="Sent", S="x")
+    assert table.entity("p", "evt|3") is not None and table.entity("p", "ledger") == _row(
+        rk="ledger", Status="Sent", S="x"
+    )
 
 
 async def test_a_transaction_spans_one_partition_and_names_each_row_once() -> None:
@@ -101,7 +103,13 @@ async def test_delete_of_a_missing_row_is_quiet() -> None:
 
 async def test_a_query_filters_orders_and_selects() -> None:
     table = MemoryTable("t")
-    for pk, rk in [("b", "2"), ("a", "ledger|a"), ("a", "evt|1"), ("due", "2026-01-02|m|sla"), ("due", "2026-01-01|m|sla")]:
+    for pk, rk in [
+        ("b", "2"),
+        ("a", "ledger|a"),
+        ("a", "evt|1"),
+        ("due", "2026-01-02|m|sla"),
+        ("due", "2026-01-01|m|sla"),
+    ]:
         await table.insert(_row(pk, rk, N=1))
     found = [(e["PartitionKey"], e["RowKey"]) async for e in table.query("PartitionKey eq @pk", {"pk": "a"})]
     assert found == [("a", "evt|1"), ("a", "ledger|a")]

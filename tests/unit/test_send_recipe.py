@@ -3,12 +3,13 @@ provider. The same rules run against Azurite and the ACS emulator in tests/integ
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import timedelta
 
 import pytest
 
-from shared.errors import SendRejected, Throttled, TransientError
+from shared.errors import EtagMismatch, SendRejected, Throttled, TransientError
 from shared.ids import content_id
 from shared.models import Channel, Status
 from shared.runtime import Services
@@ -81,7 +82,9 @@ async def test_a_duplicate_delivery_sends_nothing_more(
 # -- the gates ------------------------------------------------------------------------------------------
 
 
-async def test_an_expired_request_ends_expired_unsent(svc: Services, provider: ScriptedProvider, clock: FakeClock) -> None:
+async def test_an_expired_request_ends_expired_unsent(
+    svc: Services, provider: ScriptedProvider, clock: FakeClock
+) -> None:
     expires = clock() + timedelta(minutes=5)
     body = sms("exp-1", expiresAt=expires.isoformat())
     clock.advance(minutes=6)
@@ -105,7 +108,9 @@ async def test_a_paused_channel_requeues_and_leaves_the_row_accepted(
     assert (await _row(svc, "paused-1")).status == Status.SENT
 
 
-async def test_an_opted_out_recipient_is_suppressed(svc: Services, provider: ScriptedProvider, clock: FakeClock) -> None:
+async def test_an_opted_out_recipient_is_suppressed(
+    svc: Services, provider: ScriptedProvider, clock: FakeClock
+) -> None:
     to = "+14255550111"
     await svc.consent.set_state(
         Channel.SMS, to, ALL_SENDERS, ConsentState.OPTED_OUT, reason="STOP", actor="test", now=clock()
@@ -208,7 +213,9 @@ async def test_past_the_window_an_at_least_once_message_is_resent_under_new_ids(
     assert row.status == Status.SENT and row.generation == 2
 
 
-@pytest.mark.parametrize(("acs_says", "outcome"), [(None, Outcome.SENT), ("Running", Outcome.SENT), ("Failed", Outcome.FAILED)])
+@pytest.mark.parametrize(
+    ("acs_says", "outcome"), [(None, Outcome.SENT), ("Running", Outcome.SENT), ("Failed", Outcome.FAILED)]
+)
 async def test_an_email_in_doubt_is_resolved_by_asking_acs(
     svc: Services, provider: ScriptedProvider, acs_says: str | None, outcome: Outcome
 ) -> None:
@@ -229,6 +236,43 @@ async def test_the_retry_budget_once_spent_raises_for_the_host(svc: Services, pr
     with pytest.raises(TransientError):
         await deliver(svc, sms("budget-1"))
     assert (await _row(svc, "budget-1")).retries == budget + 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=EtagMismatch,
+    reason="a copy that finds the row Sending goes to recovery, whose claim is an etag-guarded update of the "
+    "row as read; when the first send records Sent in between, the EtagMismatch leaves handle() (the error "
+    "tree says it never reaches the platform): the invocation fails and the queue delivers the copy again",
+)
+async def test_a_copy_racing_a_send_in_flight_ends_without_a_storage_race(
+    svc: Services, storage: MemoryStorage, provider: ScriptedProvider
+) -> None:
+    """The first delivery is inside ACS's send; a copy reads the row (Sending) and, before it claims it,
+    the first send records Sent."""
+    in_send, release = asyncio.Event(), asyncio.Event()
+    tasks: dict[str, asyncio.Future[Outcome]] = {}
+
+    async def hold_the_first_send() -> None:
+        if asyncio.current_task() is tasks.get("first"):
+            in_send.set()
+            await release.wait()
+
+    async def claim_after_the_first_is_done(op: str) -> None:
+        if asyncio.current_task() is tasks.get("second") and op == "update":
+            release.set()
+            await asyncio.wait([tasks["first"]])
+
+    provider.pause = hold_the_first_send
+    _messages(svc, storage).before = claim_after_the_first_is_done
+    tasks["first"] = asyncio.ensure_future(deliver(svc, sms("race-1")))
+    await asyncio.wait_for(in_send.wait(), 5)
+    tasks["second"] = asyncio.ensure_future(deliver(svc, sms("race-1")))
+    done, _ = await asyncio.wait(tasks.values(), timeout=5)
+    assert len(done) == 2
+    assert tasks["first"].result() == Outcome.SENT
+    assert tasks["second"].result() in {Outcome.DUPLICATE, Outcome.SENT}
+    assert len(set(provider.sent_ids("race-1"))) == 1
 
 
 # -- input that is not a request, and ids -------------------------------------------------------------
@@ -288,4 +332,3 @@ async def test_a_row_that_gave_way_keeps_nothing_of_the_rejection(svc: Services,
     assert {"Errors", "Reason", "RejectedAt"}.isdisjoint(stored)
     shown = public_columns(await _row(svc, "fix-2"))
     assert "reason" not in shown and "rejectedAt" not in shown
-

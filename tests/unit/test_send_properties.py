@@ -1,0 +1,104 @@
+"""Rules of the send recipe that hold for a whole class of inputs: any interleaving of duplicate
+deliveries, any sequence of answers from ACS. In memory, so hypothesis can try many of each."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shared.errors import EtagMismatch, Throttled, TransientError
+from shared.models import Status
+from shared.runtime import Services
+from shared.services.outcomes import Outcome
+from tests.fakes import Answer, FakeClock, MemoryStorage, ScriptedProvider, memory_services, random_yields
+from tests.unit.conftest import deliver, sms
+
+# What ACS may answer a send, and whether it may have acted on the request when it answered so.
+ANSWERS: dict[str, tuple[bool, type[Exception] | None]] = {
+    "ok": (True, None),
+    "429": (False, Throttled),
+    "lost": (True, TransientError),  # a 500 or a timeout after the request went out
+    "refused": (False, TransientError),  # no connection: the request never reached ACS
+}
+
+
+def _answer(name: str, index: int) -> Answer:
+    if name == "ok":
+        return f"acs-{index}"
+    if name == "429":
+        return Throttled(20.0)
+    return TransientError(name, may_have_sent=name == "lost")
+
+
+async def _instances(
+    storage: MemoryStorage, provider: ScriptedProvider, clock: FakeClock, count: int
+) -> list[Services]:
+    """`count` instances of the app (each with its own caches and locks) over one storage account."""
+    return [await memory_services(storage, provider, clock) for _ in range(count)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(copies=st.integers(2, 5), instances=st.integers(1, 3), rng=st.randoms(use_true_random=False))
+async def test_any_interleaving_of_duplicate_deliveries_reaches_acs_once(
+    copies: int, instances: int, rng: random.Random
+) -> None:
+    """Copies of one request delivered at once, to one or several instances: every resend that recovery
+    makes carries the first send's repeatability id (ACS acts on it once) and the message ends Sent. A
+    delivery that lost a storage race (see the xfail in test_send_recipe.py) is delivered again by the
+    queue, and that delivery sends nothing."""
+    pause = random_yields(rng)
+    storage, provider, clock = MemoryStorage(pause), ScriptedProvider(pause=pause), FakeClock()
+    apps = await _instances(storage, provider, clock, instances)
+    body = sms("dup-any")
+    outcomes = await asyncio.gather(
+        *(deliver(apps[i % instances], body) for i in range(copies)), return_exceptions=True
+    )
+    failed = [o for o in outcomes if isinstance(o, BaseException)]
+    assert all(isinstance(o, EtagMismatch) for o in failed), outcomes
+    assert Outcome.SENT in outcomes
+    for _ in failed:
+        assert await deliver(apps[0], body, dequeue_count=2) == Outcome.DUPLICATE
+    assert len(set(provider.sent_ids("dup-any"))) == 1
+    row = await apps[0].ledger.get("dup-any")
+    assert row is not None and row.status == Status.SENT
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    answers=st.lists(st.sampled_from(sorted(ANSWERS)), max_size=6),
+    waits=st.lists(st.integers(0, 6), min_size=12, max_size=12),
+)
+async def test_whatever_acs_answers_an_at_most_once_message_is_acted_on_at_most_once(
+    answers: list[str], waits: list[int]
+) -> None:
+    """Deliver the request, then each re-enqueued copy after a wait of 0 to 6 minutes, whatever ACS
+    answers. Among the sends ACS may have acted on, there is one repeatability id at most; the message
+    ends Sent under a success's id, or Unknown after a send that may have happened, or is still waiting."""
+    storage, provider, clock = MemoryStorage(), ScriptedProvider(), FakeClock()
+    provider.sends = [_answer(name, i) for i, name in enumerate(answers)]
+    [app] = await _instances(storage, provider, clock, 1)
+    queue = storage.queue(app.settings.send_queue)
+    body = sms("once-any").decode()
+    for wait in waits:
+        try:
+            outcome = await deliver(app, body)
+        except TransientError:  # the retry budget is spent: the host retries, then poisons it
+            break
+        if outcome != Outcome.RESCHEDULED:
+            break
+        body = queue.sent[-1].body
+        clock.advance(minutes=wait)
+    acted = {call.repeatability_id for call, name in zip(provider.calls, answers, strict=False) if ANSWERS[name][0]}
+    acted |= {call.repeatability_id for call in provider.calls[len(answers) :]}  # past the script: success
+    assert len(acted) <= 1
+    row = await app.ledger.get("once-any")
+    assert row is not None
+    if row.status == Status.SENT:
+        assert row.provider_message_id is not None and row.provider_message_id.startswith("acs-")
+    elif row.status == Status.UNKNOWN:
+        assert "lost" in answers
+    else:
+        assert row.status in {Status.ACCEPTED, Status.SENDING}

@@ -35,6 +35,7 @@ from shared.adapters.queues import MAX_PAYLOAD_BYTES, QueueWriter, RawMessage
 from shared.adapters.storage import StorageClients
 from shared.adapters.tables import Entity, Op, Stored, TableStore
 from shared.errors import Conflict, EtagMismatch, PermanentError
+from shared.ids import operation_id
 from shared.models import PAYLOAD_NAME_PATTERN
 from shared.settings import Settings, load_settings
 from shared.validation import CheckedRequest
@@ -337,24 +338,35 @@ class SendCall:
     channel: str
     repeatability_id: str
     first_sent: datetime
+    operation_id: str
+    reached_acs: bool  # ACS acted on it (a success, or a failure that may have sent)
 
 
 @dataclass
 class ScriptedProvider:
-    """A `Provider` whose answers the test scripts, in order; once the script is spent every send
-    succeeds with a fresh id and every email status query answers None (ACS never saw it)."""
+    """A `Provider` whose answers the test scripts, in order. Once the script is spent every send
+    succeeds with a fresh id, and an email status query answers as ACS would: "Running" for an
+    operation whose send reached it (answered with success or a lost response), else None (404)."""
 
     sends: list[Answer] = field(default_factory=list)
     email_statuses: list[str | Exception | None] = field(default_factory=list)
     pause: Pause = one_yield
     calls: list[SendCall] = field(default_factory=list)
     status_queries: list[str] = field(default_factory=list)
+    received: set[str] = field(default_factory=set)  # operation ids of email sends that reached ACS
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     async def send(self, checked: CheckedRequest, ids: SendIds) -> ProviderReceipt:
-        self.calls.append(SendCall(checked.message_id, checked.channel.value, ids.repeatability_id, ids.first_sent))
-        await self.pause()
+        await self.pause()  # the request on its way
         answer = self.sends.pop(0) if self.sends else f"acs-{next(self._ids)}"
+        operation = operation_id(checked.message_id)
+        reached = not isinstance(answer, Exception) or bool(getattr(answer, "may_have_sent", False))
+        call = SendCall(
+            checked.message_id, checked.channel.value, ids.repeatability_id, ids.first_sent, operation, reached
+        )
+        self.calls.append(call)
+        if reached:
+            self.received.add(operation)
         if isinstance(answer, Exception):
             raise answer
         return ProviderReceipt(answer)
@@ -362,10 +374,21 @@ class ScriptedProvider:
     async def email_status(self, operation_id: str) -> str | None:
         self.status_queries.append(operation_id)
         await self.pause()
-        answer = self.email_statuses.pop(0) if self.email_statuses else None
+        if self.email_statuses:
+            answer = self.email_statuses.pop(0)
+        else:
+            answer = "Running" if operation_id in self.received else None
         if isinstance(answer, Exception):
             raise answer
         return answer
+
+    def acted_on(self, message_id: str) -> int:
+        """How many sends of one message ACS acted on, counting those it deduplicates (the same
+        repeatability id: SMS and WhatsApp) once. Email has no such de-duplication: each send counts."""
+        calls = [call for call in self.calls if call.message_id == message_id and call.reached_acs]
+        if calls and calls[0].channel == "email":
+            return len(calls)
+        return len({call.repeatability_id for call in calls})
 
     async def close(self) -> None:
         return None

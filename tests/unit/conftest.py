@@ -47,6 +47,11 @@ def email(message_id: str, to: str = "ann@example.com", **extra: Any) -> bytes:
     return json.dumps({**body, **extra}).encode()
 
 
+def whatsapp(message_id: str, to: str = "+14255550100", **extra: Any) -> bytes:
+    body = {"id": message_id, "channel": "whatsapp", "to": to, "content": {"text": f"wa {message_id}"}}
+    return json.dumps({**body, **extra}).encode()
+
+
 async def deliver(svc: Services, body: bytes | str, dequeue_count: int = 1) -> Outcome:
     """One delivery of a queue message to the send recipe."""
     raw = body.encode() if isinstance(body, str) else body

@@ -275,6 +275,34 @@ async def test_a_copy_racing_a_send_in_flight_ends_without_a_storage_race(
     assert len(set(provider.sent_ids("race-1"))) == 1
 
 
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="a copy that finds an email Sending asks ACS for the operation; while the first send is still on "
+    "its way ACS answers 404, so the copy claims the row and sends too, and ACS does not deduplicate a "
+    "reused Operation-Id: two emails for an at-most-once message",
+)
+async def test_a_copy_of_an_email_whose_send_is_in_flight_does_not_send_it_again(
+    svc: Services, provider: ScriptedProvider
+) -> None:
+    in_send, release = asyncio.Event(), asyncio.Event()
+    tasks: dict[str, asyncio.Future[Outcome]] = {}
+
+    async def hold_the_first_send() -> None:
+        if asyncio.current_task() is tasks.get("first"):
+            in_send.set()
+            await release.wait()
+
+    provider.pause = hold_the_first_send
+    tasks["first"] = asyncio.ensure_future(deliver(svc, email("mail-race")))
+    await asyncio.wait_for(in_send.wait(), 5)
+    copy = await asyncio.wait_for(deliver(svc, email("mail-race")), 5)
+    release.set()
+    first = await asyncio.wait_for(tasks["first"], 5)
+    assert {first, copy} <= {Outcome.SENT, Outcome.DUPLICATE, Outcome.RESCHEDULED}
+    assert provider.acted_on("mail-race") == 1
+
+
 # -- input that is not a request, and ids -------------------------------------------------------------
 
 

@@ -136,8 +136,8 @@ class Ledger:
                 raise TransientError("ledger row vanished during insert") from None
         else:
             return self._remember(replace(new_row, etag=etag)), True
-        if existing.status == Status.REJECTED:
-            return await self.update(existing, replace(new_row, etag=existing.etag)), True
+        if existing.status == Status.REJECTED:  # replaced whole: nothing of the rejection stays
+            return await self.update(existing, replace(new_row, etag=existing.etag), whole=True), True
         # Rows from before the digest was kept hold none, and never conflict.
         if existing.payload_hash and existing.payload_hash != self.payload_hash(payload):
             raise IdReused(new_row.message_id, existing.payload_ref, payload)
@@ -179,17 +179,18 @@ class Ledger:
         if self._outbox is not None:
             self._outbox.committed(feed)
 
-    async def update(self, row: LedgerRow, changed: LedgerRow) -> LedgerRow:
-        """Write `changed` over `row` (the columns that differ) if the row is unchanged since `row` was
-        read (EtagMismatch otherwise)."""
+    async def update(self, row: LedgerRow, changed: LedgerRow, *, whole: bool = False) -> LedgerRow:
+        """Write `changed` over `row` if the row is unchanged since `row` was read (EtagMismatch
+        otherwise): the columns that differ, or with `whole` the entire row in place of the stored one."""
         changed, feed = await self._with_feed(row, changed)
         key = row_key_entity(row.message_id, ledger_row_key(row.message_id))
-        merge = {**key, **changed_columns(row, changed)}
+        entity = changed.to_entity() if whole else {**key, **changed_columns(row, changed)}
+        kind = "replace" if whole else "merge"
         if feed:
-            etag = (await self._table.transact([Op("merge", merge, etag=row.etag), *_creates(feed)]))[0]
+            etag = (await self._table.transact([Op(kind, entity, etag=row.etag), *_creates(feed)]))[0]
             self._committed(feed)
         else:
-            etag = await self._table.update(merge, row.etag)
+            etag = await self._table.update(entity, row.etag, replace=whole)
         return self._remember(replace(changed, etag=etag))
 
     async def change(

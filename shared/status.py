@@ -41,6 +41,9 @@ SYNTHETIC = frozenset({Status.EXPIRED, Status.UNKNOWN, Status.DEAD_LETTERED})
 NEVER_SENT = frozenset({Status.REJECTED, Status.SUPPRESSED})
 REPORTED = frozenset({Status.SENT, Status.DELIVERED, Status.FAILED, Status.READ})
 OUTCOMES = frozenset({Status.DELIVERED, Status.FAILED, Status.READ})
+# Statuses of equal rank, between which the later report wins: a row in one of them keeps the time of
+# its latest report of that status, so the comparison does not depend on the order reports came in.
+TIME_RANKED = frozenset({Status.DELIVERED, Status.FAILED})
 
 
 def report_wins(current: Status, current_time: str, new: Status, new_time: str) -> bool:

@@ -151,9 +151,9 @@ class MemoryTable(TableStore):
         await self._enter("insert")
         return _insert(self.rows, _storable(entity), self._etag)
 
-    async def update(self, entity: Mapping[str, Any], etag: str) -> str:
+    async def update(self, entity: Mapping[str, Any], etag: str, *, replace: bool = False) -> str:
         await self._enter("update")
-        return _merge(self.rows, _storable(entity), etag, self._etag)
+        return _merge(self.rows, _storable(entity), etag, self._etag, replace=replace)
 
     async def upsert(self, entity: Mapping[str, Any], replace: bool = False) -> None:
         await self._enter("upsert")
@@ -196,16 +196,22 @@ def _insert(rows: dict[tuple[str, str], tuple[Entity, str]], entity: Entity, eta
 
 
 def _merge(
-    rows: dict[tuple[str, str], tuple[Entity, str]], entity: Entity, expected: str | None, etag: Callable[[], str]
+    rows: dict[tuple[str, str], tuple[Entity, str]],
+    entity: Entity,
+    expected: str | None,
+    etag: Callable[[], str],
+    *,
+    replace: bool = False,
 ) -> str:
-    """Merge into an existing row, guarded by `expected` (None: unguarded). A missing row is a mismatch
-    too (`TableStore` maps the service's 404 on an update to EtagMismatch)."""
+    """Merge into (or with `replace`, replace) an existing row, guarded by `expected` (None or "*": any
+    etag). A missing row is a mismatch too (`TableStore` maps the service's 404 on an update to
+    EtagMismatch)."""
     key = _key(entity)
     stored = rows.get(key)
-    if stored is None or (expected is not None and stored[1] != expected):
+    if stored is None or (expected not in (None, "*") and stored[1] != expected):
         raise EtagMismatch(f"{key[0]}/{key[1]} changed")
     new = etag()
-    rows[key] = ({**stored[0], **entity}, new)
+    rows[key] = (dict(entity) if replace else {**stored[0], **entity}, new)
     return new
 
 
@@ -224,8 +230,8 @@ def _apply(rows: dict[tuple[str, str], tuple[Entity, str]], op: Op, etag: Callab
     entity = _storable(op.entity)
     if op.kind == "create":
         return _insert(rows, entity, etag)
-    if op.kind == "merge":
-        return _merge(rows, entity, op.etag, etag)
+    if op.kind in ("merge", "replace"):
+        return _merge(rows, entity, op.etag, etag, replace=op.kind == "replace")
     if op.kind == "upsert":
         return _upsert(rows, entity, False, etag)
     if op.kind == "delete":

@@ -89,6 +89,19 @@ def parse_acs_connection(connection_string: str | None, endpoint: str | None, cr
     raise ConfigurationError("ACS_ENDPOINT or ACS_CONNECTION_STRING must be set")
 
 
+# No SDK retries (the pipeline retries with its ledger), and bounded waits: a send attempt ends within
+# CONNECT + READ seconds, which is what lets a claim younger than the claim lease be trusted to be alive
+# (shared/services/recovery.py). azure-core's defaults wait 300 s for each.
+CONNECT_TIMEOUT_SECONDS = 10
+READ_TIMEOUT_SECONDS = 30
+CLIENT_OPTIONS: dict[str, Any] = {
+    "retry_total": 0,
+    "use_env_settings": False,
+    "connection_timeout": CONNECT_TIMEOUT_SECONDS,
+    "read_timeout": READ_TIMEOUT_SECONDS,
+}
+
+
 class AcsSenders:
     """The three async ACS clients, built on first use and reused for the life of the process."""
 
@@ -105,9 +118,8 @@ class AcsSenders:
             self._sms = SmsClient(
                 self._conn.endpoint,
                 self._conn.credential,
-                retry_total=0,
-                use_env_settings=False,
                 per_call_policies=[SmsRepeatabilityPolicy()],
+                **CLIENT_OPTIONS,
             )
         return self._sms
 
@@ -115,16 +127,14 @@ class AcsSenders:
         if self._email is None:
             from azure.communication.email.aio import EmailClient
 
-            self._email = EmailClient(self._conn.endpoint, self._conn.credential, retry_total=0, use_env_settings=False)
+            self._email = EmailClient(self._conn.endpoint, self._conn.credential, **CLIENT_OPTIONS)
         return self._email
 
     def _messages_client(self) -> Any:
         if self._messages is None:
             from azure.communication.messages.aio import NotificationMessagesClient
 
-            self._messages = NotificationMessagesClient(
-                self._conn.endpoint, self._conn.credential, retry_total=0, use_env_settings=False
-            )
+            self._messages = NotificationMessagesClient(self._conn.endpoint, self._conn.credential, **CLIENT_OPTIONS)
         return self._messages
 
     async def send_sms(self, sender: str, to: str, text: str, tag: str, ids: SendIds) -> ProviderReceipt:

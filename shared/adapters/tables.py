@@ -48,7 +48,7 @@ class Stored:
 class Op:
     """One operation of an entity-group transaction (same partition)."""
 
-    kind: str  # "create" | "merge" | "upsert" | "delete"
+    kind: str  # "create" | "merge" | "replace" | "upsert" | "delete"
     entity: Entity
     etag: str | None = None
 
@@ -107,11 +107,13 @@ class TableStore:
             raise PermanentError(f"entity not storable: {exc}") from exc
         return str(result.get("etag", ""))
 
-    async def update(self, entity: Mapping[str, Any], etag: str) -> str:
-        """Merge `entity` only if unchanged since `etag`; raise EtagMismatch otherwise."""
+    async def update(self, entity: Mapping[str, Any], etag: str, *, replace: bool = False) -> str:
+        """Merge (or with `replace`, replace) `entity` only if unchanged since `etag` ("*": any); raise
+        EtagMismatch otherwise."""
+        mode = UpdateMode.REPLACE if replace else UpdateMode.MERGE
         try:
             result = await self._client.update_entity(
-                _clean(entity), mode=UpdateMode.MERGE, etag=etag, match_condition=MatchConditions.IfNotModified
+                _clean(entity), mode=mode, etag=etag, match_condition=MatchConditions.IfNotModified
             )
         except (ResourceModifiedError, ResourceNotFoundError) as exc:
             raise EtagMismatch(f"{_where(entity)} changed") from exc
@@ -163,8 +165,9 @@ class TableStore:
 
 
 def _batch_op(op: Op) -> Any:
-    if op.kind == "merge" and op.etag:
-        options = {"mode": UpdateMode.MERGE, "etag": op.etag, "match_condition": MatchConditions.IfNotModified}
+    if op.kind in ("merge", "replace") and op.etag:
+        mode = UpdateMode.REPLACE if op.kind == "replace" else UpdateMode.MERGE
+        options = {"mode": mode, "etag": op.etag, "match_condition": MatchConditions.IfNotModified}
         return ("update", _clean(op.entity), options)
     if op.kind == "merge":
         return ("update", _clean(op.entity), {"mode": UpdateMode.MERGE})

@@ -118,6 +118,11 @@ class SendEndings:
             return replace(noted, status=Status.ACCEPTED)  # nothing of this generation can have reached ACS
         return noted
 
+    async def later(self, checked: CheckedRequest, delay: float, *, reason: str) -> None:
+        """Come back after `delay` seconds (plus jitter), the row untouched."""
+        await self._acceptance.requeue(checked, delay + random.uniform(0, 1))
+        count(log, "throttled", channel=checked.channel.value, reason=reason)
+
     async def throttled(self, checked: CheckedRequest, exc: Throttled, *, sending: bool = True) -> None:
         """A 429: re-enqueue after Retry-After. `sending`: the 429 answered a send (not a status query made
         while recovering a row whose send may have happened, whose claim must stay)."""

@@ -51,7 +51,7 @@ from shared.services.due import DueIndex, DueKind
 from shared.services.inbound import InboundRecorder
 from shared.services.rejections import EventRejections, event_type_of
 from shared.settings import Settings
-from shared.status import report_wins
+from shared.status import TIME_RANKED, report_wins
 
 log = logging.getLogger(__name__)
 
@@ -73,17 +73,40 @@ class EventOutcome(StrEnum):
 
 
 def projection(row: LedgerRow, event: AcsEvent, now: datetime) -> LedgerRow | None:
-    """The row as a report leaves it, or None when the report does not win over what the row holds
-    (statuses only move forward; among equals, the later event time wins: `shared.status`)."""
-    if event.status is None or not report_wins(row.status, row.status_time, event.status, event.event_time):
+    """The row as a report leaves it, or None when the report changes nothing. Statuses only move
+    forward (`shared.status`); a later report of the row's own status moves its status time on, which
+    the Delivered-or-Failed tie-break compares; the delivery latency is measured to the earliest report
+    that the message arrived, whatever order they come in."""
+    if event.status is None:
+        return None
+    changed = _moved(row, event, now) or row
+    latency = _earliest_latency(row, event)
+    if latency is not None:
+        changed = replace(changed, delivery_latency_ms=latency)
+    return None if changed is row else changed
+
+
+def _moved(row: LedgerRow, event: AcsEvent, now: datetime) -> LedgerRow | None:
+    assert event.status is not None
+    if event.status == row.status and event.status in TIME_RANKED and event.event_time > row.status_time:
+        return replace(row, status_event_time=event.event_time, updated_at=iso(now))
+    if not report_wins(row.status, row.status_time, event.status, event.event_time):
         return None
     moved = row.moved_to(event.status, event.event_time, status_event_time=event.event_time)
     moved = replace(moved, updated_at=iso(now), reason=event.detail or row.reason)
     if not row.provider_message_id:
         moved = replace(moved, provider_message_id=event.provider_message_id)
-    if event.status in REACHED and row.sent_at and row.delivery_latency_ms is None:
-        moved = replace(moved, delivery_latency_ms=delivery_latency_ms(row.sent_at, event.event_time))
     return moved
+
+
+def _earliest_latency(row: LedgerRow, event: AcsEvent) -> float | None:
+    """A new, shorter delivery latency measured to this report, if it is one that the message arrived."""
+    if event.status not in REACHED or not row.sent_at:
+        return None
+    latency = delivery_latency_ms(row.sent_at, event.event_time)
+    if row.delivery_latency_ms is not None and row.delivery_latency_ms <= latency:
+        return None
+    return latency
 
 
 class EventService:

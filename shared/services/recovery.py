@@ -6,8 +6,9 @@ decide by the message's delivery mode.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from shared.adapters.acs import CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS
 from shared.clock import parse_iso
 from shared.errors import Throttled, TransientError
 from shared.ids import operation_id
@@ -17,6 +18,11 @@ from shared.services.dispatch import REPEATABILITY_WINDOW, Dispatcher
 from shared.services.endings import SendEndings
 from shared.services.providers import Provider
 from shared.validation import CheckedRequest
+
+# A claim younger than this may belong to a send still in flight (every ACS call ends within
+# CONNECT_TIMEOUT + READ_TIMEOUT seconds): an email copy that finds one waits for it to end instead of
+# asking ACS, which would answer 404 while the first POST is still on its way.
+CLAIM_LEASE = timedelta(seconds=CONNECT_TIMEOUT_SECONDS + READ_TIMEOUT_SECONDS + 20)
 
 AT_MOST_ONCE_UNKNOWN = (
     "an earlier attempt may have sent it and ACS can no longer tell; "
@@ -39,6 +45,10 @@ class Recovery:
         (only the repeatability headers, which the email SDK does not send), so an email is resent only
         when ACS says it never saw it."""
         if checked.channel == Channel.EMAIL:
+            held = self._claim_held(row)
+            if held is not None:
+                await self._endings.later(checked, held.total_seconds(), reason="claim-held")
+                return None
             return await self._recover_email(checked, row)
         if self._now() - parse_iso(str(row.first_sent_at)) < REPEATABILITY_WINDOW:
             # What the earlier attempt did is unknown: this generation may have reached ACS, and ACS
@@ -50,6 +60,14 @@ class Recovery:
             return await self._dispatcher.send(checked, row)
         await self._endings.finish(row, Status.UNKNOWN, AT_MOST_ONCE_UNKNOWN)
         return Status.UNKNOWN
+
+    def _claim_held(self, row: LedgerRow) -> timedelta | None:
+        """How long the row's claim may still belong to a live send, if it may."""
+        claimed_at = row.times.get(Status.SENDING)
+        if not claimed_at or (row.last_retry_at or "") >= claimed_at:
+            return None  # never claimed, or its attempt has ended (it failed and was re-scheduled)
+        left = CLAIM_LEASE - (self._now() - parse_iso(claimed_at))
+        return left if left > timedelta() else None
 
     async def _recover_email(self, checked: CheckedRequest, row: LedgerRow) -> Status | None:
         """GET /emails/operations/{id}: 404 means the send never reached ACS, so sending it now (under the

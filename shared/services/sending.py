@@ -90,11 +90,11 @@ class SendService:
             return await self._already_handled(checked, row)
         if verdict.gate != Gate.GO:  # 5
             return await self._hold(checked, verdict, row)
-        if row.status == Status.SENDING:  # 6
-            return _REACHED_HERE[await self.steps.recovery.recover(checked, row)]
-        try:  # 7
-            row = await self.steps.dispatcher.claim_accepted(row)
-        except EtagMismatch:
+        try:
+            if row.status == Status.SENDING:  # 6
+                return _REACHED_HERE[await self.steps.recovery.recover(checked, row)]
+            row = await self.steps.dispatcher.claim_accepted(row)  # 7
+        except EtagMismatch:  # another delivery moved the row since it was read: decide again
             fresh = await self._ledger.get(checked.message_id)
             return await self._advance(checked, verdict, fresh) if fresh else Outcome.DUPLICATE
         return _REACHED_HERE[await self.steps.dispatcher.send(checked, row)]  # 8

@@ -37,17 +37,17 @@ def test_stack_start_detached_serves_the_cli_then_stops() -> None:
         assert status["status"] in {"Accepted", "Sending", "Sent", "Delivered"}
     finally:
         stopped = _cli("stack", "stop")
-    assert "stopped 3 process(es)" in stopped.stdout
+    assert "stopped 4 process(es)" in stopped.stdout
 
 
-def test_stack_stop_returns_once_the_runner_the_emulator_and_azurite_have_exited() -> None:
+def test_stack_stop_returns_once_the_runner_the_emulator_the_topic_and_azurite_have_exited() -> None:
     """`stack stop` reports the processes stopped only when they are gone: the runner is stopped first,
     while storage still answers, so it exits within its grace period instead of a minute and a half."""
     started = _cli("stack", "start", "--detach")
     assert started.returncode == 0, started.stderr
     recorded = read_state(PIDS_FILE)
     stopped = _cli("stack", "stop")
-    assert "stopped 3 process(es)" in stopped.stdout, stopped.stderr
+    assert "stopped 4 process(es)" in stopped.stdout, stopped.stderr
     assert [record.pid for record in recorded if record.is_running()] == []
 
 

@@ -24,6 +24,7 @@ from shared.runtime import Services, build_services
 from shared.services.decoding import QueueDelivery
 from shared.services.outcomes import Outcome
 from shared.services.providers import AcsProvider
+from shared.services.recovery import CLAIM_LEASE
 from shared.settings import load_settings
 from tests.integration.conftest import Clock, app_env, email, sms
 
@@ -37,10 +38,11 @@ def _posts(acs: AcsEmulator, route: str) -> int:
 
 
 async def test_an_email_whose_sent_write_was_lost_is_asked_for_not_resent(
-    svc: Services, acs: AcsEmulator, monkeypatch: pytest.MonkeyPatch
+    svc: Services, acs: AcsEmulator, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The worker dies between the send and the Sent write; the redelivery, seconds later, asks ACS for
-    the operation and records Sent: one POST, one GET, one send."""
+    """The worker dies between the send and the Sent write; the redelivery, once the claim's lease has
+    passed (the queue itself redelivers only after its 10-minute lock), asks ACS for the operation and
+    records Sent: one POST, one GET, one send."""
     mark_sent = svc.sending.steps.dispatcher.mark_sent
 
     async def die(*_: Any) -> None:
@@ -50,6 +52,9 @@ async def test_an_email_whose_sent_write_was_lost_is_asked_for_not_resent(
     with pytest.raises(RuntimeError):
         await svc.sending.handle(_delivery(email("mail-died")))
     monkeypatch.setattr(svc.sending.steps.dispatcher, "mark_sent", mark_sent)
+    assert await svc.sending.handle(_delivery(email("mail-died"))) == Outcome.RESCHEDULED  # a live claim?
+    assert _posts(acs, "emailStatus") == 0
+    clock.advance(seconds=CLAIM_LEASE.total_seconds() + 1)
     assert await svc.sending.handle(_delivery(email("mail-died"))) == Outcome.SENT
     assert (_posts(acs, "email"), _posts(acs, "emailStatus")) == (1, 1)
     assert len(acs.sends("email")) == 1
@@ -159,7 +164,7 @@ async def test_a_403_holds_the_message_and_raises_acs_forbidden(
 
 
 async def test_a_429_on_the_status_query_keeps_the_recovering_claim(
-    svc: Services, acs: AcsEmulator, monkeypatch: pytest.MonkeyPatch
+    svc: Services, acs: AcsEmulator, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Recovering an email whose send may have happened, a 429 on the GET re-enqueues it but keeps the row
     Sending, so the next attempt asks again instead of sending blind."""
@@ -172,6 +177,7 @@ async def test_a_429_on_the_status_query_keeps_the_recovering_claim(
     with pytest.raises(RuntimeError):
         await svc.sending.handle(_delivery(email("mail-429")))
     monkeypatch.setattr(svc.sending.steps.dispatcher, "mark_sent", mark_sent)
+    clock.advance(seconds=CLAIM_LEASE.total_seconds() + 1)
     acs.add_fault("429", count=1, channel="email")
     assert await svc.sending.handle(_delivery(email("mail-429"))) == Outcome.RESCHEDULED
     row = await svc.ledger.get("mail-429")

@@ -65,19 +65,13 @@ ONE_PER_STATUS = st.lists(REPORTS, min_size=1, max_size=4, unique_by=lambda even
 @settings(max_examples=300, deadline=None)
 @given(ONE_PER_STATUS.flatmap(lambda events: st.tuples(st.just(events), st.permutations(events))))
 def test_any_order_of_the_same_reports_ends_at_the_same_status(orders: tuple[list[AcsEvent], list[AcsEvent]]) -> None:
-    """One report per status, in any order (two reports of one status: see the xfail below)."""
+    """One report per status, in any order (two reports of one status: see the test below)."""
     one, other = orders
     first, second = fold(sent_row(), one), fold(sent_row(), other)
     assert (first.status, first.status_event_time) == (second.status, second.status_event_time)
     assert first.provider_message_id == second.provider_message_id == "acs-1"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="report_wins refuses a report of the row's own status whatever its time, so a row keeps the "
-    "first-applied time of its status; a Failed report between two Delivered ones then wins or loses "
-    "depending on which Delivered came first, and the final status depends on report order",
-)
 def test_two_reports_of_one_status_and_another_end_the_same_in_any_order() -> None:
     delivered_early, delivered_late, failed = (
         report(Status.DELIVERED, 0),
@@ -99,8 +93,11 @@ def test_a_status_never_goes_back(events: list[AcsEvent]) -> None:
         after = projection(row, event, NOW)
         if after is not None:
             assert RANK[after.status] >= RANK[row.status]
-            assert after.status == event.status and after.status_event_time == event.event_time
-            assert after.updated_at == iso(NOW)
+            if after.status != row.status:
+                assert after.status == event.status and after.status_event_time == event.event_time
+                assert after.updated_at == iso(NOW)
+            else:  # a later report of the same outcome, or an earlier proof of arrival: only times move
+                assert after.status_event_time >= row.status_event_time
             row = after
 
 
@@ -161,12 +158,6 @@ def test_a_failed_report_measures_no_latency() -> None:
     assert failed is not None and failed.delivery_latency_ms is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DeliveryLatencyMs depends on report order: a Read that arrives before its Delivered is measured "
-    "to Read's time, and the later Delivered (it loses to Read) cannot correct it; in order, it is "
-    "measured to Delivered's time",
-)
 def test_latency_does_not_depend_on_report_order() -> None:
     in_order = fold(sent_row(), [report(Status.DELIVERED, 2), report(Status.READ, 40)])
     reversed_ = fold(sent_row(), [report(Status.READ, 40), report(Status.DELIVERED, 2)])

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from shared.errors import EtagMismatch, SendRejected, Throttled, TransientError
+from shared.errors import SendRejected, Throttled, TransientError
 from shared.ids import content_id
 from shared.models import Channel, Status
 from shared.runtime import Services
@@ -238,13 +238,6 @@ async def test_the_retry_budget_once_spent_raises_for_the_host(svc: Services, pr
     assert (await _row(svc, "budget-1")).retries == budget + 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=EtagMismatch,
-    reason="a copy that finds the row Sending goes to recovery, whose claim is an etag-guarded update of the "
-    "row as read; when the first send records Sent in between, the EtagMismatch leaves handle() (the error "
-    "tree says it never reaches the platform): the invocation fails and the queue delivers the copy again",
-)
 async def test_a_copy_racing_a_send_in_flight_ends_without_a_storage_race(
     svc: Services, storage: MemoryStorage, provider: ScriptedProvider
 ) -> None:
@@ -275,13 +268,6 @@ async def test_a_copy_racing_a_send_in_flight_ends_without_a_storage_race(
     assert len(set(provider.sent_ids("race-1"))) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="a copy that finds an email Sending asks ACS for the operation; while the first send is still on "
-    "its way ACS answers 404, so the copy claims the row and sends too, and ACS does not deduplicate a "
-    "reused Operation-Id: two emails for an at-most-once message",
-)
 async def test_a_copy_of_an_email_whose_send_is_in_flight_does_not_send_it_again(
     svc: Services, provider: ScriptedProvider
 ) -> None:
@@ -346,12 +332,6 @@ async def test_a_rejected_row_gives_way_to_a_valid_request(svc: Services, provid
     assert [c.message_id for c in provider.calls] == ["fix-1"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Ledger.accept turns a Rejected row into the valid request with changed_columns, which merges "
-    "only the columns the new row has: the rejection's Errors, Reason and RejectedAt stay on the Sent row "
-    "(and the status API shows that reason and time)",
-)
 async def test_a_row_that_gave_way_keeps_nothing_of_the_rejection(svc: Services, storage: MemoryStorage) -> None:
     assert await deliver(svc, sms("fix-2", to="nope")) == Outcome.REJECTED
     assert await deliver(svc, sms("fix-2")) == Outcome.SENT

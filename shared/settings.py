@@ -189,6 +189,17 @@ def _int_setting(env: Mapping[str, str], name: str, default: int, problems: list
     return int(raw)
 
 
+DEFAULT_RETENTION_DAYS = {"content": 7, "recipient": 30, "rows": 90}
+
+
+def _senders(env: Mapping[str, str]) -> dict[Channel, tuple[str, ...]]:
+    return {
+        Channel.SMS: _csv(env.get("SMS_SENDERS")),
+        Channel.EMAIL: _csv(env.get("EMAIL_SENDERS")),
+        Channel.WHATSAPP: _csv(env.get("WHATSAPP_CHANNELS")),
+    }
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Parse settings from `env` (default: the process environment); list every problem at once."""
     env = os.environ if env is None else env
@@ -204,20 +215,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         acs_endpoint=env.get("ACS_ENDPOINT") or None,
         acs_connection_string=env.get("ACS_CONNECTION_STRING") or None,
         acs_resource_ids=frozenset(r.lower() for r in _csv(env.get("ACS_RESOURCE_IDS"))),
-        senders={
-            Channel.SMS: _csv(env.get("SMS_SENDERS")),
-            Channel.EMAIL: _csv(env.get("EMAIL_SENDERS")),
-            Channel.WHATSAPP: _csv(env.get("WHATSAPP_CHANNELS")),
-        },
+        senders=_senders(env),
         rate_limits=rates,
         sms_max_segments=_int_setting(env, "SMS_MAX_SEGMENTS", 10, problems),
         prices=_channel_map(prices, DEFAULT_PRICES),
         sla_minutes=_channel_map(slas, DEFAULT_SLA_MINUTES),
-        retention_days={
-            "content": int(retention.get("content", 7)),
-            "recipient": int(retention.get("recipient", 30)),
-            "rows": int(retention.get("rows", 90)),
-        },
+        retention_days={key: int(retention.get(key, days)) for key, days in DEFAULT_RETENTION_DAYS.items()},
         consent_hash_key=env.get("CONSENT_HASH_KEY", "").encode(),
         table_prefix=env.get("TABLE_PREFIX", "").strip() or "cm",
         send_queue=env.get("SEND_QUEUE", "").strip() or "outbound",

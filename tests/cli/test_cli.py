@@ -17,7 +17,8 @@ from devstack.acs import AcsEmulator
 from devstack.azurite import Azurite
 from shared.runtime import Services, build_services
 from shared.settings import load_settings
-from tests.integration.conftest import app_env, sms
+from tests.bodies import sms
+from tests.integration.conftest import app_env
 
 T = TypeVar("T")
 runner = CliRunner()

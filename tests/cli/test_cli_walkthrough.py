@@ -19,9 +19,10 @@ from devstack.azurite import Azurite
 from shared.runtime import Services
 from shared.services.decoding import QueueDelivery
 from shared.services.outcomes import Outcome
+from tests.bodies import sms
 from tests.cli import test_cli
 from tests.cli.test_cli import cli, with_services
-from tests.integration.conftest import SMS_SENDER, app_env, sms
+from tests.integration.conftest import SMS_SENDER, app_env
 
 acs_cli, settings_file = test_cli.acs_cli, test_cli.settings_file  # the fixtures of test_cli, shared
 ROOT = Path(__file__).resolve().parents[2]

@@ -17,8 +17,9 @@ from devstack.eventgrid import DEFAULT_KEY, LocalTopic, TopicSettings
 from shared.runtime import Services
 from shared.schema import AUDIT_PARTITION
 from shared.services.decoding import QueueDelivery
+from tests.bodies import sms
 from tests.cli.test_cli import cli, with_services
-from tests.integration.conftest import app_env, sms
+from tests.integration.conftest import app_env
 
 
 @pytest.fixture(scope="module")

@@ -106,7 +106,7 @@ def test_a_send_after_erasure_is_still_suppressed(settings_file: Path) -> None: 
 
     async def send_one(svc: Services) -> str:
         from shared.services.decoding import QueueDelivery
-        from tests.integration.conftest import sms
+        from tests.bodies import sms
 
         outcome = await svc.sending.handle(QueueDelivery(sms("after-erase", to="+14255550177"), "q-1", 1))
         return outcome.value

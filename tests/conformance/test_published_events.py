@@ -21,6 +21,7 @@ import pytest
 from devstack.acs import DEFAULT_TOPIC
 from shared.models import Channel, Status
 from shared.privacy import address_hash
+from tests.bodies import email, sms, whatsapp
 from tests.conformance.corpus import (
     Casing,
     Kind,
@@ -33,7 +34,7 @@ from tests.conformance.corpus import (
     with_casing,
 )
 from tests.e2e.conftest import Stack, all_final, wait_until
-from tests.integration.conftest import EMAIL_SENDER, SMS_SENDER, WHATSAPP_CHANNEL, email, sms, whatsapp
+from tests.integration.conftest import EMAIL_SENDER, SMS_SENDER, WHATSAPP_CHANNEL
 
 WEBHOOK = "/runtime/webhooks/eventgrid?functionName=record_event"
 CONTENT_TYPE = {Schema.EVENTGRID: "application/json", Schema.CLOUDEVENTS: "application/cloudevents+json; charset=utf-8"}

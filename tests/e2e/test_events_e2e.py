@@ -10,8 +10,9 @@ from devstack.acs import DEFAULT_TOPIC
 from shared.models import Status
 from shared.services.correlation import WAIT_FOR_SEND_SECONDS
 from shared.status import TERMINAL
+from tests.bodies import email, sms, whatsapp
 from tests.e2e.conftest import all_final, wait_until
-from tests.integration.conftest import SMS_SENDER, email, sms, whatsapp
+from tests.integration.conftest import SMS_SENDER
 
 TRUTH_TO_STATUS = {
     "Delivered": Status.DELIVERED,

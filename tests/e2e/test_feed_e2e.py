@@ -16,8 +16,8 @@ from devstack.eventgrid import DEFAULT_KEY, LocalTopic
 from devstack.feedsink import FeedSink
 from shared.models import Status
 from shared.status import TERMINAL
+from tests.bodies import email, sms, whatsapp
 from tests.e2e.conftest import Stack, all_final, wait_until
-from tests.integration.conftest import email, sms, whatsapp
 
 SETTLED = frozenset(TERMINAL | {Status.SENT})
 # Recipients whose emulator plans report twice, out of order, in reverse, or not at all.

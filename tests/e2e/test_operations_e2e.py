@@ -9,8 +9,8 @@ from collections import Counter
 from shared.models import Status
 from shared.services.operator import OperatorService
 from shared.status import TERMINAL
+from tests.bodies import email, sms
 from tests.e2e.conftest import all_final, wait_until
-from tests.integration.conftest import email, sms
 
 SENT_OR_LATER = frozenset(TERMINAL | {Status.SENT})
 

@@ -13,8 +13,8 @@ import pytest
 
 from shared.ids import operation_id
 from shared.models import Status
+from tests.bodies import email, sms
 from tests.e2e.conftest import all_final, wait_until
-from tests.integration.conftest import email, sms
 
 OUTAGE_SECONDS = 90
 ENQUEUE_SECONDS = 60

@@ -12,9 +12,9 @@ from devstack.feedsink import FeedSink
 from shared.models import Status
 from shared.services.acceptance import STUCK_AFTER
 from shared.status import TERMINAL
+from tests.bodies import email, sms, whatsapp
 from tests.e2e.conftest import all_final, wait_until
 from tests.e2e.test_feed_e2e import MAKERS, fed_stack, sweep_until_caught_up
-from tests.integration.conftest import email, sms, whatsapp
 
 SENT_OR_LATER = frozenset(TERMINAL | {Status.SENT})
 

@@ -108,18 +108,3 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.05)
-
-
-def sms(message_id: str, to: str = "+14255550100", text: str | None = None, **extra: Any) -> bytes:
-    body = {"id": message_id, "channel": "sms", "to": to, "content": {"text": text or f"code for {message_id}"}}
-    return json.dumps({**body, **extra}).encode()
-
-
-def email(message_id: str, to: str = "ann@example.com", **extra: Any) -> bytes:
-    body = {"id": message_id, "channel": "email", "to": to, "content": {"subject": "Hi", "text": f"id {message_id}"}}
-    return json.dumps({**body, **extra}).encode()
-
-
-def whatsapp(message_id: str, to: str = "+14255550100", **extra: Any) -> bytes:
-    body = {"id": message_id, "channel": "whatsapp", "to": to, "content": {"text": f"wa {message_id}"}}
-    return json.dumps({**body, **extra}).encode()

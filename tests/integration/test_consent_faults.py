@@ -24,7 +24,8 @@ from shared.services.consent import ConsentState
 from shared.services.decoding import QueueDelivery
 from shared.services.events import EventOutcome
 from shared.services.outcomes import Outcome
-from tests.integration.conftest import SMS_SENDER, email
+from tests.bodies import email
+from tests.integration.conftest import SMS_SENDER
 
 WRITES = ("insert", "update", "upsert", "delete", "transact")
 

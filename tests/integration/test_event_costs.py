@@ -98,7 +98,7 @@ async def test_a_parked_report_whose_send_crashed_before_rematching_is_matched_b
     finds the id known and applies the report."""
     from shared.services.decoding import QueueDelivery
     from shared.services.outcomes import Outcome
-    from tests.integration.conftest import sms
+    from tests.bodies import sms
     from tests.integration.test_events_real_input import _fresh_events
 
     assert await svc.sending.handle(QueueDelivery(sms("crashed-rematch"), "q", 1)) == Outcome.SENT

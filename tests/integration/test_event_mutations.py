@@ -29,7 +29,7 @@ from shared.services.decoding import QueueDelivery
 from shared.services.events import EventOutcome
 from shared.services.outcomes import Outcome
 from shared.services.rejections import MAX_REJECTED_PAYLOAD, REJECTED_PARTITION
-from tests.integration.conftest import email, sms, whatsapp
+from tests.bodies import email, sms, whatsapp
 
 SEEDS: dict[str, dict[str, Any]] = {
     "sms-report": {  # Learn sample: camelCase with a capital-T Tag, "from" without "+"

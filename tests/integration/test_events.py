@@ -26,7 +26,8 @@ from shared.services.decoding import QueueDelivery
 from shared.services.events import EventOutcome
 from shared.services.outcomes import Outcome
 from shared.validation import CheckedRequest
-from tests.integration.conftest import SMS_SENDER, Clock, email, eventually, sms, whatsapp
+from tests.bodies import email, sms, whatsapp
+from tests.integration.conftest import SMS_SENDER, Clock, eventually
 
 T0 = "2026-11-28T10:00:00.1234567Z"
 

@@ -16,7 +16,8 @@ from shared.services.decoding import QueueDelivery
 from shared.services.events import EventOutcome
 from shared.services.outcomes import Outcome
 from shared.services.rejections import REJECTED_PARTITION
-from tests.integration.conftest import SMS_SENDER, sms
+from tests.bodies import sms
+from tests.integration.conftest import SMS_SENDER
 
 T0 = "2020-09-18T00:27:45.32Z"
 

@@ -18,7 +18,7 @@ from shared.runtime import Services
 from shared.schema import is_ledger_row
 from shared.services.decoding import QueueDelivery
 from shared.services.outcomes import Outcome
-from tests.integration.conftest import sms
+from tests.bodies import sms
 from tests.integration.test_large_payloads import _big_email
 
 

@@ -17,7 +17,7 @@ from shared.models import Status
 from shared.runtime import Services
 from shared.services.decoding import QueueDelivery
 from shared.services.outcomes import Outcome
-from tests.integration.conftest import sms
+from tests.bodies import sms
 
 STOLEN_ID = "stolen-1"
 

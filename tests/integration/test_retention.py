@@ -8,7 +8,8 @@ import uuid
 from shared.models import Status
 from shared.runtime import Services
 from shared.services.decoding import QueueDelivery
-from tests.integration.conftest import Clock, sms
+from tests.bodies import sms
+from tests.integration.conftest import Clock
 
 
 async def _send(svc: Services, message_id: str, clock: Clock) -> None:

@@ -26,7 +26,8 @@ from shared.services.outcomes import Outcome
 from shared.services.providers import AcsProvider
 from shared.services.recovery import CLAIM_LEASE
 from shared.settings import load_settings
-from tests.integration.conftest import Clock, app_env, email, sms
+from tests.bodies import email, sms
+from tests.integration.conftest import Clock, app_env
 
 
 def _delivery(body: bytes) -> QueueDelivery:

@@ -17,7 +17,8 @@ from shared.runtime import Services
 from shared.services.consent import ConsentState
 from shared.services.decoding import QueueDelivery
 from shared.services.outcomes import Outcome
-from tests.integration.conftest import SMS_SENDER, Clock, email, sms, whatsapp
+from tests.bodies import email, sms, whatsapp
+from tests.integration.conftest import SMS_SENDER, Clock
 
 
 def _delivery(body: bytes) -> QueueDelivery:

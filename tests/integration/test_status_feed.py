@@ -22,8 +22,9 @@ from shared.runtime import Services, build_services
 from shared.services.decoding import QueueDelivery
 from shared.services.outcomes import Outcome
 from shared.settings import load_settings
+from tests.bodies import sms
 from tests.devstack.eventgrid.subscriber import Subscriber
-from tests.integration.conftest import Clock, app_env, eventually, sms
+from tests.integration.conftest import Clock, app_env, eventually
 
 _paths = itertools.count(1)
 

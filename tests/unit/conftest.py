@@ -3,9 +3,7 @@ that moves only when told (tests/fakes.py). Nothing here starts a process or ope
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 
@@ -35,21 +33,6 @@ async def svc(storage: MemoryStorage, provider: ScriptedProvider, clock: FakeClo
     services = await memory_services(storage, provider, clock)
     yield services
     await services.close()
-
-
-def sms(message_id: str, to: str = "+14255550100", text: str | None = None, **extra: Any) -> bytes:
-    body = {"id": message_id, "channel": "sms", "to": to, "content": {"text": text or f"code for {message_id}"}}
-    return json.dumps({**body, **extra}).encode()
-
-
-def email(message_id: str, to: str = "ann@example.com", **extra: Any) -> bytes:
-    body = {"id": message_id, "channel": "email", "to": to, "content": {"subject": "Hi", "text": f"id {message_id}"}}
-    return json.dumps({**body, **extra}).encode()
-
-
-def whatsapp(message_id: str, to: str = "+14255550100", **extra: Any) -> bytes:
-    body = {"id": message_id, "channel": "whatsapp", "to": to, "content": {"text": f"wa {message_id}"}}
-    return json.dumps({**body, **extra}).encode()
 
 
 async def deliver(svc: Services, body: bytes | str, dequeue_count: int = 1) -> Outcome:

@@ -12,8 +12,9 @@ from shared.runtime import Services
 from shared.schema import ProviderIdRow, provider_id_keys
 from shared.services.events import EventOutcome
 from shared.services.outcomes import Outcome
+from tests.bodies import whatsapp
 from tests.fakes import FakeClock, MemoryStorage, ScriptedProvider
-from tests.unit.conftest import deliver, whatsapp
+from tests.unit.conftest import deliver
 
 
 def _report(provider_id: str, status: Status, at: str) -> AcsEvent:

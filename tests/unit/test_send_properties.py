@@ -14,8 +14,9 @@ from shared.ids import operation_id
 from shared.models import Status
 from shared.runtime import Services
 from shared.services.outcomes import Outcome
+from tests.bodies import email, sms, whatsapp
 from tests.fakes import Answer, FakeClock, MemoryStorage, ScriptedProvider, memory_services, random_yields
-from tests.unit.conftest import deliver, email, sms, whatsapp
+from tests.unit.conftest import deliver
 
 # What ACS may answer a send: "lost" is a 500 or a timeout after the request went out (ACS may have
 # acted on it), "refused" a failure before it reached ACS.

@@ -17,6 +17,7 @@ from shared.schema import LedgerRow, ledger_row_key, public_columns
 from shared.services.consent import ALL_SENDERS, ConsentState
 from shared.services.gates import PAUSE_RECHECK_SECONDS
 from shared.services.outcomes import Outcome
+from tests.bodies import email, sms
 from tests.fakes import (
     FakeClock,
     MemoryStorage,
@@ -25,7 +26,7 @@ from tests.fakes import (
     memory_services,
     unit_settings,
 )
-from tests.unit.conftest import deliver, email, sms
+from tests.unit.conftest import deliver
 
 
 def _messages(svc: Services, storage: MemoryStorage) -> MemoryTable:

@@ -294,6 +294,7 @@ def _retention_service(parts: _Parts) -> RetentionService:
         messages=parts.table(names.messages),
         provider_ids=parts.table(names.provider_ids),
         others=tuple(parts.table(n) for n in (names.orphans, names.inbound, names.dead_letters, names.rejected_events)),
+        rejected_events=parts.table(names.rejected_events),
         payloads=parts.payloads,
     )
     return RetentionService(

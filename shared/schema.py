@@ -597,6 +597,12 @@ class ProviderIdRow:
 
 
 REJECTED_EVENTS_PARTITION = "rejected-events"
+REJECTED_EVENTS_BEFORE_FILTER = "PartitionKey eq @pk and At lt @before"
+
+
+def rejected_events_before(at: str) -> dict[str, str]:
+    """The parameters of REJECTED_EVENTS_BEFORE_FILTER: rejected events recorded before `at`."""
+    return {"pk": REJECTED_EVENTS_PARTITION, "before": at}
 
 
 def rejected_event_entity(

@@ -26,9 +26,11 @@ from shared.schema import (
     EVERY_ROW_FILTER,
     LEDGER_ROWS_FILTER,
     PARTITION_FILTER,
+    REJECTED_EVENTS_BEFORE_FILTER,
     LedgerRow,
     keys_of,
     provider_id_keys,
+    rejected_events_before,
     row_key_of,
 )
 from shared.services.audit import AuditLog
@@ -58,6 +60,7 @@ class RetentionStores:
     provider_ids: TableStore
     others: tuple[TableStore, ...]
     payloads: PayloadStore | None = None
+    rejected_events: TableStore | None = None
 
 
 class RetentionService:
@@ -79,6 +82,7 @@ class RetentionService:
         self._provider_ids = stores.provider_ids
         self._others = stores.others
         self._payloads = stores.payloads
+        self._rejected_events = stores.rejected_events
         self._consent = consent
         self._audit = audit
         self._now = clock
@@ -90,8 +94,21 @@ class RetentionService:
             await self._apply(entry)
             await self._retention.remove(entry)
             done[entry.kind.value] += 1
+        done["rejected-events"] += await self._age_out_rejected_events(limit)
         emit(log, "retention.summary", "retention %s", dict(done), count=sum(done.values()))
         return done
+
+    async def _age_out_rejected_events(self, limit: int) -> int:
+        """Malformed events are kept as long as message content (their payload may hold content or an
+        address): a scan of a table that only bad input fills, so it stays small."""
+        if self._rejected_events is None:
+            return 0
+        cutoff = self._now() - timedelta(days=self._settings.retention_days["content"])
+        query = self._rejected_events.query(REJECTED_EVENTS_BEFORE_FILTER, rejected_events_before(iso(cutoff)))
+        doomed = [keys_of(entity) async for entity in query][:limit]
+        for partition, row_key in doomed:
+            await self._rejected_events.delete(partition, row_key)
+        return len(doomed)
 
     async def _apply(self, entry: DueEntry) -> None:
         row = await self._ledger.get(entry.message_id)

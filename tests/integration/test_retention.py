@@ -60,3 +60,23 @@ async def test_a_message_that_never_sent_gets_its_retention_clock_at_once(svc: S
     row = await svc.ledger.get("ret-bad")
     assert row is not None and row.status == Status.REJECTED
     assert "content" not in json.loads(row.payload or "{}")
+
+
+async def test_rejected_events_age_out_with_message_content(svc: Services, clock: Clock) -> None:
+    """A malformed event is kept (for its investigation) as long as message content, then deleted: the
+    rejected-events table does not grow forever."""
+    from devstack.acs import DEFAULT_TOPIC
+
+    table = svc.storage.table(svc.names.rejected_events)
+    malformed = {
+        "id": "bad-1",
+        "topic": DEFAULT_TOPIC,
+        "eventType": "Microsoft.Communication.SMSDeliveryReportReceived",
+    }
+    await svc.events.record(malformed)
+    assert len([r async for r in table.query("PartitionKey ne ''")]) == 1
+    clock.advance(days=svc.settings.retention_days["content"] - 1)
+    assert (await svc.retention.run())["rejected-events"] == 0
+    clock.advance(days=2)
+    assert (await svc.retention.run())["rejected-events"] == 1
+    assert [r async for r in table.query("PartitionKey ne ''")] == []

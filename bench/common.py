@@ -13,6 +13,7 @@ import json
 import os
 import platform
 import subprocess
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
@@ -90,8 +91,10 @@ def parser(description: str) -> argparse.ArgumentParser:
     return cli
 
 
-# Azurite processes this run started, by connection string, so a benchmark can account their CPU time.
+# Azurite processes this run started, by connection string, so a benchmark can account their CPU time
+# and tell when their periodic queue clean-up may run (bench/stall.py).
 AZURITE_PIDS: dict[str, int] = {}
+AZURITE_SPAWNED: dict[str, float] = {}  # time.monotonic() just before the process was spawned
 
 
 @contextlib.contextmanager
@@ -100,13 +103,16 @@ def storage(connection_string: str | None) -> Iterator[str]:
     if connection_string:
         yield connection_string
         return
+    spawned = time.monotonic()
     azurite = Azurite().start()
     if azurite.pid is not None:
         AZURITE_PIDS[azurite.connection_string] = azurite.pid
+    AZURITE_SPAWNED[azurite.connection_string] = spawned
     try:
         yield azurite.connection_string
     finally:
         AZURITE_PIDS.pop(azurite.connection_string, None)
+        AZURITE_SPAWNED.pop(azurite.connection_string, None)
         azurite.stop()
 
 

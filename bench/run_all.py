@@ -24,7 +24,9 @@ def load_results(results_dir: Path) -> list[dict[str, Any]]:
 
 
 def cell(record: dict[str, Any], column: str) -> str:
-    value = record.get(column, "")
+    value = record.get(column)
+    if value is None:  # e.g. no target for this variant
+        return ""
     if column == "machine" and isinstance(value, dict):
         return f"{value.get('cpu_count')} cpu, Python {value.get('python')}, {value.get('platform')}"
     if isinstance(value, float):

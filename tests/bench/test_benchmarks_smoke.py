@@ -119,3 +119,18 @@ def test_throughput_with_worker_processes_counts_their_memory(azurite: Azurite, 
     assert record["worker_processes"] == 2 and record["duplicate_sends"] == 0
     single_process_idle_mb = 60  # one runner process with the app loaded measures 80-90 MB
     assert _read(tmp_path, "memory-2-workers")["floor"] > 2 * single_process_idle_mb
+
+
+def test_throughput_with_realistic_provider_latency(azurite: Azurite, tmp_path: Path) -> None:
+    """`--provider-latency realistic`: its own results file, the profile recorded, every pair judged for
+    Azurite's stall, and no target (the floor has no provider in it)."""
+    from bench import throughput
+
+    argv = ["--n", "30", "--repeats", "1", "--provider-latency", "realistic", "--results-dir", str(tmp_path)]
+    assert throughput.main([*argv, "--storage", azurite.connection_string]) == 0
+    record = _read(tmp_path, "throughput-realistic-latency")
+    assert record["provider_latency"]["profile"] == "realistic"
+    assert record["target"] is None and record["duplicate_sends"] == 0
+    (pair,) = record["runs"]
+    assert {"pipeline", "floor"} == set(pair["stall"]) and isinstance(pair["clean"], bool)
+    assert record["ratio_from"].startswith("median of")

@@ -101,7 +101,7 @@ class _HeldBack(BaseHTTPRequestHandler):
     held = threading.Event()
     count = 0
 
-    def do_GET(self) -> None:  # noqa: N802 - the name http.server dispatches to
+    def do_GET(self) -> None:
         type(self).count += 1
         if type(self).count == 2:
             type(self).held.set()

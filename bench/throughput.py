@@ -267,7 +267,7 @@ async def pipeline(
         batch = [{**r, "id": str(uuid.uuid4())} for r in requests(n)]
         enqueued: dict[str, float] = {}
         meter = CpuMeter(
-            _meter_processes(conn, {"runner": (runner.pid, True), "bench + ACS emulator": (os.getpid(), False)})
+            meter_processes(conn, {"runner": (runner.pid, True), "bench + ACS emulator": (os.getpid(), False)})
         )
         with PeakRss(runner.pid) as rss, meter:
             start, began = time.perf_counter(), time.monotonic()
@@ -350,7 +350,7 @@ def _entity_shapes() -> dict[str, dict[str, Any]]:
     }
 
 
-def _meter_processes(conn: str, processes: dict[str, tuple[int, bool]]) -> dict[str, tuple[int, bool]]:
+def meter_processes(conn: str, processes: dict[str, tuple[int, bool]]) -> dict[str, tuple[int, bool]]:
     """The processes to account, plus Azurite when this run started it."""
     azurite = AZURITE_PIDS.get(conn)
     return processes | ({"azurite": (azurite, False)} if azurite is not None else {})
@@ -395,7 +395,7 @@ async def floor(conn: str, n: int, limits: QueueLimits = LIMITS, design_reads: b
     await queue.create_queue()
     for client in (table, *(extra.values() if design_reads else ())):
         await client.create_table()
-    meter = CpuMeter(_meter_processes(conn, {"client": (os.getpid(), False)}))
+    meter = CpuMeter(meter_processes(conn, {"client": (os.getpid(), False)}))
     redone = 0
     try:
         with meter:

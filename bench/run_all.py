@@ -1,8 +1,8 @@
 """Run every benchmark at its default size, then tabulate all results in `bench/results/README.md`.
 
-`BENCHMARKS` lists the modules that exist; a new benchmark is added here when its module lands.
-Each module exposes `main(argv)`, takes `--results-dir` and writes `<results-dir>/<name>.json`
-(throughput also writes memory.json).
+`BENCHMARKS` names each run and the module (with arguments) behind it; a new benchmark is added here
+when its module lands. Each module exposes `main(argv)`, takes `--results-dir` and writes
+`<results-dir>/<name>.json` (throughput also writes memory.json; side_by_side writes baseline.json).
 """
 
 from __future__ import annotations
@@ -15,7 +15,16 @@ from typing import Any
 
 from bench.common import RESULTS_DIR
 
-BENCHMARKS = ("events", "reconcile", "coldstart", "throughput", "soak")
+BENCHMARKS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "events": ("events", ()),
+    "reconcile": ("reconcile", ()),
+    "coldstart": ("coldstart", ()),
+    "throughput": ("throughput", ()),
+    # The same pairs with the provider's round trips; no target against the floor, so fewer pairs.
+    "throughput-realistic": ("throughput", ("--provider-latency", "realistic", "--repeats", "3")),
+    "side_by_side": ("side_by_side", ()),
+    "soak": ("soak", ()),
+}
 COLUMNS = ("name", "value", "floor", "ratio", "unit", "target", "code", "machine")
 
 
@@ -54,11 +63,13 @@ def write_readme(results_dir: Path, records: list[dict[str, Any]]) -> Path:
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     cli = argparse.ArgumentParser(description=__doc__)
     cli.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
-    cli.add_argument("--only", nargs="+", choices=BENCHMARKS, default=BENCHMARKS, help="run these (default: all)")
+    names = list(BENCHMARKS)
+    cli.add_argument("--only", nargs="+", choices=names, default=names, help="run these (default: all)")
     args = cli.parse_args(argv)
     for name in args.only:
         print(f"== {name}")
-        importlib.import_module(f"bench.{name}").main(["--results-dir", str(args.results_dir)])
+        module, extra = BENCHMARKS[name]
+        importlib.import_module(f"bench.{module}").main([*extra, "--results-dir", str(args.results_dir)])
     records = load_results(args.results_dir)
     print(table(records))
     print(f"wrote {write_readme(args.results_dir, records)}")

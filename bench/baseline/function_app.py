@@ -1,6 +1,6 @@
 """The baseline the benchmarks compare against: what a user would otherwise deploy.
 
-It follows Microsoft's az-campaign-mailer sample (see /work/shared/docs/landscape.md): a queue-triggered
+It follows Microsoft's az-campaign-mailer sample (yogeshmo/az-campaign-mailer): a queue-triggered
 function sends each message with the synchronous ACS SDK clients and, for email, waits on the SDK's
 poller until the operation ends; an Event Grid-triggered function upserts one status row per event.
 There is no ledger, no claim, no deduplication and no consent check, so a redelivered queue message is
@@ -9,9 +9,11 @@ design to copy. Two changes from the sample, neither of which changes the work d
 are sent as well as email (the benchmark's workload mixes all three), and rows are keyed by the ACS
 message id instead of the recipient's address, so no address ends up in a key.
 
-The same queue message shape as the project's (`channel`, `to`, `content`, `id`), on the same runner,
-emulator and host.json queue settings. Settings: AzureWebJobsStorage, ACS_CONNECTION_STRING,
-SEND_QUEUE, STATUS_TABLE, SMS_SENDER, EMAIL_SENDER, WHATSAPP_CHANNEL.
+Its functions are synchronous, as the sample's, so the worker runs them on its default thread pool
+(PYTHON_THREADPOOL_THREAD_COUNT unset). The same queue message shape as the project's (`channel`,
+`to`, `content`, `id`), on the same runner, emulator and host.json queue settings. Settings:
+AzureWebJobsStorage, ACS_CONNECTION_STRING, SEND_QUEUE, STATUS_TABLE, SMS_SENDER, EMAIL_SENDER,
+WHATSAPP_CHANNEL.
 """
 
 from __future__ import annotations

@@ -61,8 +61,8 @@ def test_coldstart_benchmark_writes_its_result(tmp_path: Path) -> None:
 
 
 def test_run_all_lists_only_modules_that_exist() -> None:
-    for name in run_all.BENCHMARKS:
-        assert callable(importlib.import_module(f"bench.{name}").main)
+    for module, _ in run_all.BENCHMARKS.values():
+        assert callable(importlib.import_module(f"bench.{module}").main)
 
 
 def test_run_all_tabulates_every_result(tmp_path: Path) -> None:

@@ -10,11 +10,12 @@ import contextlib
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bench.stall import LatencyProbe, Sample, Window, judge, queue_endpoint, stalls, sweep_may_fall_in
+from bench.stall import LatencyProbe, Sample, SideVerdict, Window, judge, queue_endpoint, stalls, sweep_may_fall_in
 from bench.throughput import more_pairs_needed, reported
 
 
@@ -139,3 +140,33 @@ def test_the_probe_records_a_request_that_was_held_back_as_a_stall() -> None:
     assert held.latency >= 0.6
     assert held.window in stalls(probe.samples, threshold=0.6)
     assert probe.samples[2].sent_at >= held.window.end  # one request at a time: the held one held the next
+
+
+def _verdict(stalled: bool) -> SideVerdict:
+    return SideVerdict(stalled, 9000.0 if stalled else 10.0, [[61.0, 70.0]] if stalled else [], [5.0, 80.0], True)
+
+
+def test_each_side_of_a_pair_gets_an_azurite_of_its_own_and_a_stall_on_either_voids_the_pair(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The floor used to run second on the pipeline's Azurite, and so across its 60 s clean-up."""
+    from bench import throughput
+
+    calls: list[str] = []
+
+    def fake_side(storage_arg: str | None, work: Any, window: Any) -> tuple[Any, SideVerdict]:
+        side = work.__name__
+        calls.append(side)
+        if side == "pipeline_side":
+            result = {"rate": 60.0, "window": Window(5.0, 40.0), "cpu_ms_per_message": {}, "duplicates": 0}
+            return result, _verdict(stalled=False)
+        run = throughput.FloorRun(100.0, {}, 0, Window(5.0, 80.0))
+        return run, _verdict(stalled=True)
+
+    monkeypatch.setattr(throughput, "on_fresh_azurite", fake_side)
+    first = throughput.measure(None, 10, tmp_path, pipeline_first=True)
+    second = throughput.measure(None, 10, tmp_path, pipeline_first=False)
+    assert calls == ["pipeline_side", "floor_side", "floor_side", "pipeline_side"]
+    assert first["order"] == "pipeline first" and second["order"] == "floor first"
+    assert not first["clean"] and first["stall"]["floor"]["stalled"] and not first["stall"]["pipeline"]["stalled"]
+    assert first["ratio"] == pytest.approx(0.6)

@@ -9,7 +9,7 @@ The realistic profile runs fewer messages (--realistic-n): the baseline's synchr
 the Python worker's default thread pool (min(32, CPUs + 4) threads, 6 here), and each email holds a
 thread for its whole operation (20 s in that profile), so 2,000 messages would take about 40 minutes.
 Writes bench/results/baseline.json, one entry per profile, with CPU per message and duplicate sends of
-both apps. Runs under runner kills are not part of it yet.
+both apps, and (bench/kills.py) the duplicate sends of each under the same runner kills.
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ from azure.data.tables.aio import TableServiceClient
 from azure.storage.queue import TextBase64EncodePolicy
 from azure.storage.queue.aio import QueueClient
 
-from bench.common import REPO_ROOT, SMS_SENDER, bounded, parser, verdict, write_result
-from bench.latency import LatencyProfile, describe, emulator_settings, fault_rules
+from bench.common import bounded, parser, verdict, write_result
+from bench.kills import BASELINE, BASELINE_DIR, PIPELINE, baseline_env, under_kills
+from bench.latency import LatencyProfile, describe
 from bench.stall import SideVerdict, Window
 from bench.throughput import (
     CpuMeter,
@@ -38,40 +39,14 @@ from bench.throughput import (
     on_fresh_azurite,
     pipeline,
     requests,
+    start_acs,
     warm_up,
 )
-from devstack.acs import AcsEmulator
-from devstack.acs.config import DEPLOYED_MAX_EVENTS_PER_BATCH
 from devstack.host.process import RunnerProcess
 
-BASELINE_DIR = REPO_ROOT / "bench" / "baseline"
-WHATSAPP_CHANNEL = "6b36a8e2-0000-4000-8000-000000000001"
 # The pipeline's warm-up message too: the workload's own first request would count as a duplicate send.
 WARM_UP = {"channel": "sms", "to": "+14255550100", "content": {"text": "warm-up"}, "id": "warm-up"}
 TARGETS = {LatencyProfile.INSTANT: ">= 0.8", LatencyProfile.REALISTIC: ">= 2"}
-
-
-def baseline_env(conn: str, acs: AcsEmulator) -> dict[str, str]:
-    suffix = uuid.uuid4().hex[:10]
-    return {
-        "AzureWebJobsStorage": conn,
-        "ACS_CONNECTION_STRING": acs.connection_string,
-        "SEND_QUEUE": f"baseline-{suffix}",
-        "STATUS_TABLE": f"baseline{suffix}",
-        "SMS_SENDER": SMS_SENDER,
-        "EMAIL_SENDER": "noreply@contoso.example",
-        "WHATSAPP_CHANNEL": WHATSAPP_CHANNEL,
-    }
-
-
-def start_acs(latency: LatencyProfile) -> AcsEmulator:
-    """The ACS emulator as both apps meet it: reports at once, one event per delivery, `latency` applied."""
-    acs = AcsEmulator(
-        report_delay=0.0, max_events_per_batch=DEPLOYED_MAX_EVENTS_PER_BATCH, **emulator_settings(latency)
-    ).start()
-    for rule in fault_rules(latency):
-        acs.add_fault("latency", **rule)
-    return acs
 
 
 async def statuses(conn: str, table: str) -> dict[str, str]:
@@ -191,10 +166,21 @@ def main(argv: list[str] | None = None) -> int:
     cli.add_argument(
         "--profiles", nargs="+", choices=[str(p) for p in LatencyProfile], default=[str(p) for p in LatencyProfile]
     )
+    cli.add_argument("--kills", type=int, default=2, help="runner kills in the duplicate-send runs (0: none)")
+    cli.add_argument("--kill-n", type=int, default=600, help="messages per duplicate-send run")
+    cli.add_argument("--kill-every", type=float, default=2.0, help="seconds between kills")
     args = cli.parse_args(argv)
     log_dir = args.results_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     profiles = {str(p): profile_result(args, LatencyProfile(p), log_dir) for p in args.profiles}
+    killed = {
+        app.name: under_kills(app, args.storage, args.kill_n, args.kills, args.kill_every, log_dir)
+        for app in (PIPELINE, BASELINE)
+        if args.kills > 0
+    }
+    if killed:
+        counts = ", ".join(f"{name} {run['duplicate_sends']}" for name, run in killed.items())
+        print(f"duplicate sends under {args.kills} runner kills: {counts}")
     first = profiles[args.profiles[0]]
     write_result(
         args.results_dir,
@@ -205,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         target=first["target"],
         note="value and floor are the first profile's; every profile is under profiles",
         profiles=profiles,
+        under_kills=killed or None,
     )
     return 0
 

@@ -225,21 +225,20 @@ async def _count_final(tables: TableServiceClient, prefix: str) -> int:
         return 0
 
 
-async def pipeline(
-    conn: str,
-    n: int,
-    log_dir: Path,
-    instances: int = 1,
-    workers: int = 1,
-    latency: LatencyProfile = LatencyProfile.INSTANT,
-) -> dict[str, Any]:
-    env = app_env(conn)
+def start_acs(latency: LatencyProfile) -> AcsEmulator:
+    """The ACS emulator as every app under test meets it: reports at once, one event per delivery (as
+    deployed), `latency` applied."""
     acs = AcsEmulator(
         report_delay=0.0, max_events_per_batch=DEPLOYED_MAX_EVENTS_PER_BATCH, **emulator_settings(latency)
     ).start()
     for rule in fault_rules(latency):
         acs.add_fault("latency", **rule)
-    env |= {
+    return acs
+
+
+def pipeline_env(conn: str, acs: AcsEmulator, workers: int = 1) -> dict[str, str]:
+    """The app's settings for a benchmark run: its own tables and queue, no timers, no rate limits."""
+    return app_env(conn) | {
         "ACS_CONNECTION_STRING": acs.connection_string,
         "EMAIL_SENDERS": "noreply@contoso.example",
         "WHATSAPP_CHANNELS": "6b36a8e2-0000-4000-8000-000000000001",
@@ -248,6 +247,18 @@ async def pipeline(
         "RATE_LIMITS": json.dumps({"sms": 1e6, "email": 1e6, "whatsapp": 1e6}),
         "FUNCTIONS_WORKER_PROCESS_COUNT": str(workers),
     }
+
+
+async def pipeline(
+    conn: str,
+    n: int,
+    log_dir: Path,
+    instances: int = 1,
+    workers: int = 1,
+    latency: LatencyProfile = LatencyProfile.INSTANT,
+) -> dict[str, Any]:
+    acs = start_acs(latency)
+    env = pipeline_env(conn, acs, workers)
     # More instances = Azure's scale-out: all poll the queue; Event Grid reaches the first one here.
     extra = [
         RunnerProcess(REPO_ROOT, env=env, storage=conn, log_path=log_dir / f"runner-{i}.log").start()

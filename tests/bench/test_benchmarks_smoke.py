@@ -28,6 +28,13 @@ def _read(results_dir: Path, name: str) -> dict[str, Any]:
     return record
 
 
+def _counted_ratios(runs: list[dict[str, Any]]) -> list[float]:
+    """The ratios of the pairs the reported figure is taken from: those clear of Azurite's clean-up
+    stall. The session's shared Azurite has swept every test's messages by then, so a pair may meet a
+    stall and be run again; the count of clean pairs is what --repeats asks for."""
+    return sorted(run["ratio"] for run in runs if run["clean"])
+
+
 def test_events_benchmark_writes_its_result(azurite: Azurite, tmp_path: Path) -> None:
     """Reports recorded through EventService against raw transactions, as events/s."""
     returned = events.main(
@@ -84,7 +91,7 @@ def test_throughput_benchmark_writes_throughput_and_memory(azurite: Azurite, tmp
     argv = ["--n", "30", "--repeats", "2", "--results-dir", str(tmp_path), "--storage", azurite.connection_string]
     assert throughput.main(argv) == 0
     record = _read(tmp_path, "throughput")
-    ratios = sorted(run["ratio"] for run in record["runs"])
+    ratios = _counted_ratios(record["runs"])
     assert len(ratios) == 2 and abs(record["ratio"] - ratios[0]) < 0.001  # the lower middle of two
     assert record["unit"] == "msg/s" and record["n"] == 30 and record["duplicate_sends"] == 0
     assert record["p95_enqueue_to_sent_ms"] >= record["p50_enqueue_to_sent_ms"] > 0
@@ -103,7 +110,7 @@ def test_design_floor_writes_the_median_of_alternating_pairs(azurite: Azurite, t
     argv = ["--design-floor", "--n", "30", "--repeats", "3", "--results-dir", str(tmp_path)]
     assert throughput.main([*argv, "--storage", azurite.connection_string]) == 0
     record = _read(tmp_path, "throughput-design-floor")
-    ratios = sorted(run["ratio"] for run in record["runs"])
+    ratios = _counted_ratios(record["runs"])
     assert len(ratios) == 3 and abs(record["ratio"] - ratios[1]) < 0.001
     assert record["unit"] == "msg/s" and record["n"] == 30
 
@@ -131,6 +138,6 @@ def test_throughput_with_realistic_provider_latency(azurite: Azurite, tmp_path: 
     record = _read(tmp_path, "throughput-realistic-latency")
     assert record["provider_latency"]["profile"] == "realistic"
     assert record["target"] is None and record["duplicate_sends"] == 0
-    (pair,) = record["runs"]
+    pair = record["runs"][-1]
     assert {"pipeline", "floor"} == set(pair["stall"]) and isinstance(pair["clean"], bool)
     assert record["ratio_from"].startswith("median of")

@@ -154,6 +154,19 @@ def profile_result(args: Any, latency: LatencyProfile, log_dir: Path) -> dict[st
     }
 
 
+def kills_result(args: Any, log_dir: Path) -> dict[str, Any]:
+    """Each app's duplicate sends under the same runner kills (none when --kills is 0)."""
+    if args.kills <= 0:
+        return {}
+    killed = {
+        app.name: under_kills(app, args.storage, args.kill_n, args.kills, args.kill_every, log_dir)
+        for app in (PIPELINE, BASELINE)
+    }
+    counts = ", ".join(f"{name} {run['duplicate_sends']}" for name, run in killed.items())
+    print(f"duplicate sends under {args.kills} runner kills: {counts}")
+    return killed
+
+
 def main(argv: list[str] | None = None) -> int:
     cli = parser(__doc__ or "")
     cli.add_argument("--n", type=int, default=2000, help="messages per run with the instant profile")
@@ -180,14 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     log_dir = args.results_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     profiles = {str(p): profile_result(args, LatencyProfile(p), log_dir) for p in args.profiles}
-    killed = {
-        app.name: under_kills(app, args.storage, args.kill_n, args.kills, args.kill_every, log_dir)
-        for app in (PIPELINE, BASELINE)
-        if args.kills > 0
-    }
-    if killed:
-        counts = ", ".join(f"{name} {run['duplicate_sends']}" for name, run in killed.items())
-        print(f"duplicate sends under {args.kills} runner kills: {counts}")
+    killed = kills_result(args, log_dir)
     first = profiles[args.profiles[0]]
     write_result(
         args.results_dir,

@@ -555,16 +555,15 @@ def measure(
         (result, pipeline_verdict), (run, floor_verdict) = run_pipeline(), run_floor()
     else:
         (run, floor_verdict), (result, pipeline_verdict) = run_floor(), run_pipeline()
-    result["floor"], result["floor_cpu_ms_per_message"], result["floor_redone"] = (
-        run.rate,
-        run.cpu_ms_per_message,
-        run.redone,
-    )
-    result["ratio"] = result["rate"] / result["floor"]
-    result["order"] = "pipeline first" if pipeline_first else "floor first"
-    result["stall"] = {"pipeline": pipeline_verdict.to_json(), "floor": floor_verdict.to_json()}
-    result["clean"] = not (pipeline_verdict.stalled or floor_verdict.stalled)
-    return result
+    return result | {
+        "floor": run.rate,
+        "floor_cpu_ms_per_message": run.cpu_ms_per_message,
+        "floor_redone": run.redone,
+        "ratio": result["rate"] / run.rate,
+        "order": "pipeline first" if pipeline_first else "floor first",
+        "stall": {"pipeline": pipeline_verdict.to_json(), "floor": floor_verdict.to_json()},
+        "clean": not (pipeline_verdict.stalled or floor_verdict.stalled),
+    }
 
 
 def design_floor_pair(storage_arg: str | None, n: int, design_first: bool) -> dict[str, Any]:

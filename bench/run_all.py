@@ -22,6 +22,8 @@ BENCHMARKS: dict[str, tuple[str, tuple[str, ...]]] = {
     "throughput": ("throughput", ()),
     # The same pairs with the provider's round trips; no target against the floor, so fewer pairs.
     "throughput-realistic": ("throughput", ("--provider-latency", "realistic", "--repeats", "3")),
+    # The status feed on against off (issue 17); after "throughput", whose floor it is also compared with.
+    "throughput-feed": ("throughput", ("--feed", "--repeats", "3")),
     "side_by_side": ("side_by_side", ()),
     "soak": ("soak", ()),
 }

@@ -63,6 +63,7 @@ from devstack.acs import AcsEmulator
 from devstack.acs.config import DEPLOYED_MAX_EVENTS_PER_BATCH
 from devstack.acs.delivery import EVENTS_LOG_LIMIT
 from devstack.acs.models import DeliveryRecord
+from devstack.eventgrid import DEFAULT_KEY
 from devstack.host.process import RunnerProcess
 from shared.adapters.storage import CLIENT_OPTIONS
 from shared.client import ContactMessagesClient
@@ -236,17 +237,23 @@ def start_acs(latency: LatencyProfile) -> AcsEmulator:
     return acs
 
 
-def pipeline_env(conn: str, acs: AcsEmulator, workers: int = 1) -> dict[str, str]:
-    """The app's settings for a benchmark run: its own tables and queue, no timers, no rate limits."""
-    return app_env(conn) | {
-        "ACS_CONNECTION_STRING": acs.connection_string,
-        "EMAIL_SENDERS": "noreply@contoso.example",
-        "WHATSAPP_CHANNELS": "6b36a8e2-0000-4000-8000-000000000001",
-        "RECONCILE_SCHEDULE": "0 0 0 1 1 *",
-        "RETENTION_SCHEDULE": "0 0 0 1 1 *",
-        "RATE_LIMITS": json.dumps({"sms": 1e6, "email": 1e6, "whatsapp": 1e6}),
-        "FUNCTIONS_WORKER_PROCESS_COUNT": str(workers),
-    }
+def pipeline_env(conn: str, acs: AcsEmulator, workers: int = 1, feed: str | None = None) -> dict[str, str]:
+    """The app's settings for a benchmark run: its own tables and queue, no timers, no rate limits; with
+    `feed`, the status feed on, publishing to that topic endpoint."""
+    feed_settings = {"FEED_TOPIC_ENDPOINT": feed, "FEED_TOPIC_KEY": DEFAULT_KEY} if feed else {}
+    return (
+        app_env(conn)
+        | feed_settings
+        | {
+            "ACS_CONNECTION_STRING": acs.connection_string,
+            "EMAIL_SENDERS": "noreply@contoso.example",
+            "WHATSAPP_CHANNELS": "6b36a8e2-0000-4000-8000-000000000001",
+            "RECONCILE_SCHEDULE": "0 0 0 1 1 *",
+            "RETENTION_SCHEDULE": "0 0 0 1 1 *",
+            "RATE_LIMITS": json.dumps({"sms": 1e6, "email": 1e6, "whatsapp": 1e6}),
+            "FUNCTIONS_WORKER_PROCESS_COUNT": str(workers),
+        }
+    )
 
 
 async def pipeline(
@@ -256,9 +263,10 @@ async def pipeline(
     instances: int = 1,
     workers: int = 1,
     latency: LatencyProfile = LatencyProfile.INSTANT,
+    feed: str | None = None,
 ) -> dict[str, Any]:
     acs = start_acs(latency)
-    env = pipeline_env(conn, acs, workers)
+    env = pipeline_env(conn, acs, workers, feed)
     # More instances = Azure's scale-out: all poll the queue; Event Grid reaches the first one here.
     extra = [
         RunnerProcess(REPO_ROOT, env=env, storage=conn, log_path=log_dir / f"runner-{i}.log").start()
@@ -612,6 +620,80 @@ def design_floor_main(args: Any) -> int:
     return 0
 
 
+def feed_pair(storage_arg: str | None, n: int, log_dir: Path, topic: str, on_first: bool) -> dict[str, Any]:
+    """The pipeline with the status feed on and off, each on an Azurite of its own after the same warm-up,
+    in the given order (alternated between pairs), each watched for Azurite's clean-up stall."""
+
+    def side(endpoint: str | None) -> tuple[dict[str, Any], SideVerdict]:
+        async def work(conn: str) -> dict[str, Any]:
+            await warm_up(conn, n)
+            return await pipeline(conn, n, log_dir, feed=endpoint)
+
+        return on_fresh_azurite(storage_arg, work, lambda result: result.pop("window"))
+
+    runs = {on: side(topic if on else None) for on in ((True, False) if on_first else (False, True))}
+    (with_feed, on_verdict), (without, off_verdict) = runs[True], runs[False]
+    return {
+        "value": with_feed["rate"],
+        "floor": without["rate"],
+        "ratio": with_feed["rate"] / without["rate"],
+        "cpu_ms_per_message": {"feed on": with_feed["cpu_ms_per_message"], "feed off": without["cpu_ms_per_message"]},
+        "duplicates": with_feed["duplicates"] + without["duplicates"],
+        "order": "feed on first" if on_first else "feed off first",
+        "clean": not (on_verdict.stalled or off_verdict.stalled),
+    }
+
+
+def feed_main(args: Any) -> int:
+    """Issue 17's check: the pipeline with the status feed on, against the same pipeline with it off,
+    publishing to a local Event Grid topic that delivers to a webhook subscriber."""
+    from devstack.eventgrid import LocalTopic, RetryPolicy, Subscription, TopicSettings
+    from devstack.feedsink import FeedSink
+
+    log_dir = args.results_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    sink = FeedSink().start()
+    pairs: list[dict[str, Any]] = []
+    with LocalTopic(TopicSettings()) as topic:
+        retry = RetryPolicy(max_delivery_attempts=30, event_ttl_minutes=1440)
+        topic.subscribe(Subscription("bench", sink.url, max_events_per_batch=100, preferred_batch_kb=1024, retry=retry))
+        while not pairs or more_pairs_needed(pairs, max(1, args.repeats)):
+            pairs.append(feed_pair(args.storage, args.n, log_dir, topic.endpoint, on_first=len(pairs) % 2 == 0))
+    sink.stop()
+    m, ratio_from = reported(pairs)
+    floor = _throughput_floor(args.results_dir)
+    write_result(
+        args.results_dir,
+        "throughput-feed",
+        m["value"],
+        m["floor"],
+        "msg/s",
+        target=">= 0.9",
+        n=args.n,
+        note="pipeline with the status feed on (floor column: the same pipeline with it off), each on its own "
+        "Azurite, alternating",
+        ratio_from=ratio_from,
+        feed_on_vs_floor=round(m["value"] / floor, 3) if floor else None,
+        feed_events_received=sink.received(),
+        duplicate_sends=sum(pair["duplicates"] for pair in pairs),
+        runs=[{k: round(v, 3) if isinstance(v, float) else v for k, v in pair.items()} for pair in pairs],
+    )
+    print("feed on / feed off of each pair: " + ", ".join(f"{pair['ratio']:.3f}" for pair in pairs))
+    print(f"feed on {m['value']:.1f} msg/s, off {m['floor']:.1f} msg/s; {verdict(m['ratio'], '>= 0.9')}")
+    if floor:
+        print(f"feed on / floor (throughput.json of this results dir): {m['value'] / floor:.3f} (target >= 0.6)")
+    return 0
+
+
+def _throughput_floor(results_dir: Path) -> float | None:
+    """The floor the plain throughput benchmark measured into the same results dir, if it ran."""
+    path = results_dir / "throughput.json"
+    if not path.exists():
+        return None
+    floor = json.loads(path.read_text()).get("floor")
+    return float(floor) if floor else None
+
+
 def _pair(run: dict[str, Any]) -> dict[str, Any]:
     return {
         "value": round(run["rate"], 1),
@@ -657,6 +739,11 @@ def main(argv: list[str] | None = None) -> int:
         help="pairs clear of Azurite's stall to run (each side on a fresh Azurite, order alternating)",
     )
     cli.add_argument(
+        "--feed",
+        action="store_true",
+        help="instead: the pipeline with the status feed on against it off (writes throughput-feed.json)",
+    )
+    cli.add_argument(
         "--design-floor",
         action="store_true",
         help="instead: the floor plus the design's extra storage requests, against the floor (no pipeline)",
@@ -671,6 +758,8 @@ def main(argv: list[str] | None = None) -> int:
     args = cli.parse_args(argv)
     if args.design_floor:
         return design_floor_main(args)
+    if args.feed:
+        return feed_main(args)
     latency = LatencyProfile(args.provider_latency)
     log_dir = args.results_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)

@@ -141,3 +141,16 @@ def test_throughput_with_realistic_provider_latency(azurite: Azurite, tmp_path: 
     pair = record["runs"][-1]
     assert {"pipeline", "floor"} == set(pair["stall"]) and isinstance(pair["clean"], bool)
     assert record["ratio_from"].startswith("median of")
+
+
+def test_throughput_with_the_status_feed_on_against_off(azurite: Azurite, tmp_path: Path) -> None:
+    """`--feed`: the pipeline with the status feed on (publishing to a local topic, delivered to a webhook)
+    against the same pipeline with it off; the subscriber received the feed of the measured runs."""
+    from bench import throughput
+
+    argv = ["--feed", "--n", "20", "--repeats", "1", "--results-dir", str(tmp_path)]
+    assert throughput.main([*argv, "--storage", azurite.connection_string]) == 0
+    record = _read(tmp_path, "throughput-feed")
+    assert record["target"] == ">= 0.9" and record["duplicate_sends"] == 0
+    assert record["feed_events_received"] >= 20 * 3  # Accepted, Sending and Sent at least, per message
+    assert record["runs"][0]["order"] == "feed on first" and record["ratio"] > 0

@@ -331,6 +331,20 @@ def _status_column(status: Status) -> str:
     return f"{status.value}At"
 
 
+_STATUS_COLUMNS = tuple((status, _status_column(status)) for status in Status)
+_STATUS_COLUMN = dict(_STATUS_COLUMNS)
+
+
+def _reader(attr: str) -> Any:
+    return int if attr in _INT_COLUMNS else float if attr in _FLOAT_COLUMNS else None
+
+
+# Per column: how a stored value becomes the attribute (None: kept as stored), and whether "" is absent.
+_READERS: tuple[tuple[str, str, Any, bool], ...] = tuple(
+    (attr, column, _reader(attr), attr in _BLANK_IS_ABSENT) for attr, column in _LEDGER_COLUMNS
+)
+
+
 @dataclass(frozen=True)
 class LedgerRow:
     """The ledger row of one message (design §5), with the etag of the read that produced it.
@@ -409,16 +423,12 @@ class LedgerRow:
     @classmethod
     def from_entity(cls, entity: Mapping[str, Any], etag: str = "") -> LedgerRow:
         values: dict[str, Any] = {}
-        for attr, column in _LEDGER_COLUMNS:
+        for attr, column, convert, blank_is_absent in _READERS:
             value = entity.get(column)
-            if value is None or (value == "" and attr in _BLANK_IS_ABSENT):
+            if value is None or (blank_is_absent and value == ""):
                 continue
-            if attr in _INT_COLUMNS:
-                value = int(value)
-            elif attr in _FLOAT_COLUMNS:
-                value = float(value)
-            values[attr] = value
-        times = {s: str(entity[_status_column(s)]) for s in Status if entity.get(_status_column(s))}
+            values[attr] = convert(value) if convert else value
+        times = {s: str(entity[c]) for s, c in _STATUS_COLUMNS if entity.get(c)}
         return cls(
             message_id=str(entity["PartitionKey"]),
             status=Status(entity["Status"]),
@@ -439,7 +449,7 @@ class LedgerRow:
             if value is not None and not (value == 0 and attr in _ZERO_IS_ABSENT):
                 entity[column] = value
         for status, at in self.times.items():
-            entity[_status_column(status)] = at
+            entity[_STATUS_COLUMN[status]] = at
         if self.payload is not None:
             entity |= split_payload(self.payload)
         return entity

@@ -79,23 +79,29 @@ def projection(row: LedgerRow, event: AcsEvent, now: datetime) -> LedgerRow | No
     that the message arrived, whatever order they come in."""
     if event.status is None:
         return None
-    changed = _moved(row, event, now) or row
+    changes = _moved(row, event, now)
     latency = _earliest_latency(row, event)
     if latency is not None:
-        changed = replace(changed, delivery_latency_ms=latency)
-    return None if changed is row else changed
+        changes["delivery_latency_ms"] = latency
+    return replace(row, **changes) if changes else None
 
 
-def _moved(row: LedgerRow, event: AcsEvent, now: datetime) -> LedgerRow | None:
+def _moved(row: LedgerRow, event: AcsEvent, now: datetime) -> dict[str, Any]:
+    """The attributes a report changes by its status (none when it does not win)."""
     assert event.status is not None
     if event.status == row.status and event.status in TIME_RANKED and event.event_time > row.status_time:
-        return replace(row, status_event_time=event.event_time, updated_at=iso(now))
+        return {"status_event_time": event.event_time, "updated_at": iso(now)}
     if not report_wins(row.status, row.status_time, event.status, event.event_time):
-        return None
-    moved = row.moved_to(event.status, event.event_time, status_event_time=event.event_time)
-    moved = replace(moved, updated_at=iso(now), reason=event.detail or row.reason)
+        return {}
+    moved: dict[str, Any] = {
+        "status": event.status,
+        "times": {**row.times, event.status: event.event_time},
+        "status_event_time": event.event_time,
+        "updated_at": iso(now),
+        "reason": event.detail or row.reason,
+    }
     if not row.provider_message_id:
-        moved = replace(moved, provider_message_id=event.provider_message_id)
+        moved["provider_message_id"] = event.provider_message_id
     return moved
 
 

@@ -26,7 +26,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from shared.adapters.tables import TableStore
+from shared.adapters.tables import Op, TableStore
+from shared.cache import Lru
 from shared.clock import Clock, iso, parse_iso
 from shared.errors import ContactMessagesError
 from shared.feed import DEFAULT_SOURCE, StatusChange, cloud_event
@@ -77,6 +78,7 @@ class Outbox:
         self._now = clock
         self._source = source or DEFAULT_SOURCE
         self._pending: list[OutboxRow] = []
+        self._intended: Lru[tuple[str, datetime], bool] = Lru(20_000)
         self._flusher: asyncio.Task[None] | None = None
 
     # -- with the ledger write --------------------------------------------------------------------
@@ -96,10 +98,15 @@ class Outbox:
         return replace(after, feed_sequence=sequence), rows
 
     async def intend(self, message_id: str) -> None:
-        """Step 1: the intent, written before the transition (idempotent within its minute)."""
+        """Step 1: the intent, written before the transition (idempotent within its minute: a message's
+        changes in one minute share it, and this process writes it once)."""
         now = self._now()
         bucket = now.replace(second=0, microsecond=0) + REPUBLISH_AFTER * 2
+        key = (message_id, bucket)
+        if self._intended.get(key):
+            return
         await self._intents.add(message_id, DueKind.FEED, bucket)
+        self._intended.put(key, True)
 
     def committed(self, rows: Sequence[OutboxRow]) -> None:
         """Step 3: hand the committed events to the background publisher."""
@@ -136,11 +143,7 @@ class Outbox:
             with contextlib.suppress(ContactMessagesError):
                 await self._health.upsert(FeedHealthRow(iso(self._now()), str(exc)[:1000]).to_entity())
             return False
-        at = iso(self._now())
-        for row in rows:
-            if row.published_at is None:
-                with contextlib.suppress(ContactMessagesError):  # retention deleted it meanwhile: nothing to mark
-                    await self._messages.update(row.published(at), "*")
+        await self._mark_published(rows)
         count(log, "feed_published", len(rows))
         return True
 
@@ -159,6 +162,21 @@ class Outbox:
         for entry in intents:
             await self._intents.remove(entry)
         return sum(results)
+
+    async def _mark_published(self, rows: Sequence[OutboxRow]) -> None:
+        """One write per message: a message's rows published together are marked in one transaction."""
+        at = iso(self._now())
+        by_message: dict[str, list[OutboxRow]] = {}
+        for row in rows:
+            if row.published_at is None:
+                by_message.setdefault(row.message_id, []).append(row)
+        for group in by_message.values():
+            marks = [Op("merge", row.published(at), etag="*") for row in group]
+            with contextlib.suppress(ContactMessagesError):  # retention deleted them meanwhile: nothing to mark
+                if len(marks) == 1:
+                    await self._messages.update(marks[0].entity, "*")
+                else:
+                    await self._messages.transact(marks)
 
     async def _republish(self, message_id: str, now: datetime) -> int:
         rows = [row for row in await self._history(message_id) if row.published_at is None]

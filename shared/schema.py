@@ -18,6 +18,9 @@
 - deadletters: PartitionKey = `raw`, RowKey = queue message id: undecodable poison payloads, verbatim.
 - reports:     PartitionKey = `summary`, RowKey = iso time of the reconcile run: one summary per run.
 - control:     PartitionKey = `pause`, RowKey = the paused channel or sender identity.
+- inbound:     PartitionKey = `<channel>|<keyed hash of the sender>`, RowKey = the event key: messages users sent
+               us; RowKey `window|<channel id>` in a WhatsApp user's partition: when they last wrote to that
+               channel (`ServiceWindowRow`, the 24-hour service window).
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,7 +23,7 @@ from typing import Protocol, runtime_checkable
 
 from shared.adapters.tables import TableStore
 from shared.clock import Clock, parse_iso
-from shared.errors import Conflict, EtagMismatch, FieldError
+from shared.errors import Conflict, EtagMismatch, FieldError, PermanentError
 from shared.models import WhatsAppRequest
 from shared.privacy import address_hash
 from shared.schema import ServiceWindowRow
@@ -35,6 +36,8 @@ from shared.templates import (
     template_key,
 )
 from shared.validation import CheckedRequest
+
+log = logging.getLogger(__name__)
 
 TEMPLATE_CACHE_SECONDS = 300.0
 SERVICE_WINDOW = timedelta(hours=24)
@@ -72,9 +75,18 @@ class TemplateCatalog:
             cached = self._cache.get(channel_id)
             if cached is not None and self._now() - cached[0] < self._ttl:
                 return cached[1]
-            listed = {info.key: info for info in await self._source.list_templates(channel_id)}
+            listed = {info.key: info for info in await self._list(channel_id)}
             self._cache[channel_id] = (self._now(), listed)
             return listed
+
+    async def _list(self, channel_id: str) -> Sequence[TemplateInfo]:
+        """The channel's templates; none when ACS refuses the question for good (an unknown channel id
+        answers 404), so its sends are refused as unapproved rather than retried to the poison queue."""
+        try:
+            return await self._source.list_templates(channel_id)
+        except PermanentError as exc:
+            log.warning("whatsapp templates not listed channel=%s error=%s", channel_id, exc)
+            return ()
 
     async def lookup(self, channel_id: str, name: str, language: str) -> TemplateInfo | None:
         return (await self.templates(channel_id)).get(template_key(name, language))

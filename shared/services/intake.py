@@ -67,7 +67,7 @@ class IntakeService:
             count(log, "rejected", channel="http")
             return IntakeResult(accepted=False, errors=exc.errors)
         refusal = await self._refusal(checked)
-        if refusal is not None:
+        if refusal is not None and not await self._accepted_before(message_id):
             return IntakeResult(accepted=False, message_id=message_id, errors=list(refusal.errors))
         try:
             row, created = await self._acceptance.accept(checked, source="http")
@@ -80,6 +80,12 @@ class IntakeService:
             # happened between an earlier accept and its enqueue.
             await self._acceptance.requeue(checked, 0)
         return IntakeResult(accepted=True, message_id=message_id, created=created)
+
+    async def _accepted_before(self, message_id: str) -> bool:
+        """A repeat of a message accepted earlier is the same message (idempotent on its id), even if
+        WhatsApp would refuse it now: the send path decides on it as for any redelivery."""
+        row = await self._acceptance.recorded(message_id)
+        return row is not None and row.status != Status.REJECTED
 
     async def _refusal(self, checked: CheckedRequest) -> Refusal | None:
         """What WhatsApp would refuse, known now: a template that is not approved, or free text outside

@@ -172,6 +172,25 @@ async def test_free_text_is_sent_inside_the_window_and_refused_after_it(
     assert len(acs.sends("whatsapp")) == 2
 
 
+async def test_a_repeat_of_an_accepted_message_is_the_same_message_after_the_window_closed(
+    strict: Services, acs: AcsEmulator, webhook: Any, clock: Clock
+) -> None:
+    """Accepted inside the window, posted again under its id a day later: 202 for the same message, not 400."""
+    webhook(strict.events.record)
+    acs.inbound(USER, WHATSAPP_CHANNEL, "hello", channel="whatsapp")
+    window = strict.events._inbound._window  # type: ignore[attr-defined]
+
+    async def recorded() -> bool:
+        return await window.last_inbound(WHATSAPP_CHANNEL, USER) is not None
+
+    await eventually(recorded)
+    first = await strict.intake.submit(whatsapp("wa-again", to=USER))
+    assert first.accepted and first.created
+    clock.advance(hours=25)
+    again = await strict.intake.submit(whatsapp("wa-again", to=USER))
+    assert again.accepted and not again.created and again.message_id == "wa-again"
+
+
 async def test_the_window_is_kept_under_the_keyed_hash_and_only_moves_forward(strict: Services) -> None:
     """A redelivered or older inbound event never moves the window back; the row holds no raw number."""
     window = strict.events._inbound._window  # type: ignore[attr-defined]

@@ -18,6 +18,7 @@ from contactmsg import context
 from contactmsg.commands_feed import feed_app
 from contactmsg.commands_ops import consent_app, dead_letters_app, register_ops
 from contactmsg.commands_stack import stack_app
+from contactmsg.commands_templates import templates_app
 from contactmsg.context import STATE, Exit, console, emit_json, err_console, parse_channel, run, usage_error
 from contactmsg.views import history_table, report_view, status_table
 from shared.models import Channel, Status
@@ -51,6 +52,7 @@ app.add_typer(dead_letters_app, name="dead-letters")
 app.add_typer(consent_app, name="optout")
 app.add_typer(stack_app, name="stack")
 app.add_typer(feed_app, name="feed")
+app.add_typer(templates_app, name="templates")
 register_ops(app)
 
 

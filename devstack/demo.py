@@ -2,10 +2,12 @@
 
 Starts Azurite (a fresh data folder), the ACS emulator, the status feed's local Event Grid topic (with a
 webhook subscriber standing for a downstream system) and the app in the local Functions runner;
-opts one number out by an inbound STOP; sends a batch across every channel and simulated outcome
-(through the producer client, the HTTP endpoint, and a raw plain-text queue message); waits for the
-reports and for reconciliation to expire what never reports; prints what happened to each message,
-and what the feed's subscriber received for it.
+opts one number out by an inbound STOP; has four WhatsApp users write in (opening their 24-hour
+service window, which the demo enforces as Azure does, and so does the emulator); sends a batch across
+every channel and simulated outcome, WhatsApp templates and the window included (through the producer
+client, the HTTP endpoint, and a raw plain-text queue message); waits for the reports and for
+reconciliation to expire what never reports; prints what happened to each message, and what the
+feed's subscriber received for it.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from devstack.stack import STATE_DIR, LocalStack
 
 TERMINAL = {"Delivered", "Read", "Failed", "Expired", "Rejected", "Suppressed", "DeadLettered", "Unknown"}
 OPTED_OUT = "+14255550150"
+WROTE_IN = ("+14255550100", "+14255550107", "+14255550105", "+14255550101")  # their window is open
+NEVER_WROTE = "+14255550108"
 console = Console(width=max(Console().width, 150))
 
 
@@ -50,6 +54,13 @@ def _wa(to: str) -> dict[str, Any]:
     return {"channel": "whatsapp", "to": to, "content": {"text": "hello from the demo"}}
 
 
+def _wa_template(to: str, name: str, values: dict[str, str]) -> dict[str, Any]:
+    template = {"name": name, "language": "en_US", "values": values, "bodyBindings": list(values)}
+    return {"channel": "whatsapp", "to": to, "content": {"template": template}}
+
+
+_ORDER = {"1": "A-17", "2": "on its way"}
+PAUSED_TEMPLATE = "whatsapp paused template → refused"
 CASES = [
     Case("sms delivered", _sms("+14255550100"), "Delivered"),
     Case("sms failed by carrier", _sms("+14255550101"), "Failed"),
@@ -71,6 +82,9 @@ CASES = [
     Case("whatsapp read", _wa("+14255550107"), "Read"),
     Case("whatsapp statuses in reverse", _wa("+14255550105"), "Read"),
     Case("whatsapp failed", _wa("+14255550101"), "Failed"),
+    Case("whatsapp approved template, never wrote in", _wa_template(NEVER_WROTE, "order_update", _ORDER), "Delivered"),
+    Case(PAUSED_TEMPLATE, _wa_template("+14255550109", "spring_sale", {"1": "20%"}), "Rejected"),
+    Case("whatsapp text, never wrote in → refused", _wa(NEVER_WROTE), "Rejected"),
 ]
 
 
@@ -111,6 +125,9 @@ def _send_batch(stack: LocalStack) -> list[tuple[Case, str]]:
     bad = next(c for c in CASES if c.scenario == "sms with a bad number")
     status, body = _http("POST", f"{stack.app_url}/api/messages", bad.request)
     console.print(f"HTTP intake refused the bad number with {status}: {body['errors'][0]['message']}")
+    paused = next(c for c in CASES if c.scenario == PAUSED_TEMPLATE)
+    status, body = _http("POST", f"{stack.app_url}/api/messages", paused.request)
+    console.print(f"HTTP intake refused the paused template with {status}: {body['errors'][0]['message']}")
     bad_id = str(uuid.uuid4())
     asyncio.run(_enqueue_raw_json(stack, {**bad.request, "id": bad_id}))
     sent.append((bad, bad_id))
@@ -231,14 +248,16 @@ async def _poison_depth(stack: LocalStack) -> int:
 
 
 def _await_inbound_delivered(admin: AcsAdminClient, timeout: float = 60.0) -> None:
-    """Wait until the app has acknowledged the inbound STOP (the emulator logs a delivery once the webhook
-    answered), so the send to the opted-out number is checked against a recorded opt-out."""
+    """Wait until the app has acknowledged every inbound message (the emulator logs a delivery once the
+    webhook answered), so sends are checked against the recorded opt-out and service windows."""
+    wanted = len(admin.inbound_log())
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if any(e["eventType"].endswith("SMSReceived") and e["outcome"] == "delivered" for e in admin.events()):
+        delivered = [e for e in admin.events() if e["eventType"].endswith("Received") and e["outcome"] == "delivered"]
+        if len(delivered) >= wanted:
             return
         time.sleep(0.2)
-    raise TimeoutError("the app did not acknowledge the inbound STOP")
+    raise TimeoutError("the app did not acknowledge the inbound messages")
 
 
 def main() -> int:
@@ -248,6 +267,7 @@ def main() -> int:
         "RECONCILE_SCHEDULE": "*/5 * * * * *",
         "DELIVERY_SLA_MINUTES": json.dumps({"sms": 0.25, "email": 0.25, "whatsapp": 0.25}),
         "TABLE_PREFIX": "demo",
+        "WHATSAPP_SERVICE_WINDOW": "enforce",
     }
     stack = LocalStack.on_free_ports(data_dir=data, overrides=overrides, log_dir=STATE_DIR / "demo" / "logs")
     console.print("starting Azurite, the ACS emulator, the status feed's topic and the app in the local runner...")
@@ -257,7 +277,10 @@ def main() -> int:
         console.print(stack.describe())
         _subscribe(stack, sink)
         admin = AcsAdminClient(stack.acs_url)
+        admin.configure(serviceWindow=True)
         admin.inbound(OPTED_OUT, stack.settings["SMS_SENDERS"].split(",")[0], "STOP")
+        for user in WROTE_IN:
+            admin.inbound(user, stack.settings["WHATSAPP_CHANNELS"].split(",")[0], "hi", channel="whatsapp")
         _await_inbound_delivered(admin)
         sent = _send_batch(stack)
         console.print(f"sent {len(sent)} requests across sms, email and whatsapp")

@@ -47,6 +47,7 @@ from shared.services.rejections import EventRejections, RequestRejections
 from shared.services.retention import RetentionService, RetentionStores
 from shared.services.sending import SendService, SendSteps
 from shared.services.views import MessageViews
+from shared.services.whatsapp import ServiceWindow, TemplateCatalog, TemplateSource, WhatsAppRules
 from shared.settings import Settings, load_settings
 from shared.telemetry import configure_telemetry
 
@@ -137,7 +138,7 @@ async def build_services(
         sending=sending,
         events=events,
         dead_letters=dead,
-        intake=IntakeService(settings, acceptance, rejections, clock),
+        intake=IntakeService(settings, acceptance, rejections, clock, parts.whatsapp),
         reconcile=_reconcile_service(parts, events, dead),
         retention=_retention_service(parts),
         views=MessageViews(parts.table(parts.names.messages)),
@@ -196,6 +197,7 @@ class _Parts:
     retention_index: DueIndex
     payloads: PayloadStore
     feed: Outbox | None
+    whatsapp: WhatsAppRules
 
     def table(self, name: str) -> TableStore:
         return self.storage.table(name)
@@ -238,7 +240,17 @@ def _parts(
         due=DueIndex(storage.table(names.due)),
         retention_index=DueIndex(storage.table(names.due), RETENTION_PARTITION),
         payloads=storage.payloads(names.payload_container),
+        whatsapp=_whatsapp_rules(settings, storage, names, provider, clock),
     )
+
+
+def _whatsapp_rules(
+    settings: Settings, storage: StorageClients, names: TableNames, provider: Provider, clock: Clock
+) -> WhatsAppRules:
+    """Template approval (asked of ACS, cached per channel) and the 24-hour window (from inbound rows)."""
+    catalog = TemplateCatalog(provider, clock) if isinstance(provider, TemplateSource) else None
+    window = ServiceWindow(storage.table(names.inbound), settings.consent_hash_key)
+    return WhatsAppRules(catalog, window, clock, enforce_window=settings.enforce_service_window)
 
 
 def _send_service(
@@ -252,7 +264,7 @@ def _send_service(
     dispatcher = Dispatcher(settings, ledger, parts.provider, events.correlation, events, endings, parts.due, clock)
     steps = SendSteps(
         decoder=RequestDecoder(settings, parts.payloads, rejections, clock),
-        gates=SendGates(parts.consent, parts.control, gate, clock),
+        gates=SendGates(parts.consent, parts.control, gate, clock, parts.whatsapp),
         acceptance=acceptance,
         rejections=rejections,
         recovery=Recovery(dispatcher, endings, parts.provider, clock),
@@ -322,7 +334,12 @@ def event_service(
         ledger,
         Correlation(storage.table(names.provider_ids)),
         storage.table(names.orphans),
-        InboundRecorder(settings, storage.table(names.inbound), consent),
+        InboundRecorder(
+            settings,
+            storage.table(names.inbound),
+            consent,
+            ServiceWindow(storage.table(names.inbound), settings.consent_hash_key),
+        ),
         consent,
         EventRejections(storage.table(names.rejected_events), clock),
         clock,

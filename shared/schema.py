@@ -18,6 +18,9 @@
 - deadletters: PartitionKey = `raw`, RowKey = queue message id: undecodable poison payloads, verbatim.
 - reports:     PartitionKey = `summary`, RowKey = iso time of the reconcile run: one summary per run.
 - control:     PartitionKey = `pause`, RowKey = the paused channel or sender identity.
+- inbound:     PartitionKey = `<channel>|<keyed hash of the sender>`, RowKey = the event key: messages users sent
+               us; RowKey `window|<channel id>` in a WhatsApp user's partition: when they last wrote to that
+               channel (`ServiceWindowRow`, the 24-hour service window).
 """
 
 from __future__ import annotations
@@ -555,6 +558,35 @@ def inbound_entity(event: AcsEvent, sender_hash: str, sender_masked: str, keywor
         "ReceivedAt": event.event_time,
         "ProviderMessageId": event.provider_message_id,
     }
+
+
+SERVICE_WINDOW_PREFIX = "window|"
+
+
+@dataclass(frozen=True)
+class ServiceWindowRow:
+    """When a WhatsApp user last wrote to one of our channels: the 24-hour customer service window
+    opens then. It sits in the inbound table beside that user's messages, in the partition of their
+    keyed hash (never the raw number), one row per channel registration id."""
+
+    sender_hash: str
+    channel_id: str
+    last_inbound_at: str
+
+    @staticmethod
+    def keys(sender_hash: str, channel_id: str) -> tuple[str, str]:
+        return f"whatsapp|{sender_hash}", f"{SERVICE_WINDOW_PREFIX}{channel_id}"
+
+    def to_entity(self) -> dict[str, Any]:
+        partition, row_key = self.keys(self.sender_hash, self.channel_id)
+        return {"PartitionKey": partition, "RowKey": row_key, "LastInboundAt": self.last_inbound_at}
+
+    @classmethod
+    def from_entity(cls, entity: Mapping[str, Any]) -> ServiceWindowRow:
+        partition, row_key = keys_of(entity)
+        return cls(
+            partition.partition("|")[2], row_key[len(SERVICE_WINDOW_PREFIX) :], str(entity.get("LastInboundAt", ""))
+        )
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,11 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("SMS_SENDERS", False, "comma-separated E.164 numbers allowed as SMS senders; first is default"),
     SettingSpec("EMAIL_SENDERS", False, "comma-separated sender addresses; first is default"),
     SettingSpec("WHATSAPP_CHANNELS", False, "comma-separated WhatsApp channel registration ids; first is default"),
+    SettingSpec(
+        "WHATSAPP_SERVICE_WINDOW",
+        False,
+        "enforce: refuse free WhatsApp text outside the 24-hour window (Azure); off (default): leave it to Meta",
+    ),
     SettingSpec("RATE_LIMITS", False, 'messages per minute per sender, JSON {"sms": 60, "<sender>": 10}'),
     SettingSpec("SMS_MAX_SEGMENTS", False, "largest SMS accepted, in segments (default 10)"),
     SettingSpec("PRICE_TABLE", False, 'estimated cost per unit, JSON {"sms": 0.0075, "email": 0.00025}'),
@@ -96,6 +101,7 @@ class Settings:
     feed_topic_endpoint: str | None = None
     feed_topic_key: str | None = None
     feed_source: str = ""
+    enforce_service_window: bool = False
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -231,7 +237,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         feed_topic_endpoint=env.get("FEED_TOPIC_ENDPOINT", "").strip() or None,
         feed_topic_key=env.get("FEED_TOPIC_KEY", "").strip() or None,
         feed_source=env.get("FEED_SOURCE", "").strip(),
+        enforce_service_window=_service_window(env, problems),
     )
     if problems:
         raise ConfigurationError("invalid settings: " + "; ".join(problems))
     return settings
+
+
+def _service_window(env: Mapping[str, str], problems: list[str]) -> bool:
+    value = env.get("WHATSAPP_SERVICE_WINDOW", "").strip().lower() or "off"
+    if value not in ("enforce", "off"):
+        problems.append("WHATSAPP_SERVICE_WINDOW must be enforce or off")
+    return value == "enforce"

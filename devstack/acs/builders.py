@@ -163,7 +163,8 @@ class WhatsAppTarget:
             "receivedTimestamp": iso(at),
         }
         if step.status == "Failed":
-            data["error"] = dict(_WHATSAPP_ERROR)
+            code, message = step.error or (_WHATSAPP_ERROR["channelCode"], _WHATSAPP_ERROR["channelMessage"])
+            data["error"] = {"channelCode": code, "channelMessage": message}
         return EventSpec(
             event_id=event_id,
             event_type=events.WHATSAPP_STATUS,

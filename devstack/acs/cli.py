@@ -34,6 +34,9 @@ def parser() -> argparse.ArgumentParser:
     cli.add_argument("--topic", default=DEFAULT_TOPIC, help="Event Grid topic (the ACS resource id)")
     cli.add_argument("--allow-bearer", action="store_true", help="accept any 'Authorization: Bearer' token")
     cli.add_argument("--lenient-host", action="store_true", help="also accept signatures over Host + '/'")
+    cli.add_argument(
+        "--service-window", action="store_true", help="fail WhatsApp text to users silent for 24 hours (131047)"
+    )
     cli.add_argument("--delivery-attempts", type=int, default=8, help="webhook delivery attempts per event")
     cli.add_argument("--max-events-per-batch", type=int, default=1, help="events per webhook request (1-5000)")
     cli.add_argument("--preferred-batch-kb", type=int, default=64, help="preferred batch size in KB (1-1024)")
@@ -53,6 +56,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         topic=args.topic,
         allow_bearer=args.allow_bearer,
         lenient_host=args.lenient_host,
+        service_window=args.service_window,
         max_events_per_batch=args.max_events_per_batch,
         preferred_batch_kb=args.preferred_batch_kb,
         delivery=DeliveryPolicy(max_attempts=args.delivery_attempts),

@@ -91,7 +91,7 @@ class AcsAdminClient:
 
     def configure(self, **changes: Any) -> JsonObject:
         """Change settings; keys as in the admin API (reportDelay, lateDelay, webhook, schema, casing, topic,
-        maxEventsPerBatch, preferredBatchSizeInKilobytes)."""
+        maxEventsPerBatch, preferredBatchSizeInKilobytes, serviceWindow)."""
         result: JsonObject = self._call("PUT", "/config", changes)
         return result
 

@@ -61,6 +61,7 @@ class Settings:
     lenient_host: bool = False
     max_events_per_batch: int = 1
     preferred_batch_kb: int = 64
+    service_window: bool = False  # fail free WhatsApp text to users silent for 24 hours (Meta's 131047)
     delivery: DeliveryPolicy = field(default_factory=DeliveryPolicy)
 
     def __post_init__(self) -> None:
@@ -98,6 +99,7 @@ class Settings:
             "lenientHost": self.lenient_host,
             "maxEventsPerBatch": self.max_events_per_batch,
             "preferredBatchSizeInKilobytes": self.preferred_batch_kb,
+            "serviceWindow": self.service_window,
         }
 
 
@@ -105,6 +107,12 @@ def _whole_number(value: Any) -> int:
     """A JSON integer as it is: `int()` would quietly turn 2.5 into 2 and true into 1."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"not a whole number: {value!r}")
+    return value
+
+
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"not true or false: {value!r}")
     return value
 
 
@@ -118,6 +126,7 @@ _ADMIN_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "topic": ("topic", str),
     "maxEventsPerBatch": ("max_events_per_batch", _whole_number),
     "preferredBatchSizeInKilobytes": ("preferred_batch_kb", _whole_number),
+    "serviceWindow": ("service_window", _boolean),
 }
 _NULLABLE = {"webhook", "lateDelay", "operationDelay"}
 

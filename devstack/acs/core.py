@@ -24,6 +24,7 @@ from devstack.acs.models import Channel, InboundRecord
 from devstack.acs.outcomes import Plan
 from devstack.acs.responses import E164, bad_request
 from devstack.acs.store import Ledger, SendFacts
+from devstack.acs.templates import TemplateSpec, catalogue
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ class EmulatorCore:
         self.faults = FaultBook()
         self.dispatcher = Dispatcher(lambda: self.settings)
         self.endpoints: dict[str, str] = {}
+        self.templates: dict[tuple[str, str], TemplateSpec] = catalogue()
 
     def auth_policy(self) -> AuthPolicy:
         settings = self.settings
@@ -58,9 +60,24 @@ class EmulatorCore:
     def set_webhook(self, url: str | None) -> None:
         self.settings = replace(self.settings, webhook_url=url)
 
+    def set_template(self, spec: TemplateSpec) -> None:
+        """Add a template to every channel's list, or change its state or body."""
+        self.templates = {**self.templates, spec.key: spec}
+
+    def last_inbound(self, user: str, channel_id: str) -> datetime | None:
+        """When `user` last wrote to the WhatsApp channel (the start of the 24-hour service window)."""
+        times = [
+            record.at
+            for record in self.ledger.inbound()
+            if record.channel is Channel.WHATSAPP and record.sender == user and record.to == channel_id
+        ]
+        return max(times, default=None)
+
     def reset(self) -> None:
-        """Forget sends, truth, operations, events, inbound messages and faults; abandon planned events."""
+        """Forget sends, truth, operations, events, inbound messages and faults, and restore the template
+        catalogue; abandon planned events."""
         self.ledger.clear()
+        self.templates = catalogue()
         self.faults.clear()
         self.dispatcher.clear()
         logger.info("emulator reset")

@@ -24,6 +24,7 @@ from devstack.acs.models import (
     TruthRecord,
 )
 from devstack.acs.server import EmulatorServer, Listen
+from devstack.acs.templates import TemplateSpec
 
 
 def connection_string(endpoint: str, access_key: str) -> str:
@@ -188,6 +189,12 @@ class AcsEmulator(InBackground):
         """Emit an inbound SMS (`SMSReceived`) or WhatsApp message (`AdvancedMessageReceived`)."""
         body = {"channel": str(channel), "from": sender, "to": to, "message": message}
         return self._thread.call(lambda: self._server.core.inbound(body))
+
+    def set_template(self, name: str, language: str, status: str, body: str = "Hello.") -> None:
+        """Add a WhatsApp template to every channel's list, or change its state (`approved`, `pending`,
+        `paused`, `rejected`) or body; `reset()` restores the catalogue."""
+        spec = TemplateSpec(name, language, status, body)
+        self._thread.call(lambda: self._server.core.set_template(spec))
 
     def inbound_log(self) -> list[InboundRecord]:
         return self._thread.call(self._server.core.ledger.inbound)

@@ -41,6 +41,7 @@ class Step:
     envelope_offset: float = 0.0
     copies: int = 1
     fresh_id: bool = False
+    error: tuple[str, str] | None = None  # a Failed WhatsApp status's (channelCode, channelMessage)
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,12 @@ def email_plan(address: str, *, tracking_enabled: bool = True) -> Plan:
         return plan
     steps = tuple(step for step in plan.steps if step.kind is StepKind.REPORT)
     return Plan(plan.final, steps, plan.late, plan.rejected, plan.operation_failed)
+
+
+def refused_by_meta(error: tuple[str, str]) -> Plan:
+    """A WhatsApp send ACS accepts and Meta then refuses (a template it will not send, free text
+    outside the 24-hour window): one Failed status carrying Meta's code."""
+    return Plan(Final.FAILED, (Step("Failed", error=error),))
 
 
 def without_reports(plan: Plan) -> Plan:

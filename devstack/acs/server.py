@@ -59,6 +59,8 @@ def route_name(path: str) -> str:
     """The raw-request counter's name for a path (`emailStatus` for operation polls)."""
     if path.startswith("/emails/operations/"):
         return "emailStatus"
+    if path.startswith("/messages/channels/"):
+        return "templates"
     return _ROUTE_NAMES.get(path, "other")
 
 
@@ -147,6 +149,7 @@ def build_app(core: EmulatorCore) -> web.Application:
     app.router.add_post("/emails:send", routes_email.send_email)
     app.router.add_get("/emails/operations/{operation_id}", routes_email.operation_status)
     app.router.add_post("/messages/notifications:send", routes_whatsapp.send_notification)
+    app.router.add_get("/messages/channels/{channel_id}/templates", routes_whatsapp.list_templates)
     add_admin_routes(app)
     return app
 

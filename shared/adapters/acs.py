@@ -29,6 +29,7 @@ from azure.core.rest import HttpRequest
 from shared.adapters.errors import map_provider_error, retry_after_from
 from shared.errors import ConfigurationError, SendRejected, Throttled, TransientError
 from shared.models import EmailContent, WhatsAppTemplate
+from shared.templates import TemplateInfo, template_info
 
 EMAIL_API_VERSION = "2025-09-01"
 _SMS_IDS: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar("sms_ids", default=None)
@@ -110,6 +111,7 @@ class AcsSenders:
         self._sms: Any = None
         self._email: Any = None
         self._messages: Any = None
+        self._templates: Any = None
 
     def _sms_client(self) -> Any:
         if self._sms is None:
@@ -136,6 +138,21 @@ class AcsSenders:
 
             self._messages = NotificationMessagesClient(self._conn.endpoint, self._conn.credential, **CLIENT_OPTIONS)
         return self._messages
+
+    def _templates_client(self) -> Any:
+        if self._templates is None:
+            from azure.communication.messages.aio import MessageTemplateClient
+
+            self._templates = MessageTemplateClient(self._conn.endpoint, self._conn.credential, **CLIENT_OPTIONS)
+        return self._templates
+
+    async def list_templates(self, channel_id: str) -> list[TemplateInfo]:
+        """Every template of a WhatsApp channel with its state (`GET /messages/channels/{id}/templates`,
+        followed over its `nextLink` pages by the SDK's pager)."""
+        try:
+            return [template_info(item) async for item in self._templates_client().list_templates(channel_id)]
+        except AzureError as exc:
+            raise map_provider_error(exc) from exc
 
     async def send_sms(self, sender: str, to: str, text: str, tag: str, ids: SendIds) -> ProviderReceipt:
         token = _SMS_IDS.set((ids.repeatability_id, ids.first_sent_rfc1123))
@@ -195,7 +212,7 @@ class AcsSenders:
         return ProviderReceipt(str(result.receipts[0].message_id))
 
     async def close(self) -> None:
-        for client in (self._sms, self._email, self._messages):
+        for client in (self._sms, self._email, self._messages, self._templates):
             if client is not None:
                 await client.close()
 

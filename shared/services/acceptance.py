@@ -59,6 +59,10 @@ class Acceptance:
             emit_about(log, checked, "message.accepted", "message accepted", status=Status.ACCEPTED.value)
         return row, True
 
+    async def recorded(self, message_id: str) -> LedgerRow | None:
+        """The message's row, if its id was accepted (or rejected) before."""
+        return await self._ledger.get(message_id)
+
     async def requeue(self, checked: CheckedRequest, delay: float) -> None:
         """Put the request back on the queue, visible after `delay` seconds (a fresh dequeue count)."""
         payload, ref = await self.stored(checked)

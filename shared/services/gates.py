@@ -1,4 +1,5 @@
-"""The checks a request passes before it may be sent, in order: expiry, pause, consent, rate.
+"""The checks a request passes before it may be sent, in order: expiry, pause, consent, what Meta
+decides for WhatsApp (an approved template; free text inside the 24-hour window), rate.
 
 They need no ledger row, so they run before the row is written: a request that passes them all is
 claimed by the very insert that accepts it.
@@ -16,6 +17,7 @@ from enum import StrEnum
 from shared.services.consent import ConsentService
 from shared.services.control import ControlService
 from shared.services.ratelimit import RateGate
+from shared.services.whatsapp import WhatsAppRules
 from shared.validation import CheckedRequest
 
 PAUSE_RECHECK_SECONDS = 10.0
@@ -28,6 +30,7 @@ class Gate(StrEnum):
     EXPIRED = "expired"
     PAUSED = "paused"
     SUPPRESSED = "suppressed"
+    REFUSED = "refused"  # WhatsApp would refuse it (template not approved, outside the window): Rejected
     WAIT = "wait"  # over the sender's rate: try again after `delay`
 
 
@@ -43,12 +46,18 @@ GO = Verdict(Gate.GO)
 
 class SendGates:
     def __init__(
-        self, consent: ConsentService, control: ControlService, rate: RateGate, clock: Callable[[], datetime]
+        self,
+        consent: ConsentService,
+        control: ControlService,
+        rate: RateGate,
+        clock: Callable[[], datetime],
+        whatsapp: WhatsAppRules | None = None,
     ) -> None:
         self._consent = consent
         self._control = control
         self._rate = rate
         self._now = clock
+        self._whatsapp = whatsapp
 
     async def check(self, checked: CheckedRequest) -> Verdict:
         request = checked.request
@@ -59,6 +68,9 @@ class SendGates:
         decision = await self._consent.check(checked.channel, request.to, checked.sender)
         if not decision.allowed:
             return Verdict(Gate.SUPPRESSED, decision.reason or "no consent")
+        refusal = await self._whatsapp.refusal(checked) if self._whatsapp is not None else None
+        if refusal is not None:
+            return Verdict(Gate.REFUSED, refusal.reason)
         wait = self._rate.wait_for(checked.sender)
         if wait > MAX_INLINE_WAIT:
             return Verdict(Gate.WAIT, "rate-gate", delay=wait + random.uniform(0, 1))

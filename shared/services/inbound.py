@@ -1,4 +1,5 @@
-"""Inbound messages (SMS and WhatsApp received by our numbers): consent keywords first, then the row.
+"""Inbound messages (SMS and WhatsApp received by our numbers): consent keywords and the WhatsApp
+service window first, then the row.
 
 The inbound row marks the event done, so consent is changed before it: a failure between the two
 leaves no row, and Event Grid's redelivery applies the (idempotent, event-keyed) consent change again.
@@ -25,16 +26,20 @@ from shared.services.consent import (
     ConsentState,
     keyword_of,
 )
+from shared.services.whatsapp import ServiceWindow
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
 class InboundRecorder:
-    def __init__(self, settings: Settings, inbound: TableStore, consent: ConsentService) -> None:
+    def __init__(
+        self, settings: Settings, inbound: TableStore, consent: ConsentService, window: ServiceWindow | None = None
+    ) -> None:
         self._settings = settings
         self._table = inbound
         self._consent = consent
+        self._window = window
 
     async def record(self, event: AcsEvent) -> bool:
         """Apply its keyword, then store it; False if it was stored before (a redelivery)."""
@@ -42,6 +47,9 @@ class InboundRecorder:
         keyword = keyword_of(event.text or "") if event.channel == Channel.SMS else None
         if keyword in OPT_OUT_KEYWORDS or keyword in OPT_IN_KEYWORDS:
             await self._apply_keyword(event, keyword)
+        if event.channel == Channel.WHATSAPP and self._window is not None:
+            # the 24-hour service window opens (again); idempotent, so before the row that marks it done
+            await self._window.record(event.recipient or "", sender, event.event_time)
         try:
             sender_hash = address_hash(self._settings.consent_hash_key, sender)
             await self._table.insert(inbound_entity(event, sender_hash, mask(sender), keyword))

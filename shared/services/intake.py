@@ -10,14 +10,15 @@ import logging
 from dataclasses import dataclass, field
 
 from shared.clock import Clock
-from shared.errors import FieldError, IdReused, ValidationFailed
+from shared.errors import FieldError, IdReused, TransientError, ValidationFailed
 from shared.ids import content_id
 from shared.models import Status
 from shared.observability import count, emit
 from shared.services.acceptance import Acceptance
 from shared.services.rejections import RequestRejections
+from shared.services.whatsapp import Refusal, WhatsAppRules
 from shared.settings import Settings
-from shared.validation import check_request, parse_request
+from shared.validation import CheckedRequest, check_request, parse_request
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +41,13 @@ class IntakeService:
         acceptance: Acceptance,
         rejections: RequestRejections,
         clock: Clock,
+        whatsapp: WhatsAppRules | None = None,
     ) -> None:
         self._settings = settings
         self._acceptance = acceptance
         self._rejections = rejections
         self._now = clock
+        self._whatsapp = whatsapp
 
     async def submit(self, body: bytes) -> IntakeResult:
         """Validate now; record Accepted and enqueue. Same id again → same message, no second send."""
@@ -63,6 +66,9 @@ class IntakeService:
             )
             count(log, "rejected", channel="http")
             return IntakeResult(accepted=False, errors=exc.errors)
+        refusal = await self._refusal(checked)
+        if refusal is not None and not await self._accepted_before(message_id):
+            return IntakeResult(accepted=False, message_id=message_id, errors=list(refusal.errors))
         try:
             row, created = await self._acceptance.accept(checked, source="http")
         except IdReused as reused:
@@ -74,3 +80,32 @@ class IntakeService:
             # happened between an earlier accept and its enqueue.
             await self._acceptance.requeue(checked, 0)
         return IntakeResult(accepted=True, message_id=message_id, created=created)
+
+    async def _accepted_before(self, message_id: str) -> bool:
+        """A repeat of a message accepted earlier is the same message (idempotent on its id), even if
+        WhatsApp would refuse it now: the send path decides on it as for any redelivery."""
+        row = await self._acceptance.recorded(message_id)
+        return row is not None and row.status != Status.REJECTED
+
+    async def _refusal(self, checked: CheckedRequest) -> Refusal | None:
+        """What WhatsApp would refuse, known now: a template that is not approved, or free text outside
+        the window. When ACS cannot be asked, the send path asks again before sending."""
+        if self._whatsapp is None:
+            return None
+        try:
+            refusal = await self._whatsapp.refusal(checked)
+        except TransientError:
+            return None
+        if refusal is not None:
+            emit(
+                log,
+                "message.rejected",
+                "rejected at intake message_id=%s reason=%s",
+                checked.message_id,
+                refusal.reason,
+                message_id=checked.message_id,
+                status=Status.REJECTED.value,
+                reason=refusal.reason,
+            )
+            count(log, "rejected", channel=checked.channel.value)
+        return refusal

@@ -7,6 +7,7 @@ from typing import Protocol
 from shared.adapters.acs import AcsSenders, ProviderReceipt, SendIds
 from shared.ids import operation_id
 from shared.models import EmailRequest, SmsRequest, WhatsAppRequest
+from shared.templates import TemplateInfo
 from shared.validation import CheckedRequest
 
 
@@ -40,6 +41,9 @@ class AcsProvider:
 
     async def email_status(self, operation_id: str) -> str | None:
         return await self._senders.email_status(operation_id)
+
+    async def list_templates(self, channel_id: str) -> list[TemplateInfo]:
+        return await self._senders.list_templates(channel_id)
 
     async def close(self) -> None:
         await self._senders.close()

@@ -3,12 +3,13 @@
 `SendService.handle` is the recipe, in order:
 1. Decode: follow a claim-check reference, parse and check the request (`decoding`). Bad input is
    recorded as Rejected with field errors (`rejections`), never retried.
-2. Gates, which need no ledger row (`gates`): expired, paused channel or sender, opted out, over the
-   sender's rate. Over the rate → re-scheduled for when a token is free, nothing written.
+2. Gates, which need no ledger row (`gates`): expired, paused channel or sender, opted out, refused
+   for WhatsApp (template not approved, outside the 24-hour window), over the sender's rate. Over the
+   rate → re-scheduled for when a token is free, nothing written.
 3. Accept: insert the ledger row if absent (`acceptance`). When every gate passed, the insert is also
    the claim (Sending). A different request under the same id is refused (IdReused).
 4. A row already Sent or ended: done, nothing is sent again.
-5. A gate that held: Expired or Suppressed (an end), or paused (re-scheduled).
+5. A gate that held: Expired, Suppressed or Rejected with its reason (an end), or paused (re-scheduled).
 6. A row found in Sending: an earlier attempt died mid-send (`recovery`).
 7. Claim the row (Accepted → Sending, etag) with the ids that make a resend the same send (`dispatch`).
 8. Send and record ACS's answer: Sent; Failed; 429 or another failure outside the message →
@@ -131,6 +132,9 @@ class SendService:
         if verdict.gate == Gate.EXPIRED:
             await self.steps.endings.finish(row, Status.EXPIRED, verdict.reason)
             return Outcome.EXPIRED
+        if verdict.gate == Gate.REFUSED:
+            await self.steps.endings.finish(row, Status.REJECTED, verdict.reason)
+            return Outcome.REJECTED
         await self.steps.endings.finish(row, Status.SUPPRESSED, verdict.reason)
         count(log, "suppressed", channel=checked.channel.value)
         return Outcome.SUPPRESSED

@@ -36,6 +36,7 @@ DEFAULTS: dict[str, Any] = {
     "allow_bearer": False,
     "lenient_host": False,
     "max_events_per_batch": 1,
+    "service_window": False,
     "preferred_batch_kb": 64,
 }
 

@@ -566,8 +566,9 @@ SERVICE_WINDOW_PREFIX = "window|"
 @dataclass(frozen=True)
 class ServiceWindowRow:
     """When a WhatsApp user last wrote to one of our channels: the 24-hour customer service window
-    opens then. It sits in the inbound table beside that user's messages, in the partition of their
-    keyed hash (never the raw number), one row per channel registration id."""
+    opens then. It sits in the inbound table in a partition of its own next to that user's messages
+    (`window|whatsapp|<keyed hash>`, never the raw number; queries of their messages do not see it),
+    one row per channel registration id."""
 
     sender_hash: str
     channel_id: str
@@ -575,7 +576,7 @@ class ServiceWindowRow:
 
     @staticmethod
     def keys(sender_hash: str, channel_id: str) -> tuple[str, str]:
-        return f"whatsapp|{sender_hash}", f"{SERVICE_WINDOW_PREFIX}{channel_id}"
+        return f"{SERVICE_WINDOW_PREFIX}whatsapp|{sender_hash}", f"{SERVICE_WINDOW_PREFIX}{channel_id}"
 
     def to_entity(self) -> dict[str, Any]:
         partition, row_key = self.keys(self.sender_hash, self.channel_id)
@@ -585,7 +586,7 @@ class ServiceWindowRow:
     def from_entity(cls, entity: Mapping[str, Any]) -> ServiceWindowRow:
         partition, row_key = keys_of(entity)
         return cls(
-            partition.partition("|")[2], row_key[len(SERVICE_WINDOW_PREFIX) :], str(entity.get("LastInboundAt", ""))
+            partition.rsplit("|", 1)[1], row_key[len(SERVICE_WINDOW_PREFIX) :], str(entity.get("LastInboundAt", ""))
         )
 
 

@@ -32,6 +32,18 @@ async def send_message(msg: func.QueueMessage, context: func.Context) -> None:
         await svc.sending.handle(QueueDelivery(msg.get_body(), msg.id or "", msg.dequeue_count or 1))
 
 
+@app.function_name(name="send_priority_message")
+@app.queue_trigger(arg_name="msg", queue_name="%SEND_QUEUE%-priority", connection="AzureWebJobsStorage")
+async def send_priority_message(msg: func.QueueMessage, context: func.Context) -> None:
+    """The high-priority lane: the same recipe, from a queue of its own, so a one-time code or an alert
+    never waits behind a normal backlog (its poison queue is drained by the reconcile timer too)."""
+    from shared.services.decoding import QueueDelivery
+
+    with _traced(context, "send_priority_message"):
+        svc = await _services()
+        await svc.sending.handle(QueueDelivery(msg.get_body(), msg.id or "", msg.dequeue_count or 1))
+
+
 @app.function_name(name="record_event")
 @app.event_grid_trigger(arg_name="event")
 async def record_event(event: func.EventGridEvent, context: func.Context) -> None:

@@ -81,11 +81,16 @@ def send(
     message_id: Annotated[str | None, typer.Option("--id", help="Idempotency key (default: a new uuid)")] = None,
     sender: Annotated[str | None, typer.Option("--from", help="A configured sender identity")] = None,
     file: Annotated[Path | None, typer.Option(help="A full send request as JSON instead of the options")] = None,
+    priority: Annotated[
+        str | None, typer.Option(help="normal (default), or high for one-time codes and alerts: a lane of its own")
+    ] = None,
 ) -> None:
     """Validate, record as Accepted and enqueue one send request; print its message id."""
     request = _file_request(file, channel, to) if file else _request(channel, to, text, subject, sender)
     if message_id:
         request["id"] = message_id
+    if priority is not None:
+        _set_priority(request, priority, file)
 
     request.setdefault("id", str(uuid.uuid4()))
 
@@ -104,6 +109,13 @@ def send(
         console.print(f"queued [bold]{sent_id}[/bold]")
     else:  # the same request under a known id: one message, sent at most once
         console.print(f"[bold]{sent_id}[/bold] exists already (same request): see `status {sent_id}`")
+
+
+def _set_priority(request: dict[str, Any], priority: str, file: Path | None) -> None:
+    """`--priority` on the request; with --file, like channel and address, it must agree with the file's."""
+    if file is not None and request.get("priority", priority) != priority:
+        usage_error(f"priority {priority!r} disagrees with {request['priority']!r} in {file}: give it once")
+    request["priority"] = priority
 
 
 def _request(channel: str | None, to: str | None, text: str, subject: str, sender: str | None) -> dict[str, object]:

@@ -120,14 +120,15 @@ class LocalStack:
         ).start()
 
     def _provision_queues(self) -> None:
-        """Create the send queue and its poison queue, as infra/modules/storage.bicep does in Azure: the
+        """Create both lanes' queues and their poison queues, as infra/modules/storage.bicep does in Azure: the
         host never creates a trigger queue, and the app creates its queues only on its first invocation,
         so a producer that enqueued right after `stack start` met a 404 from Azurite."""
         from azure.core.exceptions import ResourceExistsError
         from azure.storage.queue import QueueServiceClient
 
         with QueueServiceClient.from_connection_string(self.settings["AzureWebJobsStorage"]) as service:
-            for name in (self.settings["SEND_QUEUE"], f"{self.settings['SEND_QUEUE']}-poison"):
+            lanes = (self.settings["SEND_QUEUE"], f"{self.settings['SEND_QUEUE']}-priority")
+            for name in (queue for lane in lanes for queue in (lane, f"{lane}-poison")):
                 with contextlib.suppress(ResourceExistsError):  # a stack started again on kept data
                     service.create_queue(name)
 

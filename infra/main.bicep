@@ -134,9 +134,9 @@ param tableSuffixes array = [
   'rejectedevents'
 ]
 
-@description('Name of the send queue (SEND_QUEUE). Its poison queue is "<name>-poison". To shard (design §6), deploy another stack with a different name.')
+@description('Name of the send queue (SEND_QUEUE). Its poison queue is "<name>-poison"; the high-priority lane is "<name>-priority" with "<name>-priority-poison" (63 characters at most, hence 47 here). To shard (design §6), deploy another stack with a different name.')
 @minLength(3)
-@maxLength(56)
+@maxLength(47)
 param sendQueueName string = 'outbound'
 
 @description('Secret key for the keyed hash of recipient addresses, written to Key Vault only when not empty. Pass it on the first deployment only (openssl rand -base64 48); later deployments leave the stored secret alone. Rotating it is a re-hash operation (docs/runbook.md).')

@@ -59,6 +59,20 @@ class DeliveryMode(StrEnum):
     AT_LEAST_ONCE = "at-least-once"
 
 
+class Priority(StrEnum):
+    """Which lane a request takes: `high` (one-time codes, alerts) has a queue and trigger of its own,
+    so it never waits behind a backlog of `normal` ones. Every gate still applies (rate per sender too)."""
+
+    NORMAL = "normal"
+    HIGH = "high"
+
+
+def _is_normal(value: object) -> bool:
+    # Left out of the stored JSON when normal: a request accepted before the field existed keeps its
+    # canonical form, so its payload digest (the id-reuse check) still matches on redelivery.
+    return value == Priority.NORMAL
+
+
 class Status(StrEnum):
     ACCEPTED = "Accepted"
     SENDING = "Sending"
@@ -134,6 +148,7 @@ class _RequestBase(_Strict):
     correlation_id: Annotated[SingleLine | None, Field(alias="correlationId", max_length=128)] = None
     metadata: Annotated[dict[str, _METADATA_VALUE], Field(max_length=10)] = Field(default_factory=dict)
     delivery: DeliveryMode = DeliveryMode.AT_MOST_ONCE
+    priority: Annotated[Priority, Field(exclude_if=_is_normal)] = Priority.NORMAL
 
     @field_validator("schema_version", mode="before")
     @classmethod

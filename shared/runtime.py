@@ -75,6 +75,7 @@ class Services:
     clock: Clock
     credential: Any = None
     feed: Outbox | None = None
+    priority_lane: QueueWriter | None = None  # the high-priority lane's queue (%SEND_QUEUE%-priority)
 
     async def close(self) -> None:
         if self.feed is not None:
@@ -120,7 +121,7 @@ async def build_services(
     storage, provider = await _connect(settings, provider, credential)
     parts = _parts(settings, storage, provider, clock, credential)
     events = event_service(settings, storage, parts.names, parts.ledger, parts.consent, clock)
-    acceptance = Acceptance(parts.ledger, parts.outbound, parts.payloads, parts.due, clock)
+    acceptance = Acceptance(parts.ledger, parts.outbound, parts.payloads, parts.due, clock, parts.priority)
     rejections = RequestRejections(settings, parts.ledger, parts.retention_index, parts.payloads, clock)
     sending = _send_service(parts, events, acceptance, rejections)
     dead = _dead_letter_service(parts)
@@ -146,6 +147,7 @@ async def build_services(
         provider=provider,
         clock=clock,
         credential=credential,
+        priority_lane=parts.priority,
     )
 
 
@@ -174,8 +176,8 @@ async def _provision(settings: Settings, storage: StorageClients) -> None:
     """Create missing tables and queues (in Azure the Bicep already did)."""
     for name in TableNames(settings.table_prefix).all():
         await storage.table(name).create_if_missing()
-    await storage.queue(settings.send_queue).create_if_missing()
-    await storage.queue(settings.poison_queue).create_if_missing()
+    for queue in settings.queue_names:
+        await storage.queue(queue).create_if_missing()
 
 
 @dataclass(frozen=True)
@@ -190,6 +192,8 @@ class _Parts:
     ledger: Ledger
     outbound: QueueWriter
     poison: QueueWriter
+    priority: QueueWriter
+    priority_poison: QueueWriter
     audit: AuditLog
     consent: ConsentService
     control: ControlService
@@ -234,6 +238,8 @@ def _parts(
         feed=feed,
         outbound=storage.queue(settings.send_queue),
         poison=storage.queue(settings.poison_queue),
+        priority=storage.queue(settings.priority_queue),
+        priority_poison=storage.queue(settings.priority_poison_queue),
         audit=audit,
         consent=ConsentService(storage.table(names.consent), audit, settings.consent_hash_key),
         control=ControlService(storage.table(names.control), audit),
@@ -290,7 +296,7 @@ def _reconcile_service(parts: _Parts, events: EventService, dead: DeadLetterServ
         settings=parts.settings,
         ledger=parts.ledger,
         stores=ReconcileStores(parts.due, parts.table(parts.names.reports), parts.retention_index),
-        queues=SendQueues(parts.outbound, parts.poison),
+        queues=SendQueues(parts.outbound, parts.poison, parts.priority, parts.priority_poison),
         provider=parts.provider,
         sweeps=Sweeps(
             OrphanSweep(events, parts.ledger, events.correlation, parts.table(parts.names.orphans)), parts.feed

@@ -58,7 +58,12 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("RETENTION_DAYS", False, 'days to keep, JSON {"content": 7, "recipient": 30, "rows": 90}'),
     SettingSpec("CONSENT_HASH_KEY", True, "secret key for the keyed hash of recipient addresses", secret=True),
     SettingSpec("TABLE_PREFIX", False, "prefix of every table name (default cm)"),
-    SettingSpec("SEND_QUEUE", True, "name of the send queue; the triggers bind %SEND_QUEUE% and %SEND_QUEUE%-poison"),
+    SettingSpec(
+        "SEND_QUEUE",
+        True,
+        "name of the send queue; the triggers bind %SEND_QUEUE% and its priority lane %SEND_QUEUE%-priority "
+        "(each with a -poison queue)",
+    ),
     SettingSpec("APPLICATIONINSIGHTS_CONNECTION_STRING", False, "enables telemetry to Application Insights"),
     SettingSpec("FEED_TOPIC_ENDPOINT", False, "status feed: Event Grid custom topic endpoint (unset: no feed)"),
     SettingSpec("FEED_TOPIC_KEY", False, "status feed: topic access key (local topic only)", secret=True),
@@ -107,6 +112,20 @@ class Settings:
     @property
     def poison_queue(self) -> str:
         return f"{self.send_queue}-poison"
+
+    @property
+    def priority_queue(self) -> str:
+        """The high-priority lane: a queue and trigger of its own, so codes never wait behind a backlog."""
+        return f"{self.send_queue}-priority"
+
+    @property
+    def priority_poison_queue(self) -> str:
+        return f"{self.priority_queue}-poison"
+
+    @property
+    def queue_names(self) -> tuple[str, ...]:
+        """Every queue the app uses: both lanes and their poison queues."""
+        return (self.send_queue, self.poison_queue, self.priority_queue, self.priority_poison_queue)
 
     def default_sender(self, channel: Channel) -> str | None:
         options = self.senders.get(channel, ())

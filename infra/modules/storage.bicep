@@ -1,8 +1,9 @@
 // One storage account for host storage and the app's data: the Flex deployment container, the send
-// queue and its poison queue, the tables, and the Event Grid dead-letter container.
+// queue, its priority lane ('<name>-priority') and their poison queues, the tables, and the Event Grid
+// dead-letter container.
 // Shared-key access is disabled, so every caller (host, app, Event Grid) uses Microsoft Entra ID.
-// Both queues are created here because the host never creates a trigger queue, and the reconcile
-// timer drains the poison queue (no trigger reads it: see shared/services/deadletter.py).
+// The queues are created here because the host never creates a trigger queue, and the reconcile
+// timer drains the poison queues (no trigger reads it: see shared/services/deadletter.py).
 
 param location string
 param tags object
@@ -160,6 +161,18 @@ resource poisonQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@202
   name: '${sendQueueName}-poison'
 }
 
+// The high-priority lane (one-time codes, alerts): its own queue and trigger, so it never waits behind
+// a normal backlog (shared/models.py Priority).
+resource priorityQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+  parent: queueService
+  name: '${sendQueueName}-priority'
+}
+
+resource priorityPoisonQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+  parent: queueService
+  name: '${sendQueueName}-priority-poison'
+}
+
 resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-01' = {
   parent: account
   name: 'default'
@@ -252,4 +265,6 @@ output deadLetterContainerId string = deadLetterContainer.id
 output deploymentContainerId string = deploymentContainer.id
 output sendQueueName string = sendQueue.name
 output poisonQueueName string = poisonQueue.name
+output priorityQueueName string = priorityQueue.name
+output priorityPoisonQueueName string = priorityPoisonQueue.name
 output tableCount int = length(tableNames)

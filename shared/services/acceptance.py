@@ -15,7 +15,7 @@ from shared.adapters.blobs import PayloadStore
 from shared.adapters.queues import MAX_PAYLOAD_BYTES, QueueWriter
 from shared.claimcheck import payload_blob_name, reference_body
 from shared.ledger import Ledger, canonical_payload
-from shared.models import Status
+from shared.models import Priority, Status
 from shared.schema import LedgerRow
 from shared.services.due import DueIndex, DueKind
 from shared.services.logs import emit_about
@@ -35,9 +35,11 @@ class Acceptance:
         payloads: PayloadStore | None,
         due: DueIndex,
         clock: Callable[[], datetime],
+        priority_lane: QueueWriter | None = None,
     ) -> None:
         self._ledger = ledger
         self._outbound = outbound
+        self._priority_lane = priority_lane or outbound
         self.payloads = payloads
         self._due = due
         self._now = clock
@@ -64,10 +66,14 @@ class Acceptance:
         return await self._ledger.get(message_id)
 
     async def requeue(self, checked: CheckedRequest, delay: float) -> None:
-        """Put the request back on the queue, visible after `delay` seconds (a fresh dequeue count)."""
+        """Put the request back on its lane's queue, visible after `delay` seconds (a fresh dequeue count).
+        A high-priority request waits (rate, 429, backoff) in its own lane, never behind the normal backlog."""
         payload, ref = await self.stored(checked)
         body = reference_body(checked.message_id, ref) if ref else payload
-        await self._outbound.send(body, delay_seconds=delay)
+        await self.lane(checked.request.priority).send(body, delay_seconds=delay)
+
+    def lane(self, priority: Priority) -> QueueWriter:
+        return self._priority_lane if priority == Priority.HIGH else self._outbound
 
     async def stored(self, checked: CheckedRequest) -> tuple[str, str | None]:
         """The request as stored: its text, and the name of the blob that holds it when too large for a

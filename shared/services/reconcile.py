@@ -9,7 +9,7 @@ The recipe for one run:
    WhatsApp become Expired (a late real report still wins).
 3. Orphan events whose recheck is due are re-matched (their own due index, so the cost does not grow
    with the number parked); those older than the orphan window are given up and counted.
-4. The poison queue is drained: every message on it is recorded (DeadLettered on its ledger row, or
+4. The poison queues (of both lanes) are drained: every message on it is recorded (DeadLettered on its ledger row, or
    kept verbatim with its reason) and removed; its depth before the drain goes to the summary.
 5. One summary (the cohort whose SLA closed in this run) goes to the reports table and the log.
 """
@@ -27,8 +27,8 @@ from shared.adapters.queues import QueueWriter, RawMessage
 from shared.adapters.tables import TableStore
 from shared.clock import Clock, iso
 from shared.ids import operation_id
-from shared.ledger import Ledger, queue_body
-from shared.models import Channel, Status
+from shared.ledger import Ledger, payload_json, queue_body
+from shared.models import Channel, Priority, Status
 from shared.observability import count, emit
 from shared.schema import LedgerRow, ReportRow
 from shared.services.deadletter import DeadLetterService
@@ -85,10 +85,22 @@ class Summary:
 
 @dataclass(frozen=True)
 class SendQueues:
-    """The send queue (stuck messages go back on it) and its poison queue (drained into dead letters)."""
+    """The send queue (stuck messages go back on it) and its poison queue (drained into dead letters);
+    the priority lane and its poison queue likewise, when the app has one."""
 
     outbound: QueueWriter
     poison: QueueWriter
+    priority: QueueWriter | None = None
+    priority_poison: QueueWriter | None = None
+
+    def poisons(self) -> tuple[QueueWriter, ...]:
+        return (self.poison,) if self.priority_poison is None else (self.poison, self.priority_poison)
+
+    def lane(self, row: LedgerRow) -> QueueWriter:
+        """The lane a stuck row goes back to: its own (a request kept in a blob goes to the normal lane)."""
+        payload = payload_json(row)
+        high = payload is not None and payload.get("priority") == Priority.HIGH.value
+        return self.priority if high and self.priority is not None else self.outbound
 
 
 @dataclass(frozen=True)
@@ -127,8 +139,7 @@ class ReconcileService:
         self._due = stores.due
         self._reports = stores.reports
         self._retention = stores.retention
-        self._outbound = queues.outbound
-        self._poison = queues.poison
+        self._queues = queues
         self._provider = provider
         self._orphans = sweeps.orphans
         self._feed = sweeps.feed
@@ -171,7 +182,7 @@ class ReconcileService:
         body = queue_body(row)
         if body is None:
             return "no-payload"
-        await self._outbound.send(body)
+        await self._queues.lane(row).send(body)
         await self._due.add(row.message_id, DueKind.STUCK, self._now() + STUCK_RECHECK)
         return "requeued" if row.status == Status.ACCEPTED else "redriven"
 
@@ -221,30 +232,36 @@ class ReconcileService:
                 count(log, "feed_republished", republished)
 
     async def _poison_pass(self, summary: Summary) -> int:
-        """Record and remove every message on the poison queue, undecoded (see `services.deadletter` for
-        why no queue trigger does this). Returns the depth found: what reached the poison queue since the
-        last run. A message taken here stays invisible for POISON_LOCK_SECONDS; if this run dies before deleting
+        """Record and remove every message on the poison queues, undecoded (see `services.deadletter` for
+        why no queue trigger does this). Returns the depth found: what reached them since the last run.
+        A message taken here stays invisible for POISON_LOCK_SECONDS; if this run dies before deleting
         it, the next run finds it again and its record is already there (insert-if-absent)."""
-        depth = await self._poison.depth()
-        taken = 0
-        while taken < POISON_PER_RUN:
-            batch = await self._poison.receive(32, visibility_seconds=POISON_LOCK_SECONDS)
-            if not batch:
-                break
-            # A batch at a time, concurrently: each message costs a few storage round trips (200 poisoned
-            # requests on the local stack: 16.2 s one by one, 12.7 s in batches).
-            results = await asyncio.gather(*(self._salvage(m) for m in batch), return_exceptions=True)
-            failures = [r for r in results if isinstance(r, BaseException)]
-            if failures:
-                raise failures[0]
-            taken += len(batch)
+        depth = taken = 0
+        for poison in self._queues.poisons():
+            depth += await poison.depth()
+            taken += await self._drain(poison, POISON_PER_RUN - taken)
         if taken:
             summary.actions["dead-lettered"] += taken
         return depth
 
-    async def _salvage(self, message: RawMessage) -> None:
+    async def _drain(self, poison: QueueWriter, budget: int) -> int:
+        taken = 0
+        while taken < budget:
+            batch = await poison.receive(32, visibility_seconds=POISON_LOCK_SECONDS)
+            if not batch:
+                break
+            # A batch at a time, concurrently: each message costs a few storage round trips (200 poisoned
+            # requests on the local stack: 16.2 s one by one, 12.7 s in batches).
+            results = await asyncio.gather(*(self._salvage(poison, m) for m in batch), return_exceptions=True)
+            failures = [r for r in results if isinstance(r, BaseException)]
+            if failures:
+                raise failures[0]
+            taken += len(batch)
+        return taken
+
+    async def _salvage(self, poison: QueueWriter, message: RawMessage) -> None:
         await self._dead_letters.record_poisoned(message.text, message.id)
-        await self._poison.delete(message)
+        await poison.delete(message)
 
     def _log(self, summary: Summary) -> None:
         row = summary.row()

@@ -91,6 +91,25 @@ def test_send_with_a_bad_number_exits_4_with_the_field(settings_file: Path) -> N
     assert "to" in result.output
 
 
+def test_send_priority_high_goes_to_the_priority_lane(settings_file: Path) -> None:
+    """`send --priority high` queues on `<queue>-priority`, the lane a trigger of its own drains."""
+    sent = cli(settings_file, "send", "sms", "+14255550123", "--text", "code 1234", "--priority", "high")
+    assert sent.exit_code == 0, sent.output
+
+    async def depths(svc: Services) -> tuple[int, int]:
+        assert svc.priority_lane is not None
+        return await svc.outbound.depth(), await svc.priority_lane.depth()
+
+    assert with_services(settings_file, depths) == (0, 1)
+
+
+def test_send_with_an_unknown_priority_exits_4_with_the_field(settings_file: Path) -> None:
+    """Only normal and high exist: anything else is a field error, not a silent normal send."""
+    result = cli(settings_file, "send", "sms", "+14255550123", "--text", "x", "--priority", "urgent")
+    assert result.exit_code == Exit.INVALID
+    assert "priority" in result.output
+
+
 def test_status_of_an_unknown_id_exits_1(settings_file: Path) -> None:
     """Scripts can tell 'no such message' from failure."""
     assert cli(settings_file, "status", "nope").exit_code == Exit.NOT_FOUND

@@ -202,9 +202,11 @@ def test_function_app_is_flex_consumption_python_311_with_system_identity() -> N
 
 
 def test_storage_has_queues_containers_and_tables() -> None:
-    """The send queue, its poison queue, the deployment, dead-letter and payload containers, and the tables exist."""
+    """Both lanes' queues and their poison queues, the deployment, dead-letter and payload containers, and the
+    tables exist."""
     queues = {r.body["name"] for r in _of_type("Microsoft.Storage/storageAccounts/queueServices/queues")}
-    assert queues == {"sendQueueName", "${sendQueueName}-poison"}
+    lanes = ("sendQueueName", "${sendQueueName}-priority")
+    assert queues == {lanes[0], "${sendQueueName}-poison", lanes[1], "${sendQueueName}-priority-poison"}
     assert parameters(MAIN)["sendQueueName"]["default"] == "outbound"
     containers = {
         (r.file.name, r.body["name"]) for r in _of_type("Microsoft.Storage/storageAccounts/blobServices/containers")

@@ -1,0 +1,22 @@
+"""Smoke test of bench/priority.py at a tiny size: it runs end to end and writes the record the issue asks
+for. Timings are never asserted (the figures at this size mean nothing)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bench import priority
+from devstack.azurite import Azurite
+
+
+def test_priority_benchmark_writes_its_result(azurite: Azurite, tmp_path: Path) -> None:
+    argv = ["--backlog", "40", "--high", "3", "--results-dir", str(tmp_path), "--log-dir", str(tmp_path / "logs")]
+    returned = priority.main([*argv, "--storage", azurite.connection_string])
+    record = json.loads((tmp_path / "priority.json").read_text())
+    assert record == returned
+    assert record["name"] == "priority latency" and record["unit"] == "s"
+    assert record["value"] > 0 and record["p50"] > 0 and record["p50"] <= record["value"]
+    assert record["bulk_ratio"] > 0
+    assert (record["backlog"], record["high"]) == (40, 3)
+    assert {"cpu_count", "python", "platform"} <= record["machine"].keys()

@@ -9,8 +9,8 @@ import json
 
 from shared.client import ContactMessagesClient
 from shared.models import Status
+from tests.bodies import sms
 from tests.e2e.conftest import Stack, wait_until
-from tests.integration.conftest import sms
 
 BACKLOG = 300
 SENT_OR_LATER = frozenset({Status.SENT, Status.DELIVERED, Status.READ})

@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 
 from shared.runtime import Services
 from shared.validation import check_request, parse_request
-from tests.integration.conftest import Clock, sms
+from tests.bodies import sms
+from tests.integration.conftest import Clock
 
 
 async def test_the_reconcile_timer_drains_both_poison_queues(svc: Services) -> None:

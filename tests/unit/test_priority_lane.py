@@ -14,8 +14,9 @@ from shared.services.consent import ALL_SENDERS, ConsentState
 from shared.services.gates import PAUSE_RECHECK_SECONDS
 from shared.services.outcomes import Outcome
 from shared.validation import parse_request
+from tests.bodies import sms
 from tests.fakes import FakeClock, MemoryStorage, ScriptedProvider, memory_services, unit_settings
-from tests.unit.conftest import deliver, sms
+from tests.unit.conftest import deliver
 
 HIGH = {"priority": "high"}
 

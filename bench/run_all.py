@@ -25,6 +25,8 @@ BENCHMARKS: dict[str, tuple[str, tuple[str, ...]]] = {
     # The status feed on against off (issue 17); after "throughput", whose floor it is also compared with.
     "throughput-feed": ("throughput", ("--feed", "--repeats", "3")),
     "side_by_side": ("side_by_side", ()),
+    # High-priority requests behind a normal backlog (issue 19).
+    "priority": ("priority", ()),
     "soak": ("soak", ()),
 }
 COLUMNS = ("name", "value", "floor", "ratio", "unit", "target", "code", "machine")

@@ -150,19 +150,23 @@ async def test_free_text_to_someone_who_never_wrote_is_refused(strict: Services,
     assert acs.sends() == []
 
 
-async def test_free_text_is_sent_inside_the_window_and_refused_after_it(
-    strict: Services, acs: AcsEmulator, webhook: Any, clock: Clock
-) -> None:
-    """An inbound WhatsApp message opens the window for 24 hours; a template goes out either way."""
+async def _user_writes_in(strict: Services, acs: AcsEmulator, webhook: Any) -> None:
+    """USER sends our WhatsApp channel a message, which opens their window once it is recorded."""
     webhook(strict.events.record)
     acs.inbound(USER, WHATSAPP_CHANNEL, "hello", channel="whatsapp")
-
     window = strict.events._inbound._window  # type: ignore[attr-defined]
 
     async def recorded() -> bool:
         return await window.last_inbound(WHATSAPP_CHANNEL, USER) is not None
 
     await eventually(recorded)
+
+
+async def test_free_text_is_sent_inside_the_window_and_refused_after_it(
+    strict: Services, acs: AcsEmulator, webhook: Any, clock: Clock
+) -> None:
+    """An inbound WhatsApp message opens the window for 24 hours; a template goes out either way."""
+    await _user_writes_in(strict, acs, webhook)
     assert await strict.sending.handle(_delivery(whatsapp("wa-warm", to=USER))) == Outcome.SENT
     clock.advance(hours=25)
     assert await strict.sending.handle(_delivery(whatsapp("wa-late", to=USER))) == Outcome.REJECTED
@@ -176,14 +180,7 @@ async def test_a_repeat_of_an_accepted_message_is_the_same_message_after_the_win
     strict: Services, acs: AcsEmulator, webhook: Any, clock: Clock
 ) -> None:
     """Accepted inside the window, posted again under its id a day later: 202 for the same message, not 400."""
-    webhook(strict.events.record)
-    acs.inbound(USER, WHATSAPP_CHANNEL, "hello", channel="whatsapp")
-    window = strict.events._inbound._window  # type: ignore[attr-defined]
-
-    async def recorded() -> bool:
-        return await window.last_inbound(WHATSAPP_CHANNEL, USER) is not None
-
-    await eventually(recorded)
+    await _user_writes_in(strict, acs, webhook)
     first = await strict.intake.submit(whatsapp("wa-again", to=USER))
     assert first.accepted and first.created
     clock.advance(hours=25)

@@ -35,9 +35,9 @@ class FeedOutbox(Protocol):
 
     def stamp(self, before: LedgerRow | None, after: LedgerRow) -> tuple[LedgerRow, list[OutboxRow]]: ...
 
-    async def intend(self, message_id: str) -> Any: ...
+    async def intend(self, message_id: str) -> None: ...
 
-    def committed(self, rows: Sequence[OutboxRow], intent: Any) -> None: ...
+    def committed(self, rows: Sequence[OutboxRow]) -> None: ...
 
 
 def delivery_latency_ms(sent_at: str, reported_at: str) -> float:
@@ -158,38 +158,37 @@ class Ledger:
 
     async def _insert(self, row: LedgerRow) -> tuple[LedgerRow, str]:
         """Insert a new row (Conflict if it exists) with its status-feed events, if the feed is on."""
-        row, feed = self._stamped(None, row)
+        row, feed = await self._with_feed(None, row)
         if not feed:
             return row, await self._table.insert(row.to_entity())
-        etags = await self._commit([Op("create", row.to_entity())], row.message_id, feed)
+        etags = await self._table.transact([Op("create", row.to_entity()), *_creates(feed)])
+        self._committed(feed)
         return row, etags[0]
 
-    def _stamped(self, before: LedgerRow | None, after: LedgerRow) -> tuple[LedgerRow, list[OutboxRow]]:
-        """`after` stamped with its status-feed sequence, and the feed's rows for it (none when off)."""
-        return (after, []) if self._outbox is None else self._outbox.stamp(before, after)
+    async def _with_feed(self, before: LedgerRow | None, after: LedgerRow) -> tuple[LedgerRow, list[OutboxRow]]:
+        """`after` stamped with its feed sequence, and its outbox rows; the intent is written first, so a
+        crash after the commit leaves the sweep something to find."""
+        if self._outbox is None:
+            return after, []
+        after, feed = self._outbox.stamp(before, after)
+        if feed:
+            await self._outbox.intend(after.message_id)
+        return after, feed
 
-    async def _commit(self, ops: list[Op], message_id: str, feed: Sequence[OutboxRow]) -> list[str]:
-        """`ops` and the feed's rows in one transaction, the intent written first (so a crash after the
-        commit leaves the sweep something to find); the outbox learns whether it committed."""
-        assert self._outbox is not None
-        intent = await self._outbox.intend(message_id)
-        committed: Sequence[OutboxRow] = []
-        try:
-            etags = await self._table.transact([*ops, *_creates(feed)])
-            committed = feed
-            return etags
-        finally:
-            self._outbox.committed(committed, intent)
+    def _committed(self, feed: Sequence[OutboxRow]) -> None:
+        if self._outbox is not None:
+            self._outbox.committed(feed)
 
     async def update(self, row: LedgerRow, changed: LedgerRow, *, whole: bool = False) -> LedgerRow:
         """Write `changed` over `row` if the row is unchanged since `row` was read (EtagMismatch
         otherwise): the columns that differ, or with `whole` the entire row in place of the stored one."""
-        changed, feed = self._stamped(row, changed)
+        changed, feed = await self._with_feed(row, changed)
         key = row_key_entity(row.message_id, ledger_row_key(row.message_id))
         entity = changed.to_entity() if whole else {**key, **changed_columns(row, changed)}
         kind = "replace" if whole else "merge"
         if feed:
-            etag = (await self._commit([Op(kind, entity, etag=row.etag)], row.message_id, feed))[0]
+            etag = (await self._table.transact([Op(kind, entity, etag=row.etag), *_creates(feed)]))[0]
+            self._committed(feed)
         else:
             etag = await self._table.update(entity, row.etag, replace=whole)
         return self._remember(replace(changed, etag=etag))
@@ -232,10 +231,11 @@ class Ledger:
             # which costs the SDK several times a single request.
             await self._table.insert(alongside)
             return row
-        changed, feed = self._stamped(row, changed)
+        changed, feed = await self._with_feed(row, changed)
         key = row_key_entity(row.message_id, ledger_row_key(row.message_id))
-        ops = [Op("create", dict(alongside)), Op("merge", {**key, **changed_columns(row, changed)}, etag=row.etag)]
-        etags = await self._commit(ops, row.message_id, feed) if feed else await self._table.transact(ops)
+        merge = Op("merge", {**key, **changed_columns(row, changed)}, etag=row.etag)
+        etags = await self._table.transact([Op("create", dict(alongside)), merge, *_creates(feed)])
+        self._committed(feed)
         # Keep the new etag, so the next change of this message needs no read either.
         if len(etags) >= 2 and etags[1]:
             return self._remember(replace(changed, etag=etags[1]))

@@ -674,19 +674,26 @@ OUTBOX_ROWS_FILTER = f"{PARTITION_FILTER} and RowKey ge 'feed|' and RowKey lt 'f
 
 @dataclass(frozen=True)
 class OutboxRow:
-    """A status-feed event, written with the transition it reports in the message's partition; it
-    stays as the message's feed history, for replays, until retention deletes the partition."""
+    """A status-feed event, written with the transition it reports in the message's partition; once
+    published it stays (marked) as the message's feed history, for replays, until retention."""
 
     message_id: str
     sequence: int
     event_json: str
+    published_at: str | None = None
 
     def to_entity(self) -> dict[str, Any]:
-        return {
+        entity = {
             "PartitionKey": self.message_id,
             "RowKey": f"{OUTBOX_PREFIX}{self.sequence:010d}",
             "Event": self.event_json,
         }
+        return entity | ({"PublishedAt": self.published_at} if self.published_at else {})
+
+    def published(self, at: str) -> dict[str, Any]:
+        """The merge that marks it published."""
+        partition, row_key = self.keys
+        return {"PartitionKey": partition, "RowKey": row_key, "PublishedAt": at}
 
     @property
     def keys(self) -> tuple[str, str]:
@@ -696,7 +703,13 @@ class OutboxRow:
     @classmethod
     def from_entity(cls, entity: Mapping[str, Any]) -> OutboxRow:
         row_key = str(entity["RowKey"])
-        return cls(str(entity["PartitionKey"]), int(row_key[len(OUTBOX_PREFIX) :]), str(entity.get("Event", "")))
+        published = entity.get("PublishedAt")
+        return cls(
+            str(entity["PartitionKey"]),
+            int(row_key[len(OUTBOX_PREFIX) :]),
+            str(entity.get("Event", "")),
+            str(published) if published else None,
+        )
 
 
 FEED_HEALTH_PARTITION = "feed-health"

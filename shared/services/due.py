@@ -60,11 +60,9 @@ class DueIndex:
     def table(self) -> TableStore:
         return self._table
 
-    async def add(self, message_id: str, kind: DueKind, due_at: datetime) -> DueEntry:
-        """Add (or overwrite) an entry; returns it once it is stored."""
-        row = DueRow.new(self._partition, message_id, kind.value, iso(due_at))
-        await self._writes.upsert(row.to_entity())
-        return DueEntry(row.row_key, message_id, kind, row.due_at)
+    async def add(self, message_id: str, kind: DueKind, due_at: datetime) -> None:
+        """Add (or overwrite) an entry; returns once it is stored."""
+        await self._writes.upsert(DueRow.new(self._partition, message_id, kind.value, iso(due_at)).to_entity())
 
     async def due(self, now: datetime, limit: int = 1000) -> list[DueEntry]:
         """Entries due at or before `now`, oldest first (a range query on the row key)."""

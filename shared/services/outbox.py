@@ -1,21 +1,18 @@
 """The status feed's outbox: every ledger transition published, nothing lost, nothing early (issue 17).
 
 How a transition reaches the topic:
-1. Before the ledger write, an intent (a due entry in the `feed` partition, one per message, minute
-   and process, written in group commits) says "this message may have unpublished changes".
+1. Before the ledger write, an intent (a due entry in the `feed` partition, one per message per
+   minute, written in group commits) says "this message may have unpublished changes".
 2. The ledger write and the change's event (an outbox row in the message's partition, `feed|<seq>`)
    commit in one entity-group transaction: the event exists exactly when the transition does. The
    sequence number lives on the ledger row, so the etag that guards the write also orders the changes.
-3. After the commit the event is handed to the publisher, which sends batches in the background; once
-   every event an intent covers is published, the intent is deleted. The events stay in the partition
-   as the message's feed history (for `replay`) until retention deletes it. A publish failure never
-   fails or retries a send or an event record, and leaves the intent.
+3. After the commit the event is handed to the publisher, which sends batches in the background and
+   marks what was published (the rows stay as the message's feed history, for `replay`, until
+   retention deletes the partition). A publish failure never fails or retries a send or an event record.
 4. The reconcile timer's sweep reads intents older than a minute (never the messages table as a
-   whole): each is a message whose events a process may not have published (it died, or the topic
-   failed), so the sweep republishes that message's feed and drops the intent.
-A crash anywhere leaves an intent (step 1 came first) and the events (step 2), so step 4 finds them.
-Subscribers dedupe by the event id (message id + sequence), which a republished change keeps; a
-republish after a crash may repeat events that were already delivered, never skip one.
+   whole), republishes what is still in those partitions, and drops the intents.
+A crash anywhere leaves an intent (step 1 came first) and the outbox row (step 2), so step 4 finds it.
+Subscribers dedupe by the event id (message id + sequence), which a republished change keeps.
 """
 
 from __future__ import annotations
@@ -24,21 +21,20 @@ import asyncio
 import contextlib
 import json
 import logging
-import uuid
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from shared.adapters.tables import TableStore
+from shared.adapters.tables import Op, TableStore
+from shared.cache import Lru
 from shared.clock import Clock, iso, parse_iso
 from shared.errors import ContactMessagesError
 from shared.feed import DEFAULT_SOURCE, StatusChange, cloud_event
 from shared.models import Channel, Status
 from shared.observability import count, emit_warning
 from shared.schema import OUTBOX_ROWS_FILTER, FeedHealthRow, LedgerRow, OutboxRow, changed_since_filter, keys_of
-from shared.services.due import DueEntry, DueIndex, DueKind
+from shared.services.due import DueIndex, DueKind
 
 log = logging.getLogger(__name__)
 
@@ -81,14 +77,8 @@ class Outbox:
         self._publisher = publisher
         self._now = clock
         self._source = source or DEFAULT_SOURCE
-        self._pending: list[tuple[OutboxRow, tuple[str, datetime]]] = []
-        # This process's intents by (message, minute), the one each message's next events belong to,
-        # and how many of their events are committed but not yet published.
-        self._instance = uuid.uuid4().hex[:12]
-        self._intents_open: dict[tuple[str, datetime], DueEntry] = {}
-        self._holds: Counter[tuple[str, datetime]] = Counter()  # transitions in flight + events unpublished
-        self._failed: set[tuple[str, datetime]] = set()
-        self._unneeded: list[DueEntry] = []
+        self._pending: list[OutboxRow] = []
+        self._intended: Lru[tuple[str, datetime], bool] = Lru(20_000)
         self._flusher: asyncio.Task[None] | None = None
 
     # -- with the ledger write --------------------------------------------------------------------
@@ -107,30 +97,23 @@ class Outbox:
             previous = status
         return replace(after, feed_sequence=sequence), rows
 
-    async def intend(self, message_id: str) -> tuple[str, datetime]:
-        """Step 1: the intent, written before the transition, and held until the transition's events
-        are published (or the transition fails). A message's changes in one minute share this
-        process's intent for that minute, written once."""
+    async def intend(self, message_id: str) -> None:
+        """Step 1: the intent, written before the transition (idempotent within its minute: a message's
+        changes in one minute share it, and this process writes it once)."""
         now = self._now()
-        key = (message_id, now.replace(second=0, microsecond=0) + REPUBLISH_AFTER * 2)
-        self._holds[key] += 1  # before any await: a publish settling meanwhile must not drop it
-        if key not in self._intents_open:
-            try:
-                self._intents_open[key] = await self._intents.add(
-                    f"{message_id}|{self._instance}", DueKind.FEED, key[1]
-                )
-            except BaseException:
-                self._holds[key] -= 1
-                raise
-        return key
+        bucket = now.replace(second=0, microsecond=0) + REPUBLISH_AFTER * 2
+        key = (message_id, bucket)
+        if self._intended.get(key):
+            return
+        await self._intents.add(message_id, DueKind.FEED, bucket)
+        self._intended.put(key, True)
 
-    def committed(self, rows: Sequence[OutboxRow], intent: tuple[str, datetime]) -> None:
-        """Step 3: the transition under `intent` committed with `rows` (none: it failed): its events go
-        to the background publisher, and hold the intent until they are published."""
-        self._holds[intent] += len(rows)
-        self._pending.extend((row, intent) for row in rows)
-        self._unneeded.extend(self._release([intent], published=True))  # a failed one that held it alone
-        if (rows or self._unneeded) and (self._flusher is None or self._flusher.done()):
+    def committed(self, rows: Sequence[OutboxRow]) -> None:
+        """Step 3: hand the committed events to the background publisher."""
+        if not rows:
+            return
+        self._pending.extend(rows)
+        if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.get_running_loop().create_task(self._flush())
 
     async def drain(self) -> None:
@@ -146,33 +129,9 @@ class Outbox:
     # -- publishing -------------------------------------------------------------------------------
 
     async def _flush(self) -> None:
-        while self._unneeded:
-            with contextlib.suppress(ContactMessagesError):  # left for the sweep, which republishes
-                await self._intents.remove(self._unneeded.pop())
         while self._pending:
             batch, self._pending = self._pending[:PUBLISH_BATCH], self._pending[PUBLISH_BATCH:]
-            published = await self._publish([row for row, _ in batch])
-            for entry in self._release([key for _, key in batch], published):
-                with contextlib.suppress(ContactMessagesError):  # left for the sweep, which republishes
-                    await self._intents.remove(entry)
-
-    def _release(self, keys: Sequence[tuple[str, datetime]], published: bool) -> list[DueEntry]:
-        """Let go of one hold per key; the intents no longer held, all their events published, can go.
-        An intent with a failed publish stays for the sweep. (No await here: holds change atomically.)"""
-        if not published:
-            self._failed.update(keys)
-        done = []
-        for key in keys:
-            self._holds[key] -= 1
-            if self._holds[key] > 0:
-                continue
-            del self._holds[key]
-            entry = self._intents_open.pop(key, None)
-            if key in self._failed:
-                self._failed.discard(key)  # the intent stays: the sweep republishes the message's feed
-            elif entry is not None:
-                done.append(entry)
-        return done
+            await self._publish(batch)
 
     async def _publish(self, rows: Sequence[OutboxRow]) -> bool:
         try:
@@ -184,6 +143,7 @@ class Outbox:
             with contextlib.suppress(ContactMessagesError):
                 await self._health.upsert(FeedHealthRow(iso(self._now()), str(exc)[:1000]).to_entity())
             return False
+        await self._mark_published(rows)
         count(log, "feed_published", len(rows))
         return True
 
@@ -193,22 +153,36 @@ class Outbox:
         """Step 4: republish what is left in the partitions whose intents are due; returns how many."""
         gate = asyncio.Semaphore(SWEEP_CONCURRENCY)
 
-        async def one(entry: DueEntry) -> int:
+        async def one(message_id: str) -> int:
             async with gate:
-                republished = await self._republish(entry.message_id.rsplit("|", 1)[0])
-                await self._intents.remove(entry)
-                return republished
+                return await self._republish(message_id, now)
 
         intents = await self._intents.due(now, limit)
-        return sum(await asyncio.gather(*(one(entry) for entry in intents)))
+        results = await asyncio.gather(*(one(entry.message_id) for entry in intents))
+        for entry in intents:
+            await self._intents.remove(entry)
+        return sum(results)
 
-    async def _republish(self, message_id: str) -> int:
-        """The message's whole feed again (which of it was delivered is not known): subscribers dedupe."""
-        rows = await self._history(message_id)
-        for start in range(0, len(rows), PUBLISH_BATCH):
-            if not await self._publish(rows[start : start + PUBLISH_BATCH]):
-                await self._intents.add(f"{message_id}|sweep", DueKind.FEED, self._now())  # next sweep again
-                return 0
+    async def _mark_published(self, rows: Sequence[OutboxRow]) -> None:
+        """One write per message: a message's rows published together are marked in one transaction."""
+        at = iso(self._now())
+        by_message: dict[str, list[OutboxRow]] = {}
+        for row in rows:
+            if row.published_at is None:
+                by_message.setdefault(row.message_id, []).append(row)
+        for group in by_message.values():
+            marks = [Op("merge", row.published(at), etag="*") for row in group]
+            with contextlib.suppress(ContactMessagesError):  # retention deleted them meanwhile: nothing to mark
+                if len(marks) == 1:
+                    await self._messages.update(marks[0].entity, "*")
+                else:
+                    await self._messages.transact(marks)
+
+    async def _republish(self, message_id: str, now: datetime) -> int:
+        rows = [row for row in await self._history(message_id) if row.published_at is None]
+        if rows and not await self._publish(rows):
+            await self.intend(message_id)  # try again at the next sweep
+            return 0
         return len(rows)
 
     async def _history(self, message_id: str) -> list[OutboxRow]:

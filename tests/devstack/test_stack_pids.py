@@ -25,6 +25,14 @@ from devstack.stack import LocalStack, ProcessRecord, StopReport, _from_ps, writ
 def sleeper() -> Iterator[subprocess.Popen[bytes]]:
     """A harmless child that would run for a minute unless signalled."""
     process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    # Right after the fork the child still shows the parent's command line (this test's Python) until it
+    # has exec'd; a record taken then would not match the process later, and it would look reused.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        observed = ProcessRecord.observe(process.pid)
+        if observed is not None and "time.sleep(60)" in " ".join(observed.cmdline):
+            break
+        time.sleep(0.01)
     yield process
     if process.poll() is None:
         process.kill()

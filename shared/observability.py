@@ -8,8 +8,11 @@ recipients; never content or raw addresses.
 
 from __future__ import annotations
 
+import contextvars
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from types import MappingProxyType
 from typing import Final
 
 # Event names (customDimensions.event). Counters use the `metric` event with `metric_name`.
@@ -96,30 +99,63 @@ DIMENSIONS: Final = frozenset(
 )
 
 
-def emit(logger: logging.Logger, event: str, message: str, *args: object, **dims: object) -> None:
-    """Log `message % args` at INFO (free of PII) with `event` and `dims` as custom dimensions."""
-    _emit(logging.INFO, logger, event, message, args, dims)
+# The dimensions bound for the work in hand (one message, one event): every record emitted inside
+# `log_context` carries them, so call sites name an id once, where the work starts, not on every record.
+_BOUND: contextvars.ContextVar[Mapping[str, object]] = contextvars.ContextVar(
+    "log_context", default=MappingProxyType({})
+)
 
 
-def emit_warning(logger: logging.Logger, event: str, message: str, *args: object, **dims: object) -> None:
+@contextmanager
+def log_context(**dims: object) -> Iterator[None]:
+    """Bind `dims` (declared DIMENSIONS) to every record emitted inside the block, in this task and the
+    calls it awaits. Nested blocks add to (and may override) the outer ones."""
+    _check_dimensions(dims)
+    token = _BOUND.set({**_BOUND.get(), **{k: v for k, v in dims.items() if v is not None}})
+    try:
+        yield
+    finally:
+        _BOUND.reset(token)
+
+
+def detached_context() -> contextvars.Context:
+    """A copy of the current context without bound log dimensions, for a background task that outlives
+    the work that started it (asyncio copies the creator's context into a task)."""
+    context = contextvars.copy_context()
+    context.run(_BOUND.set, {})
+    return context
+
+
+def emit(logger: logging.Logger, event: str, text: str, **dims: object) -> None:
+    """Log `text` at INFO (free of PII) with `event`, the bound context and `dims` as custom dimensions;
+    the message ends with the dimensions as `name=value`, so a plain-text log reads the same."""
+    _emit(logging.INFO, logger, event, text, dims)
+
+
+def emit_warning(logger: logging.Logger, event: str, text: str, **dims: object) -> None:
     """Like `emit`, at WARNING: something an operator should look at."""
-    _emit(logging.WARNING, logger, event, message, args, dims)
+    _emit(logging.WARNING, logger, event, text, dims)
 
 
-def _emit(
-    level: int, logger: logging.Logger, event: str, message: str, args: tuple[object, ...], dims: dict[str, object]
-) -> None:
-    if event not in EVENTS:
-        raise ValueError(f"undeclared event {event!r}")
+def _check_dimensions(dims: Mapping[str, object]) -> None:
     unknown = set(dims) - DIMENSIONS
     if unknown:
         raise ValueError(f"undeclared dimensions {sorted(unknown)}")
-    extra: Mapping[str, object] = {"event": event, **{k: v for k, v in dims.items() if v is not None}}
-    logger.log(level, message, *args, extra=dict(extra))
+
+
+def _emit(level: int, logger: logging.Logger, event: str, text: str, dims: Mapping[str, object]) -> None:
+    if event not in EVENTS:
+        raise ValueError(f"undeclared event {event!r}")
+    _check_dimensions(dims)
+    if not logger.isEnabledFor(level):
+        return
+    shown = {**_BOUND.get(), **{k: v for k, v in dims.items() if v is not None}}
+    message = text.replace("%", "%%") + "".join(f" {name}=%s" for name in shown)
+    logger.log(level, message, *shown.values(), extra={"event": event, **shown})
 
 
 def count(logger: logging.Logger, metric: str, value: float = 1, **dims: object) -> None:
     """Record a counter increment as a structured `metric` record."""
     if metric not in METRICS:
         raise ValueError(f"undeclared metric {metric!r}")
-    emit(logger, "metric", "metric %s=%s", metric, value, metric_name=metric, value=value, **dims)
+    emit(logger, "metric", "metric", metric_name=metric, value=value, **dims)

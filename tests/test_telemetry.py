@@ -15,7 +15,7 @@ import pytest
 
 from shared import telemetry
 from shared.errors import ConfigurationError
-from shared.observability import count, emit
+from shared.observability import count, emit, log_context
 
 REPO = Path(__file__).resolve().parents[1]
 FAKE_CONNECTION_STRING = (
@@ -163,7 +163,8 @@ def test_logged_dimensions_become_custom_dimensions() -> None:
     handler = LoggingHandler(logger_provider=provider)
     logger.addHandler(handler)
     try:
-        emit(logger, "message.sent", "sent message_id=%s", "m-1", message_id="m-1", channel="sms")
+        with log_context(message_id="m-1"):
+            emit(logger, "message.sent", "sent", channel="sms")
         count(logger, "sent", channel="sms")
     finally:
         logger.removeHandler(handler)
@@ -177,4 +178,4 @@ def test_logged_dimensions_become_custom_dimensions() -> None:
     assert dimensions[1]["event"] == "metric"
     assert dimensions[1]["metric_name"] == "sent"
     assert float(dimensions[1]["value"]) == 1
-    assert envelopes[0].data.base_data.message == "sent message_id=m-1"  # type: ignore[union-attr]
+    assert envelopes[0].data.base_data.message == "sent message_id=m-1 channel=sms"  # type: ignore[union-attr]

@@ -85,7 +85,7 @@ async def test_a_send_invocation_is_a_child_of_the_hosts_request(
     during it carries the same trace id (operation_Id) and the app's span id (operation_ParentId)."""
 
     async def handle(delivery: Any) -> None:
-        emit(log, "message.sending", "sending message_id=%s", "m-1", message_id="m-1")
+        emit(log, "message.sending", "sending", message_id="m-1")
 
     monkeypatch.setattr(function_app, "_services", _services_that(handle))
     await function_app.send_message(QueueMessage(id="q-1", body=b"{}"), _Context())

@@ -16,9 +16,9 @@ from shared.adapters.queues import MAX_PAYLOAD_BYTES, QueueWriter
 from shared.claimcheck import payload_blob_name, reference_body
 from shared.ledger import Ledger, canonical_payload
 from shared.models import Priority, Status
+from shared.observability import emit
 from shared.schema import LedgerRow
 from shared.services.due import DueIndex, DueKind
-from shared.services.logs import emit_about
 from shared.validation import CheckedRequest
 
 log = logging.getLogger(__name__)
@@ -56,9 +56,9 @@ class Acceptance:
         if source != "queue":  # a queued request is redelivered by the queue; an HTTP accept may not be
             await self._due.add(checked.message_id, DueKind.STUCK, now + STUCK_AFTER)
         if claim:
-            emit_about(log, checked, "message.sending", "accepted and sending", attempt=1)
+            emit(log, "message.sending", "accepted and sending", attempt=1)
         else:
-            emit_about(log, checked, "message.accepted", "message accepted", status=Status.ACCEPTED.value)
+            emit(log, "message.accepted", "message accepted", status=Status.ACCEPTED.value)
         return row, True
 
     async def recorded(self, message_id: str) -> LedgerRow | None:

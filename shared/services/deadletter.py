@@ -115,8 +115,7 @@ class DeadLetterService:
         emit_warning(
             log,
             "message.dead_lettered",
-            "dead-lettered message_id=%s",
-            row.message_id,
+            "dead-lettered",
             message_id=row.message_id,
             channel=row.channel.value,
             status=Status.DEAD_LETTERED.value,
@@ -133,8 +132,7 @@ class DeadLetterService:
         emit_warning(
             log,
             "message.dead_lettered",
-            "undecodable message kept queue_message_id=%s",
-            queue_message_id,
+            "undecodable message kept",
             message_id=f"raw:{queue_message_id}",
             reason=reason[:200],
         )

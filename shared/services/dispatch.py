@@ -26,7 +26,6 @@ from shared.schema import LedgerRow
 from shared.services.correlation import Correlation
 from shared.services.due import DueIndex, DueKind
 from shared.services.endings import SendEndings
-from shared.services.logs import emit_about
 from shared.services.providers import Provider
 from shared.settings import Settings
 from shared.status import pipeline_may_set
@@ -83,11 +82,7 @@ class Dispatcher:
         emit(
             log,
             "message.sending",
-            "sending message_id=%s attempt=%s",
-            row.message_id,
-            attempt,
-            message_id=row.message_id,
-            channel=row.channel.value,
+            "sending",
             attempt=attempt,
         )
         return await self._ledger.update(row, changed)
@@ -184,7 +179,7 @@ def _sent(current: LedgerRow, provider_message_id: str, cost: float, now: dateti
 def _report_sent(
     checked: CheckedRequest, provider_message_id: str, cost: float, decided: tuple[LedgerRow, LedgerRow] | None
 ) -> None:
-    emit_about(log, checked, "message.sent", "sent", status=Status.SENT.value, provider_message_id=provider_message_id)
+    emit(log, "message.sent", "sent", status=Status.SENT.value, provider_message_id=provider_message_id)
     channel = checked.channel.value
     count(log, "sent", channel=channel)
     if decided is not None:

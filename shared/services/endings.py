@@ -66,16 +66,7 @@ class SendEndings:
         await self._ledger.change(row.message_id, decide)
         days = self._settings.retention_days["content"]
         await schedule_retention(self._retention, row.message_id, row.created_at or "", days)
-        emit(
-            log,
-            _LOG_EVENTS.get(status, "message.rejected"),
-            "message %s message_id=%s",
-            status,
-            row.message_id,
-            message_id=row.message_id,
-            channel=row.channel.value,
-            status=status.value,
-        )
+        emit(log, _LOG_EVENTS.get(status, "message.rejected"), "message ended", status=status.value)
         if status in _COUNTERS:
             count(log, _COUNTERS[status], channel=row.channel.value)
 
@@ -96,11 +87,7 @@ class SendEndings:
         emit(
             log,
             "message.retry_scheduled",
-            "send failed, retrying later message_id=%s attempt=%s",
-            checked.message_id,
-            retries,
-            message_id=checked.message_id,
-            channel=checked.channel.value,
+            "send failed, retrying later",
             attempt=retries,
             retry_after=round(delay, 1),
             reason=AccessDenied.reason if forbidden else "transient",
@@ -155,10 +142,7 @@ def _report_forbidden(checked: CheckedRequest) -> None:
     emit_warning(
         log,
         "message.forbidden",
-        "ACS refused the app's identity (403), message held message_id=%s",
-        checked.message_id,
-        message_id=checked.message_id,
-        channel=checked.channel.value,
+        "ACS refused the app's identity (403), message held",
         reason=AccessDenied.reason,
     )
     count(log, "acs_forbidden", channel=checked.channel.value, reason=AccessDenied.reason)

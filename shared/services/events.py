@@ -38,7 +38,7 @@ from shared.events_model import (
 )
 from shared.ledger import Ledger, delivery_latency_ms
 from shared.models import REACHED, Channel, Status
-from shared.observability import count, emit, emit_warning
+from shared.observability import count, emit, emit_warning, log_context
 from shared.privacy import acs_address
 from shared.schema import PARTITION_FILTER, LedgerRow, OrphanRow, event_entity
 from shared.services.consent import (
@@ -170,7 +170,7 @@ class EventService:
     def _ignore(self, reason: str, text: str, raw: Any) -> EventOutcome:
         event_type = event_type_of(raw)
         log_event = emit_warning if reason == "untrusted-topic" else emit
-        log_event(log, "event.ignored", f"{text} event_type=%s", event_type, event_type=event_type, reason=reason)
+        log_event(log, "event.ignored", text, event_type=event_type, reason=reason)
         count(log, "events_ignored", reason=reason)
         return EventOutcome.IGNORED
 
@@ -183,6 +183,10 @@ class EventService:
 
         A bounce suppresses its address first, and idempotently: if anything fails after it, Event
         Grid's redelivery finds the report recorded (a duplicate) and the suppression already done."""
+        with log_context(channel=event.channel.value, event_type=event.event_type):
+            return await self._apply(event)
+
+    async def _apply(self, event: AcsEvent) -> EventOutcome:
         if event.suppress_recipient:
             await self._suppress(event)
         message_id = await self.match(event)
@@ -246,15 +250,8 @@ class EventService:
         await self.orphans_due.add(entry, DueKind.ORPHAN, parked_at + ORPHAN_RECHECK)
         if event.channel in INDEXED_AFTER_SEND and await self._meet_the_sender(event):
             return EventOutcome.RECORDED
-        emit(
-            log,
-            "event.orphaned",
-            "event parked until its message is known provider_message_id=%s",
-            event.provider_message_id,
-            provider_message_id=event.provider_message_id,
-            channel=event.channel.value,
-            event_type=event.event_type,
-        )
+        parked = "event parked until its message is known"
+        emit(log, "event.orphaned", parked, provider_message_id=event.provider_message_id)
         count(log, "events_orphaned", channel=event.channel.value)
         return EventOutcome.ORPHANED
 
@@ -278,15 +275,7 @@ class EventService:
             row = await self._ledger.change(message_id, decide, alongside=history, slim=True)
         except Conflict:
             count(log, "events_duplicate", channel=event.channel.value)
-            emit(
-                log,
-                "event.duplicate",
-                "duplicate event message_id=%s",
-                message_id,
-                message_id=message_id,
-                channel=event.channel.value,
-                event_type=event.event_type,
-            )
+            emit(log, "event.duplicate", "duplicate event", message_id=message_id)
             return EventOutcome.DUPLICATE
         if row is None:
             return await self._park(event)
@@ -298,18 +287,7 @@ def _log_recorded(message_id: str, event: AcsEvent, change: tuple[LedgerRow, Led
     before, after = change
     status = after.status.value if after is not None else None
     latency = after.delivery_latency_ms if after is not None and before.delivery_latency_ms is None else None
-    emit(
-        log,
-        "event.recorded",
-        "event recorded message_id=%s status=%s",
-        message_id,
-        status or "-",
-        message_id=message_id,
-        channel=event.channel.value,
-        event_type=event.event_type,
-        status=status,
-        latency_ms=latency,
-    )
+    emit(log, "event.recorded", "event recorded", message_id=message_id, status=status, latency_ms=latency)
     count(log, "events_recorded", channel=event.channel.value)
     if latency is not None:
         count(log, "delivery_latency_ms", latency, channel=event.channel.value, status=status)

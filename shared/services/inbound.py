@@ -58,9 +58,7 @@ class InboundRecorder:
         emit(
             log,
             "event.recorded",
-            "inbound recorded channel=%s from=%s",
-            event.channel,
-            mask(sender),
+            "inbound recorded",
             channel=event.channel.value,
             event_type=event.event_type,
             recipient=mask(sender),
@@ -92,8 +90,7 @@ class InboundRecorder:
         emit(
             log,
             "consent.changed",
-            "consent %s by keyword channel=sms",
-            state,
+            "consent changed by keyword",
             channel="sms",
             status=state.value,
             recipient=mask(event.sender or ""),

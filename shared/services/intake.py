@@ -15,6 +15,7 @@ from shared.ids import content_id
 from shared.models import Status
 from shared.observability import count, emit
 from shared.services.acceptance import Acceptance
+from shared.services.logs import about
 from shared.services.rejections import RequestRejections
 from shared.services.whatsapp import Refusal, WhatsAppRules
 from shared.settings import Settings
@@ -59,13 +60,18 @@ class IntakeService:
             emit(
                 log,
                 "message.rejected",
-                "rejected at intake fields=%s",
-                ",".join(e.field for e in exc.errors),
+                "rejected at intake",
                 status=Status.REJECTED.value,
-                reason="validation",
+                reason="validation: " + ",".join(e.field for e in exc.errors)[:180],
             )
             count(log, "rejected", channel="http")
             return IntakeResult(accepted=False, errors=exc.errors)
+        with about(checked):
+            return await self._admit(checked)
+
+    async def _admit(self, checked: CheckedRequest) -> IntakeResult:
+        """Accept a valid request (and enqueue it), unless WhatsApp would refuse it now."""
+        message_id = checked.message_id
         refusal = await self._refusal(checked)
         if refusal is not None and not await self._accepted_before(message_id):
             return IntakeResult(accepted=False, message_id=message_id, errors=list(refusal.errors))
@@ -97,15 +103,6 @@ class IntakeService:
         except TransientError:
             return None
         if refusal is not None:
-            emit(
-                log,
-                "message.rejected",
-                "rejected at intake message_id=%s reason=%s",
-                checked.message_id,
-                refusal.reason,
-                message_id=checked.message_id,
-                status=Status.REJECTED.value,
-                reason=refusal.reason,
-            )
+            emit(log, "message.rejected", "rejected at intake", status=Status.REJECTED.value, reason=refusal.reason)
             count(log, "rejected", channel=checked.channel.value)
         return refusal

@@ -72,8 +72,7 @@ class OperatorService:
         emit(
             log,
             "operator.action",
-            "replayed message_id=%s",
-            message_id,
+            "replayed",
             message_id=message_id,
             operator=actor,
             action=action,

@@ -32,7 +32,7 @@ from shared.clock import Clock, iso, parse_iso
 from shared.errors import ContactMessagesError
 from shared.feed import DEFAULT_SOURCE, StatusChange, cloud_event
 from shared.models import Channel, Status
-from shared.observability import count, emit_warning
+from shared.observability import count, detached_context, emit_warning
 from shared.schema import OUTBOX_ROWS_FILTER, FeedHealthRow, LedgerRow, OutboxRow, changed_since_filter, keys_of
 from shared.services.due import DueIndex, DueKind
 
@@ -114,7 +114,8 @@ class Outbox:
             return
         self._pending.extend(rows)
         if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+            # Detached from the log context of the message that happened to start it: it publishes for all.
+            self._flusher = asyncio.get_running_loop().create_task(self._flush(), context=detached_context())
 
     async def drain(self) -> None:
         """Wait for what was handed over to be published (tests, and a clean shutdown)."""
@@ -138,7 +139,7 @@ class Outbox:
             await self._publisher.publish([json.loads(row.event_json) for row in rows])
         except ContactMessagesError as exc:
             # The rows stay unpublished; the sweep republishes them. The send or event that made them is done.
-            emit_warning(log, "feed.publish_failed", "status feed publish failed: %s", exc, reason=str(exc)[:200])
+            emit_warning(log, "feed.publish_failed", "status feed publish failed", reason=str(exc)[:200])
             count(log, "feed_publish_failed", len(rows))
             with contextlib.suppress(ContactMessagesError):
                 await self._health.upsert(FeedHealthRow(iso(self._now()), str(exc)[:1000]).to_entity())

@@ -268,10 +268,8 @@ class ReconcileService:
         emit(
             log,
             "reconcile.summary",
-            "reconcile actions=%s cohort=%s poison=%s",
-            json.dumps(dict(row.actions)),
-            json.dumps(dict(row.cohort)),
-            summary.poison_depth,
+            f"reconcile actions={json.dumps(dict(row.actions))} cohort={json.dumps(dict(row.cohort))} "
+            f"poison={summary.poison_depth}",
             count=row.cohort_size,
             latency_ms=row.latency_p95_ms,
         )

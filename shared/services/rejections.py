@@ -101,8 +101,7 @@ class RequestRejections:
             emit(
                 log,
                 "message.duplicate_skipped",
-                "invalid copy of an existing id message_id=%s",
-                message_id,
+                "invalid copy of an existing id",
                 message_id=message_id,
                 status=Status.REJECTED.value,
             )
@@ -124,8 +123,7 @@ class RequestRejections:
         emit_warning(
             log,
             "message.id_reused",
-            "id already used by a different request, not sent message_id=%s",
-            message_id,
+            "id already used by a different request, not sent",
             message_id=message_id,
             channel=channel.value,
             reason="id-reused",
@@ -137,9 +135,7 @@ def _log_rejected(message_id: str, channel: str, reason: str) -> None:
     emit(
         log,
         "message.rejected",
-        "rejected message_id=%s reason=%s",
-        message_id,
-        reason,
+        "rejected",
         message_id=message_id,
         channel=channel,
         status=Status.REJECTED.value,
@@ -170,7 +166,7 @@ class EventRejections:
             await self._table.insert(entity)
         except Conflict:
             return  # an earlier delivery recorded it
-        emit_warning(log, "event.rejected", "malformed event rejected reason=%s", reason, reason=reason[:200])
+        emit_warning(log, "event.rejected", "malformed event rejected", reason=reason[:200])
         count(log, "events_ignored", reason="malformed")
 
 

@@ -95,7 +95,7 @@ class RetentionService:
             await self._retention.remove(entry)
             done[entry.kind.value] += 1
         done["rejected-events"] += await self._age_out_rejected_events(limit)
-        emit(log, "retention.summary", "retention %s", dict(done), count=sum(done.values()))
+        emit(log, "retention.summary", f"retention {dict(done)}", count=sum(done.values()))
         return done
 
     async def _age_out_rejected_events(self, limit: int) -> int:

@@ -31,6 +31,7 @@ from shared.services.decoding import QueueDelivery, RequestDecoder
 from shared.services.dispatch import Dispatcher
 from shared.services.endings import SendEndings
 from shared.services.gates import Gate, SendGates, Verdict
+from shared.services.logs import about
 from shared.services.outcomes import Outcome
 from shared.services.recovery import Recovery
 from shared.services.rejections import RequestRejections
@@ -70,6 +71,11 @@ class SendService:
         checked = await self.steps.decoder.decode(delivery)  # 1
         if isinstance(checked, Outcome):
             return checked
+        with about(checked):  # every record from here on carries the message's id and channel
+            return await self._decide(checked)
+
+    async def _decide(self, checked: CheckedRequest) -> Outcome:
+        """Steps 2 to 8 for a decoded request."""
         verdict = await self.steps.gates.check(checked)  # 2
         if verdict.gate == Gate.WAIT:
             await self.steps.acceptance.requeue(checked, verdict.delay)
@@ -105,29 +111,13 @@ class SendService:
         if row.status == Status.SENT and row.sent_at:
             # Its first delivery may have died after recording Sent and before scheduling the deadline.
             await self.steps.dispatcher.schedule_report_deadline(row.message_id, row.channel, row.sent_at)
-        emit(
-            log,
-            "message.duplicate_skipped",
-            "already handled message_id=%s status=%s",
-            checked.message_id,
-            row.status,
-            message_id=checked.message_id,
-            status=row.status.value,
-        )
+        emit(log, "message.duplicate_skipped", "already handled", status=row.status.value)
         return Outcome.DUPLICATE
 
     async def _hold(self, checked: CheckedRequest, verdict: Verdict, row: LedgerRow) -> Outcome:
         if verdict.gate == Gate.PAUSED:
             await self.steps.acceptance.requeue(checked, verdict.delay)
-            emit(
-                log,
-                "message.paused",
-                "held while paused message_id=%s channel=%s",
-                checked.message_id,
-                checked.channel,
-                message_id=checked.message_id,
-                channel=checked.channel.value,
-            )
+            emit(log, "message.paused", "held while paused")
             return Outcome.RESCHEDULED
         if verdict.gate == Gate.EXPIRED:
             await self.steps.endings.finish(row, Status.EXPIRED, verdict.reason)

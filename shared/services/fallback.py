@@ -18,8 +18,9 @@ How an end becomes the next message (the status feed's pattern, `services/outbox
 Every path that ends a message (the sender, the event projection, reconciliation) writes through the
 ledger, so each is covered with no code of its own.
 
-The first end that triggers counts: a later report that overturns it (an Expired message reported
-Delivered after all) does not recall a child already created.
+The spawn decides on the parent's status when it runs (right after the end, or at the sweep): a report
+that overturns the end before then (Failed, then a later Delivered) leaves no child, and one that comes
+after does not recall the child already created (which may have been sent).
 """
 
 from __future__ import annotations

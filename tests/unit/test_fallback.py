@@ -85,7 +85,7 @@ async def _children(svc: Services, storage: MemoryStorage) -> list[LedgerRow]:
 
 
 async def test_a_whatsapp_message_acs_refuses_is_delivered_by_sms_with_its_text(
-    svc: Services, storage: MemoryStorage, provider: ScriptedProvider
+    svc: Services, storage: MemoryStorage, provider: ScriptedProvider, clock: FakeClock
 ) -> None:
     """The send's own answer ends it Failed; the child takes the WhatsApp text, goes through the send
     path, and both rows link."""
@@ -102,6 +102,9 @@ async def test_a_whatsapp_message_acs_refuses_is_delivered_by_sms_with_its_text(
     assert await deliver(svc, body) == Outcome.SENT
     child = await _row(svc, "wa-f1.fb1")
     assert child.status == Status.SENT and child.fallback_of == "wa-f1" and child.source == "fallback"
+    await svc.events.apply(_report("acs-1", Status.DELIVERED, iso(clock() + timedelta(seconds=2))))
+    view = await svc.views.status("wa-f1")
+    assert view is not None and view["chainOutcome"] == "delivered by sms after whatsapp failed"
     assert [c.message_id for c in provider.calls] == ["wa-f1", "wa-f1.fb1"]
 
 
@@ -313,6 +316,15 @@ async def test_a_chain_goes_on_until_an_alternative_is_delivered(
     assert await deliver(svc, email_body) == Outcome.SENT
     assert (await _row(svc, "wa-c1.fb2")).fallback_of == "wa-c1.fb1"
     assert (await _row(svc, "wa-c1.fb1")).fallback_id == "wa-c1.fb2"
+    view = await svc.views.status("wa-c1.fb1")
+    assert view is not None
+    assert (view["fallbackOf"], view["fallback"]) == ("wa-c1", "wa-c1.fb2")
+    assert [(m["id"], m["status"]) for m in view["chain"]] == [
+        ("wa-c1", "Failed"),
+        ("wa-c1.fb1", "Failed"),
+        ("wa-c1.fb2", "Sent"),
+    ]
+    assert view["chainOutcome"] == "sent by email after whatsapp failed, then sms failed"
 
 
 async def test_a_child_that_became_invalid_is_recorded_rejected_with_its_errors(

@@ -12,7 +12,7 @@ import pytest
 
 from shared.adapters.queues import RawMessage
 from shared.clock import iso
-from shared.errors import SendRejected, StorageUnreachable
+from shared.errors import SendRejected, StorageUnreachable, TransientError
 from shared.events_model import AcsEvent, EventKind
 from shared.models import Channel, Status
 from shared.runtime import Services
@@ -183,6 +183,20 @@ async def test_an_opted_out_recipient_falls_back_when_the_request_asks(
     assert await deliver(svc, _with_sms_fallback("wa-f7", fallbackOn=["opted-out"])) == Outcome.SUPPRESSED
     await _settled(svc)
     assert (await _row(svc, "wa-f7.fb1")).status == Status.ACCEPTED
+
+
+@pytest.mark.parametrize(("fallback_on", "children"), [(None, 0), (["unknown"], 1)])
+async def test_an_unknown_outcome_falls_back_only_when_the_request_asks(
+    svc: Services, provider: ScriptedProvider, clock: FakeClock, fallback_on: list[str] | None, children: int
+) -> None:
+    """A send that may have reached ACS, past its 5-minute window: at most once, so Unknown."""
+    provider.sends = [TransientError("gateway timeout", may_have_sent=True)]
+    body = _with_sms_fallback("wa-u1", **({"fallbackOn": fallback_on} if fallback_on else {}))
+    assert await deliver(svc, body) == Outcome.RESCHEDULED
+    clock.advance(minutes=5)
+    assert await deliver(svc, body) == Outcome.UNKNOWN
+    await _settled(svc)
+    assert len([r for r in [await svc.ledger.get("wa-u1.fb1")] if r is not None]) == children
 
 
 async def test_a_failure_not_named_in_fallback_on_ends_the_message_alone(

@@ -22,7 +22,7 @@ from shared.services.due import DueKind
 from shared.services.fallback import FallbackOutcome
 from shared.services.outcomes import Outcome
 from shared.services.reconcile import Summary
-from tests.bodies import sms, whatsapp
+from tests.bodies import email, sms, whatsapp
 from tests.fakes import FakeClock, MemoryStorage, ScriptedProvider, memory_services, unit_settings
 from tests.unit.conftest import deliver
 
@@ -339,6 +339,23 @@ async def test_a_chain_goes_on_until_an_alternative_is_delivered(
         ("wa-c1.fb2", "Sent"),
     ]
     assert view["chainOutcome"] == "sent by email after whatsapp failed, then sms failed"
+
+
+async def test_a_request_kept_in_a_blob_falls_back_with_its_text(
+    svc: Services, storage: MemoryStorage, provider: ScriptedProvider
+) -> None:
+    """An email too large for a queue message (claim-check): the spawn reads the request from its blob."""
+    attachment = {"name": "a.pdf", "contentType": "application/pdf", "contentInBase64": "QUFB" * 20_000}
+    content = {"subject": "Invoice", "text": "your invoice is attached", "attachments": [attachment]}
+    body = email("em-b1", content=content, fallback=[{"channel": "sms", "to": SMS_TO}])
+    assert (await svc.intake.submit(body)).accepted
+    assert (await _row(svc, "em-b1")).payload_ref is not None
+    provider.sends = [SendRejected("InvalidRecipient", "no mailbox")]
+    [queued] = _queued(storage, svc, "em-b1")
+    assert await deliver(svc, queued) == Outcome.FAILED
+    await _settled(svc)
+    [child] = _queued(storage, svc, "em-b1.fb1")
+    assert json.loads(child)["content"] == {"text": "your invoice is attached"}
 
 
 async def test_a_child_that_became_invalid_is_recorded_rejected_with_its_errors(

@@ -69,6 +69,7 @@ class FallbackOutcome(StrEnum):
     REJECTED = "fallback-rejected"  # the child is invalid: recorded Rejected with its field errors
     ID_REUSED = "fallback-id-reused"  # a different request holds the child's id: no child
     NO_REQUEST = "fallback-no-request"  # the parent's request is gone (purged) or unreadable
+    TOO_LATE = "fallback-too-late"  # the request's expiresAt has passed: an alternative would expire unsent
     MOOT = "moot"  # the parent is not (or no longer) in an end it falls back on
 
 
@@ -177,6 +178,8 @@ class Fallbacks:
         request = await self._request(parent)
         if request is None or not request.fallback:
             return FallbackOutcome.NO_REQUEST
+        if request.expires_at is not None and request.expires_at <= self._now():
+            return FallbackOutcome.TOO_LATE  # the child inherits expiresAt: it would only expire in turn
         child_id = parent.fallback_id or fallback_id(parent_id)
         try:
             child = child_request(request, child_id)

@@ -199,6 +199,17 @@ async def test_an_unknown_outcome_falls_back_only_when_the_request_asks(
     assert len([r for r in [await svc.ledger.get("wa-u1.fb1")] if r is not None]) == children
 
 
+async def test_no_alternative_is_created_once_the_request_has_expired(svc: Services, clock: FakeClock) -> None:
+    """Expired at the gate (expiresAt passed): the child would inherit the deadline and expire in turn."""
+    body = _with_sms_fallback("wa-x1", expiresAt=iso(clock() + timedelta(minutes=5)))
+    clock.advance(minutes=6)
+    assert await deliver(svc, body) == Outcome.EXPIRED
+    await _settled(svc)
+    assert await svc.ledger.get("wa-x1.fb1") is None
+    assert svc.fallbacks is not None
+    assert await svc.fallbacks.spawn("wa-x1") == FallbackOutcome.TOO_LATE
+
+
 async def test_a_failure_not_named_in_fallback_on_ends_the_message_alone(
     svc: Services, provider: ScriptedProvider
 ) -> None:

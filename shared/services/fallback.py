@@ -37,10 +37,11 @@ from shared.clock import Clock
 from shared.errors import ContactMessagesError, IdReused, TransientError, ValidationFailed
 from shared.ledger import Ledger
 from shared.models import AnyRequest, FallbackTrigger, Status
-from shared.observability import count, emit, emit_warning
+from shared.observability import count, detached_context, emit, emit_warning, log_context
 from shared.schema import LedgerRow, OutboxRow
 from shared.services.acceptance import Acceptance
 from shared.services.due import DueIndex, DueKind
+from shared.services.logs import about
 from shared.services.rejections import RequestRejections
 from shared.services.whatsapp import OUTSIDE_SERVICE_WINDOW
 from shared.settings import Settings
@@ -126,7 +127,9 @@ class FallbackHook:
 
     def after_commit(self, before: LedgerRow | None, after: LedgerRow, rows: Sequence[OutboxRow]) -> None:
         if self._spawn is not None and falls_back(before, after):
-            task = asyncio.get_running_loop().create_task(self._background(self._spawn, after.message_id))
+            # Detached: the spawn outlives the write's work and logs under its own ids.
+            work = self._background(self._spawn, after.message_id)
+            task = asyncio.get_running_loop().create_task(work, context=detached_context())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
@@ -134,14 +137,13 @@ class FallbackHook:
         try:
             await spawn(message_id)
         except ContactMessagesError as exc:  # the intent stays: the sweep spawns it
+            reason = f"spawn-failed: {type(exc).__name__}"
             emit_warning(
                 log,
                 "message.fallback",
-                "fallback not created now, the sweep will message_id=%s error=%s",
-                message_id,
-                type(exc).__name__,
+                "fallback not created now, the sweep will",
                 message_id=message_id,
-                reason="spawn-failed",
+                reason=reason,
             )
 
     async def drain(self) -> None:
@@ -172,6 +174,10 @@ class Fallbacks:
     async def spawn(self, parent_id: str) -> FallbackOutcome:
         """Create, enqueue and link the child of `parent_id`, if it is due and not there yet (any step
         may have been done before: each is idempotent)."""
+        with log_context(message_id=parent_id):
+            return await self._spawn(parent_id)
+
+    async def _spawn(self, parent_id: str) -> FallbackOutcome:
         parent = await self._ledger.get(parent_id)
         if parent is None or trigger_of(parent) is None:
             return FallbackOutcome.MOOT
@@ -187,12 +193,13 @@ class Fallbacks:
         except ValidationFailed as exc:
             return await self._invalid(parent, child_id, request, exc)
         try:
-            row, created = await self._acceptance.accept(checked, source=SOURCE)
+            with about(checked):
+                row, created = await self._acceptance.accept(checked, source=SOURCE)
+                if row.status == Status.ACCEPTED:
+                    await self._acceptance.requeue(checked, 0)
         except IdReused:
             _log(parent, child_id, "id-reused")
             return FallbackOutcome.ID_REUSED
-        if row.status == Status.ACCEPTED:
-            await self._acceptance.requeue(checked, 0)
         await self._link(parent, child_id)
         if created:
             trigger = str(trigger_of(parent))
@@ -248,15 +255,6 @@ class Fallbacks:
 
 
 def _log(parent: LedgerRow, child_id: str, reason: str) -> None:
-    emit(
-        log,
-        "message.fallback",
-        "fallback message_id=%s child=%s reason=%s",
-        parent.message_id,
-        child_id,
-        reason,
-        message_id=parent.message_id,
-        channel=parent.channel_name,
-        status=parent.status.value,
-        reason=reason,
-    )
+    """A record about the parent (its id is bound): which child, and why."""
+    text = f"fallback {child_id}"
+    emit(log, "message.fallback", text, channel=parent.channel_name, status=parent.status.value, reason=reason)

@@ -24,6 +24,9 @@ def status_table(view: dict[str, Any]) -> Table:
         "createdAt",
         "deliveryLatencyMs",
         "costEstimate",
+        "fallbackOf",
+        "fallback",
+        "chainOutcome",
     ):
         if view.get(key) not in (None, ""):
             table.add_row(key, str(view[key]))

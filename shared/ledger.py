@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -30,14 +30,32 @@ from shared.validation import CheckedRequest, load_json
 MAX_RACE_RETRIES = 8
 
 
-class FeedOutbox(Protocol):
-    """The status feed's outbox (shared.services.outbox.Outbox): events written with the transitions."""
+class TransitionHook(Protocol):
+    """Work that rides on the ledger's transitions (the status feed's outbox, channel fallback), in the
+    outbox's pattern, around every write of a ledger row:
+    1. `stamp`: the row as the hook marks it, and rows to create in the same entity-group transaction;
+    2. `before_write`: awaited before the write, the intent a sweep finds if the process dies after the
+       commit (so the work is never lost, only late);
+    3. `after_commit`: hand the work on (in the background) once the write has committed."""
 
     def stamp(self, before: LedgerRow | None, after: LedgerRow) -> tuple[LedgerRow, list[OutboxRow]]: ...
 
-    async def intend(self, message_id: str) -> None: ...
+    async def before_write(self, before: LedgerRow | None, after: LedgerRow, rows: Sequence[OutboxRow]) -> None: ...
 
-    def committed(self, rows: Sequence[OutboxRow]) -> None: ...
+    def after_commit(self, before: LedgerRow | None, after: LedgerRow, rows: Sequence[OutboxRow]) -> None: ...
+
+
+@dataclass(frozen=True)
+class _Staged:
+    """One write as the hooks staged it: the row to write, and each hook's rows (in the hooks' order)."""
+
+    before: LedgerRow | None
+    after: LedgerRow
+    rows: tuple[list[OutboxRow], ...]
+
+    @property
+    def creates(self) -> list[Op]:
+        return [Op("create", row.to_entity()) for rows in self.rows for row in rows]
 
 
 def delivery_latency_ms(sent_at: str, reported_at: str) -> float:
@@ -60,12 +78,12 @@ class Ledger:
     callers see it only through `hint` and the `slim` option of `change`."""
 
     def __init__(
-        self, table: TableStore, hash_key: bytes, hint_capacity: int = 20_000, outbox: FeedOutbox | None = None
+        self, table: TableStore, hash_key: bytes, hint_capacity: int = 20_000, hooks: Sequence[TransitionHook] = ()
     ) -> None:
         self._table = table
         self._hash_key = hash_key
         self._cache = RowCache(hint_capacity)
-        self._outbox = outbox
+        self._hooks = tuple(hooks)
 
     def writing(self, message_id: str) -> contextlib.AbstractAsyncContextManager[None]:
         """Hold this process's turn on the row across several calls (re-entrant; see RowCache.turn)."""
@@ -110,6 +128,7 @@ class Ledger:
             segments=checked.segments,
             correlation_id=request.correlation_id,
             metadata=json.dumps(request.metadata) if request.metadata else None,
+            fallback_on=",".join(request.fallback_triggers) or None,
             expires_at=iso(request.expires_at) if request.expires_at else None,
             created_at=iso(now),
             source=source,
@@ -157,40 +176,45 @@ class Ledger:
         return True
 
     async def _insert(self, row: LedgerRow) -> tuple[LedgerRow, str]:
-        """Insert a new row (Conflict if it exists) with its status-feed events, if the feed is on."""
-        row, feed = await self._with_feed(None, row)
-        if not feed:
-            return row, await self._table.insert(row.to_entity())
-        etags = await self._table.transact([Op("create", row.to_entity()), *_creates(feed)])
-        self._committed(feed)
-        return row, etags[0]
+        """Insert a new row (Conflict if it exists), with what the hooks add to the transition."""
+        staged = await self._staged(None, row)
+        creates = staged.creates
+        if not creates:
+            etag = await self._table.insert(staged.after.to_entity())
+        else:
+            etag = (await self._table.transact([Op("create", staged.after.to_entity()), *creates]))[0]
+        self._committed(staged)
+        return staged.after, etag
 
-    async def _with_feed(self, before: LedgerRow | None, after: LedgerRow) -> tuple[LedgerRow, list[OutboxRow]]:
-        """`after` stamped with its feed sequence, and its outbox rows; the intent is written first, so a
-        crash after the commit leaves the sweep something to find."""
-        if self._outbox is None:
-            return after, []
-        after, feed = self._outbox.stamp(before, after)
-        if feed:
-            await self._outbox.intend(after.message_id)
-        return after, feed
+    async def _staged(self, before: LedgerRow | None, after: LedgerRow) -> _Staged:
+        """`after` as every hook stamped it, with their rows; each hook's intent is written first, so a
+        crash after the commit leaves its sweep something to find."""
+        rows = []
+        for hook in self._hooks:
+            after, hook_rows = hook.stamp(before, after)
+            rows.append(hook_rows)
+        staged = _Staged(before, after, tuple(rows))
+        for hook, hook_rows in zip(self._hooks, staged.rows, strict=True):
+            await hook.before_write(before, staged.after, hook_rows)
+        return staged
 
-    def _committed(self, feed: Sequence[OutboxRow]) -> None:
-        if self._outbox is not None:
-            self._outbox.committed(feed)
+    def _committed(self, staged: _Staged) -> None:
+        for hook, rows in zip(self._hooks, staged.rows, strict=True):
+            hook.after_commit(staged.before, staged.after, rows)
 
     async def update(self, row: LedgerRow, changed: LedgerRow, *, whole: bool = False) -> LedgerRow:
         """Write `changed` over `row` if the row is unchanged since `row` was read (EtagMismatch
         otherwise): the columns that differ, or with `whole` the entire row in place of the stored one."""
-        changed, feed = await self._with_feed(row, changed)
+        staged = await self._staged(row, changed)
+        changed, creates = staged.after, staged.creates
         key = row_key_entity(row.message_id, ledger_row_key(row.message_id))
         entity = changed.to_entity() if whole else {**key, **changed_columns(row, changed)}
         kind = "replace" if whole else "merge"
-        if feed:
-            etag = (await self._table.transact([Op(kind, entity, etag=row.etag), *_creates(feed)]))[0]
-            self._committed(feed)
+        if creates:
+            etag = (await self._table.transact([Op(kind, entity, etag=row.etag), *creates]))[0]
         else:
             etag = await self._table.update(entity, row.etag, replace=whole)
+        self._committed(staged)
         return self._remember(replace(changed, etag=etag))
 
     async def change(
@@ -231,20 +255,17 @@ class Ledger:
             # which costs the SDK several times a single request.
             await self._table.insert(alongside)
             return row
-        changed, feed = await self._with_feed(row, changed)
+        staged = await self._staged(row, changed)
+        changed = staged.after
         key = row_key_entity(row.message_id, ledger_row_key(row.message_id))
         merge = Op("merge", {**key, **changed_columns(row, changed)}, etag=row.etag)
-        etags = await self._table.transact([Op("create", dict(alongside)), merge, *_creates(feed)])
-        self._committed(feed)
+        etags = await self._table.transact([Op("create", dict(alongside)), merge, *staged.creates])
+        self._committed(staged)
         # Keep the new etag, so the next change of this message needs no read either.
         if len(etags) >= 2 and etags[1]:
             return self._remember(replace(changed, etag=etags[1]))
         self._cache.discard(row.message_id)
         return changed
-
-
-def _creates(feed: Sequence[OutboxRow]) -> list[Op]:
-    return [Op("create", row.to_entity()) for row in feed]
 
 
 def claimed(row: LedgerRow, now: datetime, *, generation: int | None = None) -> LedgerRow:

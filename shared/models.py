@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationInfo, field_validator
 
 MAX_EMAIL_BYTES = 10 * 1024 * 1024
 # Message ids become Table Storage partition keys: no / \ # ? or control characters, at most 128 chars.
@@ -71,6 +71,22 @@ def _is_normal(value: object) -> bool:
     # Left out of the stored JSON when normal: a request accepted before the field existed keeps its
     # canonical form, so its payload digest (the id-reuse check) still matches on redelivery.
     return value == Priority.NORMAL
+
+
+class FallbackTrigger(StrEnum):
+    """The ends of a message on which its `fallback` is sent: `refused` is Rejected because WhatsApp would
+    refuse it (template not approved, outside the 24-hour window); `opted-out` is Suppressed (never by
+    default: the recipient said no, and another channel must not override that unless the request asks)."""
+
+    FAILED = "failed"
+    EXPIRED = "expired"
+    REFUSED = "refused"
+    OPTED_OUT = "opted-out"
+    UNKNOWN = "unknown"
+
+
+DEFAULT_FALLBACK_ON = (FallbackTrigger.FAILED, FallbackTrigger.EXPIRED, FallbackTrigger.REFUSED)
+MAX_FALLBACKS = 3
 
 
 class Status(StrEnum):
@@ -138,6 +154,36 @@ class WhatsAppContent(_Strict):
     template: WhatsAppTemplate | None = None
 
 
+class _FallbackBase(_Strict):
+    to: Annotated[str, Field(min_length=3, max_length=320)]
+    from_: Annotated[str | None, Field(alias="from", max_length=320)] = None
+
+
+class SmsFallback(_FallbackBase):
+    """An SMS alternative; without content, the text of the message it replaces (SMS, WhatsApp or email text)."""
+
+    channel: Literal[Channel.SMS]
+    content: SmsContent | None = None
+
+
+class EmailFallback(_FallbackBase):
+    """An email alternative; content is needed (a subject) unless the message it replaces is an email."""
+
+    channel: Literal[Channel.EMAIL]
+    content: EmailContent | None = None
+
+
+class WhatsAppFallback(_FallbackBase):
+    """A WhatsApp alternative; without content, the text of the SMS or WhatsApp text it replaces."""
+
+    channel: Literal[Channel.WHATSAPP]
+    content: WhatsAppContent | None = None
+
+
+FallbackEntry = Annotated[SmsFallback | EmailFallback | WhatsAppFallback, Field(discriminator="channel")]
+AnyFallback = SmsFallback | EmailFallback | WhatsAppFallback
+
+
 class _RequestBase(_Strict):
     schema_version: Annotated[Literal[1], Field(alias="schemaVersion")] = 1
     id: Annotated[str | None, Field(pattern=MESSAGE_ID_PATTERN)] = None
@@ -149,6 +195,23 @@ class _RequestBase(_Strict):
     metadata: Annotated[dict[str, _METADATA_VALUE], Field(max_length=10)] = Field(default_factory=dict)
     delivery: DeliveryMode = DeliveryMode.AT_MOST_ONCE
     priority: Annotated[Priority, Field(exclude_if=_is_normal)] = Priority.NORMAL
+    # Absent (None) unless given, so a request without them keeps its canonical form and digest.
+    fallback: Annotated[list[FallbackEntry] | None, Field(min_length=1, max_length=MAX_FALLBACKS)] = None
+    fallback_on: Annotated[list[FallbackTrigger] | None, Field(alias="fallbackOn", min_length=1, max_length=5)] = None
+
+    @field_validator("fallback_on")
+    @classmethod
+    def _needs_fallback(cls, value: object, info: ValidationInfo) -> object:
+        if value is not None and not info.data.get("fallback"):
+            raise ValueError("needs fallback: the alternatives to send")
+        return value
+
+    @property
+    def fallback_triggers(self) -> tuple[FallbackTrigger, ...]:
+        """When the fallback is used: the request's `fallbackOn`, else the default (none without a fallback)."""
+        if not self.fallback:
+            return ()
+        return tuple(dict.fromkeys(self.fallback_on or DEFAULT_FALLBACK_ON))
 
     @field_validator("schema_version", mode="before")
     @classmethod

@@ -32,6 +32,7 @@ EVENTS: Final = frozenset(
         "message.paused",
         "message.duplicate_skipped",
         "message.id_reused",
+        "message.fallback",  # a message ended in a way its request falls back on: its alternative was created
         "event.recorded",
         "event.duplicate",
         "event.orphaned",
@@ -72,6 +73,7 @@ METRICS: Final = frozenset(
         "feed_published",  # value: status-feed events published (issue 17)
         "feed_publish_failed",  # value: status-feed events whose publish failed (the sweep retries them)
         "feed_republished",  # value: status-feed events the reconcile sweep found unpublished and sent
+        "fallback",  # a fallback message created in place of one that ended (dimension reason: the trigger)
     }
 )
 

@@ -20,7 +20,7 @@ from shared.adapters.queues import QueueWriter
 from shared.adapters.storage import StorageClients
 from shared.adapters.tables import TableStore
 from shared.clock import Clock, utc_now
-from shared.ledger import Ledger
+from shared.ledger import Ledger, TransitionHook
 from shared.models import Channel
 from shared.schema import TableNames
 from shared.services.acceptance import Acceptance
@@ -34,6 +34,7 @@ from shared.services.dispatch import Dispatcher
 from shared.services.due import RETENTION_PARTITION, DueIndex
 from shared.services.endings import SendEndings
 from shared.services.events import EventService
+from shared.services.fallback import FallbackHook, Fallbacks
 from shared.services.gates import SendGates
 from shared.services.inbound import InboundRecorder
 from shared.services.intake import IntakeService
@@ -76,8 +77,12 @@ class Services:
     credential: Any = None
     feed: Outbox | None = None
     priority_lane: QueueWriter | None = None  # the high-priority lane's queue (%SEND_QUEUE%-priority)
+    fallbacks: Fallbacks | None = None
+    fallback_hook: FallbackHook | None = None  # the ledger's hook that spawns them after the commit
 
     async def close(self) -> None:
+        if self.fallback_hook is not None:
+            await self.fallback_hook.drain()
         if self.feed is not None:
             await self.feed.close()
         await self.provider.close()
@@ -124,6 +129,8 @@ async def build_services(
     acceptance = Acceptance(parts.ledger, parts.outbound, parts.payloads, parts.due, clock, parts.priority)
     rejections = RequestRejections(settings, parts.ledger, parts.retention_index, parts.payloads, clock)
     sending = _send_service(parts, events, acceptance, rejections)
+    fallbacks = Fallbacks(settings, parts.ledger, acceptance, rejections, parts.due, clock)
+    parts.fallback_hook.attach(fallbacks.spawn)
     dead = _dead_letter_service(parts)
     return Services(
         settings=settings,
@@ -140,7 +147,7 @@ async def build_services(
         events=events,
         dead_letters=dead,
         intake=IntakeService(settings, acceptance, rejections, clock, parts.whatsapp),
-        reconcile=_reconcile_service(parts, events, dead),
+        reconcile=_reconcile_service(parts, events, dead, fallbacks),
         retention=_retention_service(parts),
         views=MessageViews(parts.table(parts.names.messages)),
         feed=parts.feed,
@@ -148,6 +155,8 @@ async def build_services(
         clock=clock,
         credential=credential,
         priority_lane=parts.priority,
+        fallbacks=fallbacks,
+        fallback_hook=parts.fallback_hook,
     )
 
 
@@ -201,6 +210,7 @@ class _Parts:
     retention_index: DueIndex
     payloads: PayloadStore
     feed: Outbox | None
+    fallback_hook: FallbackHook
     whatsapp: WhatsAppRules
 
     def table(self, name: str) -> TableStore:
@@ -228,14 +238,18 @@ def _parts(
     names = TableNames(settings.table_prefix)
     audit = AuditLog(storage.table(names.audit))
     feed = _feed(settings, storage, names, clock, credential)
+    due = DueIndex(storage.table(names.due))
+    fallback_hook = FallbackHook(due, clock)
+    hooks: list[TransitionHook] = [feed, fallback_hook] if feed is not None else [fallback_hook]
     return _Parts(
         settings=settings,
         storage=storage,
         names=names,
         provider=provider,
         clock=clock,
-        ledger=Ledger(storage.table(names.messages), settings.consent_hash_key, outbox=feed),
+        ledger=Ledger(storage.table(names.messages), settings.consent_hash_key, hooks=hooks),
         feed=feed,
+        fallback_hook=fallback_hook,
         outbound=storage.queue(settings.send_queue),
         poison=storage.queue(settings.poison_queue),
         priority=storage.queue(settings.priority_queue),
@@ -243,7 +257,7 @@ def _parts(
         audit=audit,
         consent=ConsentService(storage.table(names.consent), audit, settings.consent_hash_key),
         control=ControlService(storage.table(names.control), audit),
-        due=DueIndex(storage.table(names.due)),
+        due=due,
         retention_index=DueIndex(storage.table(names.due), RETENTION_PARTITION),
         payloads=storage.payloads(names.payload_container),
         whatsapp=_whatsapp_rules(settings, storage, names, provider, clock),
@@ -291,7 +305,9 @@ def _dead_letter_service(parts: _Parts) -> DeadLetterService:
     )
 
 
-def _reconcile_service(parts: _Parts, events: EventService, dead: DeadLetterService) -> ReconcileService:
+def _reconcile_service(
+    parts: _Parts, events: EventService, dead: DeadLetterService, fallbacks: Fallbacks
+) -> ReconcileService:
     return ReconcileService(
         settings=parts.settings,
         ledger=parts.ledger,
@@ -299,7 +315,9 @@ def _reconcile_service(parts: _Parts, events: EventService, dead: DeadLetterServ
         queues=SendQueues(parts.outbound, parts.poison, parts.priority, parts.priority_poison),
         provider=parts.provider,
         sweeps=Sweeps(
-            OrphanSweep(events, parts.ledger, events.correlation, parts.table(parts.names.orphans)), parts.feed
+            OrphanSweep(events, parts.ledger, events.correlation, parts.table(parts.names.orphans)),
+            parts.feed,
+            fallbacks,
         ),
         dead_letters=dead,
         clock=parts.clock,

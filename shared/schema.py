@@ -262,6 +262,9 @@ _LEDGER_COLUMNS: tuple[tuple[str, str], ...] = (
     ("recipient_purged_at", "RecipientPurgedAt"),
     ("metadata", "Metadata"),
     ("feed_sequence", "FeedSequence"),
+    ("fallback_on", "FallbackOn"),
+    ("fallback_id", "FallbackId"),
+    ("fallback_of", "FallbackOf"),
 )
 _INT_COLUMNS = frozenset(
     {
@@ -300,6 +303,7 @@ SLIM_COLUMNS = frozenset(
         "cost_estimate",
         "reason",
         "feed_sequence",
+        "fallback_on",  # the ledger's fallback hook decides on every write, the event projection's too
     }
 )
 # Columns of the ledger row that the status API shows (GET /api/messages/{id}), besides the status times.
@@ -400,6 +404,12 @@ class LedgerRow:
     recipient_purged_at: str | None = None
     metadata: str | None = None  # the request's metadata as JSON (the status feed's events carry it)
     feed_sequence: int = 0  # the last status-feed sequence number given to this message's changes
+    # Channel fallback (shared.services.fallback): the ends this message falls back on (comma-separated
+    # `FallbackTrigger` values; absent without a fallback), the id of the message sent in its place once
+    # created, and on that message the id of the one it replaces.
+    fallback_on: str | None = None
+    fallback_id: str | None = None
+    fallback_of: str | None = None
 
     @property
     def channel(self) -> Channel:

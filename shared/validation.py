@@ -7,6 +7,7 @@ failure must come back as field errors that say what to fix, never as a crash.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -22,7 +23,9 @@ from pydantic import ValidationError
 from shared.errors import FieldError, ValidationFailed
 from shared.models import (
     MAX_EMAIL_BYTES,
+    MESSAGE_ID_PATTERN,
     SEND_REQUEST_ADAPTER,
+    AnyFallback,
     AnyRequest,
     Channel,
     EmailRequest,
@@ -67,12 +70,19 @@ def _path_part(part: object) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+_CHANNEL_TAGS = frozenset(c.value for c in Channel)
+
+
 def _pydantic_errors(exc: ValidationError) -> list[FieldError]:
     errors = []
     for err in exc.errors(include_input=False, include_url=False)[:50]:
-        loc = [_path_part(part) for part in err["loc"]]
-        if loc and loc[0] in {c.value for c in Channel}:
-            loc = loc[1:]  # the discriminator tag pydantic adds
+        parts = list(err["loc"])
+        # The discriminator tags pydantic adds: the request's own, and each fallback entry's (after its index).
+        loc = [
+            _path_part(part)
+            for i, part in enumerate(parts)
+            if not (part in _CHANNEL_TAGS and (i == 0 or isinstance(parts[i - 1], int)))
+        ]
         errors.append(FieldError(".".join(loc) or "$", err["msg"]))
     return errors
 
@@ -255,14 +265,104 @@ def _check_content(request: AnyRequest, settings: Settings) -> tuple[int, list[F
 
 
 def check_request(request: AnyRequest, settings: Settings, message_id: str, now: datetime) -> CheckedRequest:
-    """Apply the rules that need settings; raise ValidationFailed with every broken rule."""
+    """Apply the rules that need settings; raise ValidationFailed with every broken rule (a fallback's
+    too: each alternative is checked now as the request it will become)."""
     if isinstance(request, SmsRequest | WhatsAppRequest):
         errors = _check_phone("to", request.to)
     else:
         errors = _check_email("to", request.to)
     sender, sender_errors = _check_sender(request, settings)
     segments, content_errors = _check_content(request, settings)
-    errors += sender_errors + content_errors
+    errors += sender_errors + content_errors + _check_fallback(request, settings, message_id, now)
     if errors:
         raise ValidationFailed(errors)
     return CheckedRequest(request=request, message_id=message_id, sender=sender, segments=segments)
+
+
+# -- channel fallback -------------------------------------------------------------------------------
+
+_FALLBACK_SUFFIX = re.compile(r"^(?P<stem>.+)\.fb(?P<n>[1-9][0-9]{0,2})$")
+
+
+def fallback_id(parent_id: str) -> str:
+    """The id of the message sent in place of `parent_id` (deterministic, so a chain is spawned once):
+    `<id>.fb1` for a first alternative, then `.fb2`, `.fb3`; a hash-derived `fb-<40 hex>` when that
+    would not be a valid id (longer than 128 characters)."""
+    match = _FALLBACK_SUFFIX.match(parent_id)
+    candidate = f"{match['stem']}.fb{int(match['n']) + 1}" if match else f"{parent_id}.fb1"
+    if re.fullmatch(MESSAGE_ID_PATTERN, candidate):
+        return candidate
+    return "fb-" + hashlib.sha256(f"fallback:{parent_id}".encode()).hexdigest()[:40]
+
+
+def derived_content(request: AnyRequest, entry: AnyFallback) -> dict[str, Any] | None:
+    """The content an alternative without its own takes from the message it replaces: SMS from SMS,
+    WhatsApp or email text; WhatsApp text from SMS or WhatsApp text; email (a subject is needed) only
+    from an email. None when it cannot be derived (a WhatsApp template, an email without text)."""
+    if entry.channel == Channel.EMAIL:
+        is_email = isinstance(request, EmailRequest)
+        return request.content.model_dump(by_alias=True, exclude_none=True) if is_email else None
+    if entry.channel == Channel.WHATSAPP and isinstance(request, EmailRequest):
+        return None
+    text = request.content.text
+    return {"text": text} if text else None
+
+
+def child_request(parent: AnyRequest, child_id: str) -> AnyRequest:
+    """The request of `parent`'s first alternative: its channel, address, sender and content (or content
+    derived from the parent's); the parent's purpose, correlation id, metadata, delivery, priority and
+    expiry; the alternatives left, with the same `fallbackOn`, as its own fallback.
+    Raises ValidationFailed (fields named as in the parent: `fallback.0...`)."""
+    assert parent.fallback, "a request without fallback has no child"
+    entry, rest = parent.fallback[0], parent.fallback[1:]
+    inherited = parent.model_dump(
+        by_alias=True,
+        exclude_none=True,
+        mode="json",
+        include={"purpose", "expires_at", "correlation_id", "metadata", "delivery", "priority"},
+    )
+    content = entry.content.model_dump(by_alias=True, exclude_none=True) if entry.content else None
+    content = content or derived_content(parent, entry)
+    if content is None:
+        needed = f"is needed: {entry.channel} content cannot be derived from a {parent.channel} message like this one"
+        raise ValidationFailed([FieldError("fallback.0.content", needed)])
+    data = {**inherited, "id": child_id, "channel": entry.channel.value, "to": entry.to, "content": content}
+    data |= {"from": entry.from_} if entry.from_ else {}
+    if rest:
+        data["fallback"] = [e.model_dump(by_alias=True, exclude_none=True, mode="json") for e in rest]
+        data["fallbackOn"] = [t.value for t in parent.fallback_triggers]
+    try:
+        return SEND_REQUEST_ADAPTER.validate_python(data)
+    except ValidationError as exc:
+        raise ValidationFailed(_in_fallback(_pydantic_errors(exc))) from None
+
+
+def _in_fallback(errors: list[FieldError]) -> list[FieldError]:
+    """A child's errors named as fields of its parent: its own fields are the parent's first entry's
+    (`fallback.0.to`), its own alternatives the parent's next ones (`fallback.0` → `fallback.1`)."""
+    renamed = []
+    for error in errors:
+        head, _, tail = error.field.partition(".")
+        index, _, rest = tail.partition(".")
+        if head == "fallback" and index.isdigit():
+            field = ".".join(p for p in ("fallback", str(int(index) + 1), rest) if p)
+        else:
+            field = f"fallback.0.{error.field}" if error.field != "$" else "fallback.0"
+        renamed.append(FieldError(field, error.message))
+    return renamed
+
+
+def _check_fallback(request: AnyRequest, settings: Settings, message_id: str, now: datetime) -> list[FieldError]:
+    """Each alternative checked as the request it becomes (its own alternatives in turn, recursively)."""
+    if not request.fallback:
+        return []
+    child_id = fallback_id(message_id)
+    try:
+        child = child_request(request, child_id)
+    except ValidationFailed as exc:
+        return exc.errors
+    try:
+        check_request(child, settings, child_id, now)
+    except ValidationFailed as exc:
+        return _in_fallback(exc.errors)
+    return []

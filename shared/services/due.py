@@ -25,6 +25,7 @@ class DueKind(StrEnum):
     PURGE_ROWS = "purge-rows"  # retention: delete the message and its events
     ORPHAN = "orphan"  # an event parked for an unknown provider id: re-match it, or give it up
     FEED = "feed"  # a message may have status-feed events left unpublished: the sweep looks
+    FALLBACK = "fallback"  # a message reached an end it falls back on: its alternative must exist
 
 
 RETENTION_PARTITION = "retention"

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from shared.clock import Clock
 from shared.errors import FieldError, IdReused, TransientError, ValidationFailed
 from shared.ids import content_id
-from shared.models import Status
+from shared.models import FallbackTrigger, Status
 from shared.observability import count, emit
 from shared.services.acceptance import Acceptance
 from shared.services.logs import about
@@ -70,9 +70,11 @@ class IntakeService:
             return await self._admit(checked)
 
     async def _admit(self, checked: CheckedRequest) -> IntakeResult:
-        """Accept a valid request (and enqueue it), unless WhatsApp would refuse it now."""
+        """Accept a valid request (and enqueue it), unless WhatsApp would refuse it now (and it does not
+        fall back on a refusal: then the send path records it refused, and sends its alternative)."""
         message_id = checked.message_id
-        refusal = await self._refusal(checked)
+        falls_back = FallbackTrigger.REFUSED in checked.request.fallback_triggers
+        refusal = None if falls_back else await self._refusal(checked)
         if refusal is not None and not await self._accepted_before(message_id):
             return IntakeResult(accepted=False, message_id=message_id, errors=list(refusal.errors))
         try:

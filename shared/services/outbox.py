@@ -97,6 +97,15 @@ class Outbox:
             previous = status
         return replace(after, feed_sequence=sequence), rows
 
+    async def before_write(self, before: LedgerRow | None, after: LedgerRow, rows: Sequence[OutboxRow]) -> None:
+        """The ledger's hook (`shared.ledger.TransitionHook`): step 1 for a write that has events."""
+        if rows:
+            await self.intend(after.message_id)
+
+    def after_commit(self, before: LedgerRow | None, after: LedgerRow, rows: Sequence[OutboxRow]) -> None:
+        """The ledger's hook: step 3."""
+        self.committed(rows)
+
     async def intend(self, message_id: str) -> None:
         """Step 1: the intent, written before the transition (idempotent within its minute: a message's
         changes in one minute share it, and this process writes it once)."""

@@ -5,13 +5,15 @@ The recipe for one run:
 1. Stuck checks: a row still Accepted or Sending long after acceptance is re-enqueued; the send
    path decides safely (a Sending row is resent only when ACS can deduplicate it, else email asks
    ACS and SMS/WhatsApp become Unknown).
-2. SLA checks: a row still Sent after its channel's SLA: email asks the operation status, SMS and
+2. Fallback intents: a message that ended in a way its request falls back on, and has no child yet (its
+   process died before creating it), gets it now (`services/fallback.py`); otherwise the intent goes.
+3. SLA checks: a row still Sent after its channel's SLA: email asks the operation status, SMS and
    WhatsApp become Expired (a late real report still wins).
-3. Orphan events whose recheck is due are re-matched (their own due index, so the cost does not grow
+4. Orphan events whose recheck is due are re-matched (their own due index, so the cost does not grow
    with the number parked); those older than the orphan window are given up and counted.
-4. The poison queues (of both lanes) are drained: every message on it is recorded (DeadLettered on its ledger row, or
+5. The poison queues (of both lanes) are drained: every message on it is recorded (DeadLettered on its ledger row, or
    kept verbatim with its reason) and removed; its depth before the drain goes to the summary.
-5. One summary (the cohort whose SLA closed in this run) goes to the reports table and the log.
+6. One summary (the cohort whose SLA closed in this run) goes to the reports table and the log.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from shared.observability import count, emit
 from shared.schema import LedgerRow, ReportRow
 from shared.services.deadletter import DeadLetterService
 from shared.services.due import DueEntry, DueIndex, DueKind, schedule_retention
+from shared.services.fallback import Fallbacks
 from shared.services.orphans import OrphanSweep
 from shared.services.outbox import Outbox
 from shared.services.providers import Provider
@@ -115,10 +118,12 @@ class ReconcileStores:
 
 @dataclass(frozen=True)
 class Sweeps:
-    """What each run looks at besides the due index: parked events, and the status feed's outbox."""
+    """What each run looks at besides the due index: parked events, and the status feed's outbox; and
+    who creates the fallback messages whose intents are due."""
 
     orphans: OrphanSweep
     feed: Outbox | None = None
+    fallbacks: Fallbacks | None = None
 
 
 class ReconcileService:
@@ -143,6 +148,7 @@ class ReconcileService:
         self._provider = provider
         self._orphans = sweeps.orphans
         self._feed = sweeps.feed
+        self._fallbacks = sweeps.fallbacks
         self._dead_letters = dead_letters
         self._now = clock
 
@@ -165,6 +171,8 @@ class ReconcileService:
             summary.actions["missing"] += 1
         elif entry.kind == DueKind.STUCK:
             summary.actions[await self._stuck(row)] += 1
+        elif entry.kind == DueKind.FALLBACK:
+            summary.actions[await self._fallbacks.recheck(row) if self._fallbacks else "moot"] += 1
         elif entry.kind == DueKind.SLA:
             summary.actions[await self._sla(row, entry)] += 1
             # A sent message's retention clock is scheduled here, off the send path.

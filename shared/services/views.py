@@ -10,15 +10,39 @@ from __future__ import annotations
 from typing import Any
 
 from shared.adapters.tables import TableStore
+from shared.models import MAX_FALLBACKS, Status
 from shared.schema import (
     PARTITION_FILTER,
     HistoryRow,
     LedgerRow,
     is_history_row,
     is_ledger_row,
+    ledger_row_key,
     public_columns,
     row_key_of,
 )
+
+# How each status reads in a chain's outcome ("delivered by sms after whatsapp failed").
+_OUTCOME_WORDS = {
+    Status.ACCEPTED: "accepted for",
+    Status.SENDING: "sending by",
+    Status.SENT: "sent by",
+    Status.DELIVERED: "delivered by",
+    Status.READ: "read on",
+    Status.FAILED: "failed on",
+    Status.EXPIRED: "expired on",
+    Status.REJECTED: "refused on",
+    Status.SUPPRESSED: "suppressed (opted out) on",
+    Status.UNKNOWN: "unknown on",
+    Status.DEAD_LETTERED: "dead-lettered on",
+}
+_ENDED_WORDS = {
+    Status.FAILED: "failed",
+    Status.EXPIRED: "expired",
+    Status.REJECTED: "was refused",
+    Status.SUPPRESSED: "was opted out",
+    Status.UNKNOWN: "ended unknown",
+}
 
 
 class MessageViews:
@@ -39,7 +63,41 @@ class MessageViews:
         view["transitions"] = sorted(history, key=lambda h: str(h["at"]))
         events = (_event(HistoryRow.from_entity(r)) for r in rows if is_history_row(row_key_of(r)))
         view["events"] = sorted(events, key=lambda e: str(e["eventTime"]))
+        if row.fallback_of or row.fallback_id:
+            view |= await self._chain(row)
         return view
+
+    async def _chain(self, row: LedgerRow) -> dict[str, Any]:
+        """The fallback chain `row` belongs to (first message to last) and its overall outcome."""
+        chain = [row]
+        while chain[0].fallback_of and len(chain) <= MAX_FALLBACKS:
+            parent = await self._ledger_row(chain[0].fallback_of)
+            if parent is None:
+                break
+            chain.insert(0, parent)
+        while chain[-1].fallback_id and len(chain) <= MAX_FALLBACKS:
+            child = await self._ledger_row(chain[-1].fallback_id)
+            if child is None:
+                break
+            chain.append(child)
+        links = {"fallbackOf": row.fallback_of, "fallback": row.fallback_id}
+        members = [{"id": r.message_id, "channel": r.channel_name, "status": r.status.value} for r in chain]
+        return {k: v for k, v in links.items() if v} | {"chain": members, "chainOutcome": chain_outcome(chain)}
+
+    async def _ledger_row(self, message_id: str) -> LedgerRow | None:
+        stored = await self._messages.get(message_id, ledger_row_key(message_id))
+        return None if stored is None else LedgerRow.from_entity(stored.entity)
+
+
+def chain_outcome(chain: list[LedgerRow]) -> str:
+    """A chain's outcome in words: its last message's status and channel, after what happened before it
+    ("delivered by sms after whatsapp failed")."""
+    *earlier, last = chain
+    said = f"{_OUTCOME_WORDS[last.status]} {last.channel_name}"
+    if not earlier:
+        return said
+    before = ", then ".join(f"{r.channel_name} {_ENDED_WORDS.get(r.status, r.status.value.lower())}" for r in earlier)
+    return f"{said} after {before}"
 
 
 def _event(row: HistoryRow) -> dict[str, Any]:

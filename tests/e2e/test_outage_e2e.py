@@ -24,7 +24,7 @@ SEND_RETRY = {"baseSeconds": 2, "capSeconds": 15, "attempts": 30}
 
 
 @pytest.mark.slow
-async def test_an_acs_outage_far_past_the_hosts_retries_delays_the_backlog_without_poisoning_or_duplicates(make_stack) -> None:  # type: ignore[no-untyped-def]
+async def test_a_long_acs_outage_delays_the_backlog_without_poisoning_or_duplicates(make_stack) -> None:  # type: ignore[no-untyped-def]
     """ACS answers 503 to everything for 45 s (over four times visibilityTimeout x maxDequeueCount, about
     10 s); 200 SMS and email enqueued meanwhile all end Delivered, none DeadLettered, each sent exactly once."""
     stack = await make_stack(SEND_RETRY=json.dumps(SEND_RETRY))

@@ -40,6 +40,7 @@ class Case:
     scenario: str
     request: dict[str, Any]
     expected: str
+    chain: str | None = None  # the fallback chain's outcome in words, for a request with alternatives
 
 
 def _sms(to: str) -> dict[str, Any]:
@@ -50,13 +51,18 @@ def _email(to: str) -> dict[str, Any]:
     return {"channel": "email", "to": to, "content": {"subject": "Your order", "text": "hello from the demo"}}
 
 
-def _wa(to: str) -> dict[str, Any]:
-    return {"channel": "whatsapp", "to": to, "content": {"text": "hello from the demo"}}
+def _wa(to: str, text: str = "hello from the demo") -> dict[str, Any]:
+    return {"channel": "whatsapp", "to": to, "content": {"text": text}}
 
 
 def _wa_template(to: str, name: str, values: dict[str, str]) -> dict[str, Any]:
     template = {"name": name, "language": "en_US", "values": values, "bodyBindings": list(values)}
     return {"channel": "whatsapp", "to": to, "content": {"template": template}}
+
+
+def _or_sms(request: dict[str, Any], to: str) -> dict[str, Any]:
+    """The request with an SMS alternative, used when it fails or WhatsApp refuses it (the text derived)."""
+    return {**request, "fallback": [{"channel": "sms", "to": to}]}
 
 
 _ORDER = {"1": "A-17", "2": "on its way"}
@@ -85,6 +91,18 @@ CASES = [
     Case("whatsapp approved template, never wrote in", _wa_template(NEVER_WROTE, "order_update", _ORDER), "Delivered"),
     Case(PAUSED_TEMPLATE, _wa_template("+14255550109", "spring_sale", {"1": "20%"}), "Rejected"),
     Case("whatsapp text, never wrote in → refused", _wa(NEVER_WROTE), "Rejected"),
+    Case(
+        "whatsapp failed → falls back to sms",
+        _or_sms(_wa("+14255550101", "your parcel is on its way"), "+14255550100"),
+        "Failed",
+        "delivered by sms after whatsapp failed",
+    ),
+    Case(
+        "whatsapp outside the window → sms",
+        _or_sms(_wa(NEVER_WROTE, "your table is ready"), "+14255550100"),
+        "Rejected",
+        "delivered by sms after whatsapp was refused",
+    ),
 ]
 
 
@@ -164,6 +182,8 @@ def _wait(stack: LocalStack, sent: list[tuple[Case, str]], timeout: float = 120.
 
 
 def _settled(case: Case, view: dict[str, Any]) -> bool:
+    if case.chain is not None and view.get("chainOutcome") != case.chain:
+        return False  # its alternative is still on its way
     return view.get("status") == case.expected or case.expected not in {"Read", "Delivered"}
 
 
@@ -215,8 +235,12 @@ def _report(stack: LocalStack, sent: list[tuple[Case, str]], views: dict[str, di
     for case, message_id in sent:
         view = views.get(message_id, {})
         final = view.get("status", "missing")
-        ok &= final == case.expected
+        chained = case.chain is None or view.get("chainOutcome") == case.chain
+        ok &= final == case.expected and chained
         mark = "[green]" if final == case.expected else "[red]"
+        detail = str(view.get("reason") or "")[:48]
+        if case.chain is not None:  # the request's fallback chain: where its message went in the end
+            detail = f"{'[green]' if chained else '[red]'}chain: {view.get('chainOutcome', 'no fallback yet')}"
         table.add_row(
             case.scenario,
             case.request["channel"],
@@ -224,9 +248,14 @@ def _report(stack: LocalStack, sent: list[tuple[Case, str]], views: dict[str, di
             case.expected,
             f"{mark}{final}",
             str(len(view.get("events", []))),
-            str(view.get("reason") or "")[:48],
+            detail,
         )
     console.print(table)
+    for case, message_id in sent:
+        if case.chain is not None:
+            view = views.get(message_id, {})
+            path = " → ".join(f"{m['id']} ({m['channel']}: {m['status']})" for m in view.get("chain", []))
+            console.print(f"fallback chain of '{case.scenario}': {path}; outcome: {view.get('chainOutcome')}")
     admin = AcsAdminClient(stack.acs_url)
     duplicates = admin.duplicates()
     console.print(f"sends accepted by the emulator: {len(admin.sends())}; duplicate sends: {len(duplicates)}")

@@ -72,3 +72,6 @@ def test_stack_demo_ends_with_every_message_where_expected() -> None:
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
     assert "what happened to each message" in demo.stdout
     assert "duplicate sends: 0" in demo.stdout
+    # channel fallback, end to end: each WhatsApp message that failed or was refused reached its SMS alternative
+    assert "outcome: delivered by sms after whatsapp failed" in demo.stdout
+    assert "outcome: delivered by sms after whatsapp was refused" in demo.stdout

@@ -8,7 +8,7 @@ with no hint that its messages are merely not due yet.
 from __future__ import annotations
 
 import re
-from collections import Counter
+from collections import Counter, defaultdict
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,6 +37,9 @@ def reconcile_summary(summary: Summary) -> dict[str, Any]:
         "at": summary.at,
         "actions": dict(summary.actions),
         "cohort": dict(summary.cohort),
+        "costs": dict(row.costs),
+        "chains": dict(row.chains),
+        "chainCosts": dict(row.chain_costs),
         "cohortSize": row.cohort_size,
         "reported": row.reported,
         "latencyP50Ms": row.latency_p50_ms,
@@ -52,6 +55,9 @@ async def collect(svc: Services, window: timedelta, channel: Channel | None) -> 
     start = iso(now - window)
     reports = svc.storage.table(svc.names.reports)
     cohort: Counter[str] = Counter()
+    costs: defaultdict[str, float] = defaultdict(float)
+    chains: Counter[str] = Counter()
+    chain_costs: defaultdict[str, float] = defaultdict(float)
     actions: Counter[str] = Counter()
     p95s: list[int] = []
     runs = 0
@@ -61,6 +67,11 @@ async def collect(svc: Services, window: timedelta, channel: Channel | None) -> 
         for key, n in row.cohort.items():
             if channel is None or key.startswith(f"{channel.value}|"):
                 cohort[key] += n
+                costs[key] += row.costs.get(key, 0.0)
+        for key, n in row.chains.items():  # a chain is counted under the channel it started on
+            if channel is None or key.startswith(f"{channel.value}>"):
+                chains[key] += n
+                chain_costs[key] += row.chain_costs.get(key, 0.0)
         actions.update(row.actions)
         if row.latency_p95_ms is not None:
             p95s.append(row.latency_p95_ms)
@@ -70,6 +81,9 @@ async def collect(svc: Services, window: timedelta, channel: Channel | None) -> 
         "since": start,
         "runs": runs,
         "cohort": dict(cohort),
+        "costs": {key: round(usd, 6) for key, usd in costs.items()},
+        "chains": dict(chains),
+        "chainCosts": {key: round(usd, 6) for key, usd in chain_costs.items()},
         "actions": dict(actions),
         "total": total,
         "reported": reported,

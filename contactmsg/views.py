@@ -74,7 +74,10 @@ def report_view(data: dict[str, Any]) -> Group:
         + (f" ({share:.1%})" if share is not None else "")
         + (f", worst p95 latency {data['worstP95Ms']} ms" if data["worstP95Ms"] is not None else "")
     )
-    return Group(Text(heading), report_table(data), Text(reported), Text(not_counted_line(data)))
+    parts: list[RenderableType] = [Text(heading), report_table(data), Text(reported)]
+    if data.get("chains"):
+        parts.append(chain_table(data))
+    return Group(*parts, Text(not_counted_line(data)))
 
 
 def not_counted_line(data: Mapping[str, Any]) -> str:
@@ -90,9 +93,25 @@ def report_table(data: dict[str, Any]) -> Table:
     table.add_column("channel")
     table.add_column("status")
     table.add_column("messages", justify="right")
+    table.add_column("est. ACS fees (USD)", justify="right")
+    costs = data.get("costs", {})
     for key, n in sorted(data["cohort"].items()):
         channel, status = key.split("|")
-        table.add_row(channel, status, str(n))
+        table.add_row(channel, status, str(n), f"{costs.get(key, 0.0):.4f}")
+    return table
+
+
+def chain_table(data: dict[str, Any]) -> Table:
+    """Fallback chains by the channels they went through and how their last message ended."""
+    table = Table(title="fallback chains")
+    table.add_column("channels")
+    table.add_column("ended")
+    table.add_column("chains", justify="right")
+    table.add_column("est. ACS fees (USD)", justify="right")
+    costs = data.get("chainCosts", {})
+    for key, n in sorted(data["chains"].items()):
+        channels, status = key.split("|")
+        table.add_row(channels.replace(">", " → "), status, str(n), f"{costs.get(key, 0.0):.4f}")
     return table
 
 
@@ -106,6 +125,7 @@ def reconcile_lines(summary: Mapping[str, Any]) -> list[str]:
         f"  actions: {_counts(summary['actions'])}",
         f"  deadline (SLA) closed for {summary['cohortSize']} message(s), {summary['reported']} reported: "
         f"{_counts(summary['cohort'])}",
+        f"  fallback chains closed: {_counts(summary.get('chains', {}))}",
         f"  delivery latency: {latency}",
         f"  poison queue depth {summary['poisonDepth']}; orphan events matched {summary['orphansMatched']}, "
         f"given up {summary['orphansGivenUp']}",

@@ -875,9 +875,17 @@ class ReportRow:
     poison_depth: int = 0
     orphans_matched: int = 0
     orphans_given_up: int = 0
+    # Estimated ACS fees (USD) per cohort key; fallback chains whose last message closed in the run, by
+    # `<first channel>><next channel>...|<last status>`, with the chains' fees summed over their messages.
+    costs: Mapping[str, float] = field(default_factory=dict)
+    chains: Mapping[str, int] = field(default_factory=dict)
+    chain_costs: Mapping[str, float] = field(default_factory=dict)
 
     def to_entity(self) -> dict[str, Any]:
         return {
+            "Costs": json.dumps(dict(self.costs)),
+            "Chains": json.dumps(dict(self.chains)),
+            "ChainCosts": json.dumps(dict(self.chain_costs)),
             "PartitionKey": REPORT_PARTITION,
             "RowKey": self.at,
             "Actions": json.dumps(dict(self.actions)),
@@ -904,6 +912,9 @@ class ReportRow:
             poison_depth=int(entity.get("PoisonDepth") or 0),
             orphans_matched=int(entity.get("OrphansMatched") or 0),
             orphans_given_up=int(entity.get("OrphansGivenUp") or 0),
+            costs=json.loads(entity.get("Costs") or "{}"),
+            chains=json.loads(entity.get("Chains") or "{}"),
+            chain_costs=json.loads(entity.get("ChainCosts") or "{}"),
         )
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -30,7 +30,7 @@ from shared.adapters.tables import TableStore
 from shared.clock import Clock, iso
 from shared.ids import operation_id
 from shared.ledger import Ledger, payload_json, queue_body
-from shared.models import Channel, Priority, Status
+from shared.models import MAX_FALLBACKS, Channel, Priority, Status
 from shared.observability import count, emit
 from shared.schema import LedgerRow, ReportRow
 from shared.services.deadletter import DeadLetterService
@@ -59,6 +59,9 @@ class Summary:
     at: str
     actions: Counter[str] = field(default_factory=Counter)
     cohort: Counter[str] = field(default_factory=Counter)  # "<channel>|<status>" of messages whose SLA closed
+    costs: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))  # est. ACS fees (USD) per key
+    chains: Counter[str] = field(default_factory=Counter)  # "<channel>>...>|<status>" of closed fallback chains
+    chain_costs: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
     latencies_ms: list[int] = field(default_factory=list)
     poison_depth: int = 0
     orphans_matched: int = 0
@@ -83,6 +86,9 @@ class Summary:
             poison_depth=self.poison_depth,
             orphans_matched=self.orphans_matched,
             orphans_given_up=self.orphans_given_up,
+            costs={key: round(usd, 6) for key, usd in self.costs.items()},
+            chains=dict(self.chains),
+            chain_costs={key: round(usd, 6) for key, usd in self.chain_costs.items()},
         )
 
 
@@ -180,9 +186,31 @@ class ReconcileService:
             await schedule_retention(self._retention, row.message_id, row.created_at or "", days)
             final = await self._ledger.get(entry.message_id)
             if final is not None:
-                summary.cohort[f"{final.channel.value}|{final.status.value}"] += 1
-                if final.delivery_latency_ms is not None:
-                    summary.latencies_ms.append(int(final.delivery_latency_ms))
+                await self._count(final, summary)
+
+    async def _count(self, final: LedgerRow, summary: Summary) -> None:
+        """A message whose SLA closed joins the cohort, with its fees; the last message of a fallback chain
+        counts its chain too (the chain's outcome is its last message's)."""
+        key = f"{final.channel.value}|{final.status.value}"
+        summary.cohort[key] += 1
+        summary.costs[key] += final.cost_estimate or 0.0
+        if final.delivery_latency_ms is not None:
+            summary.latencies_ms.append(int(final.delivery_latency_ms))
+        if final.fallback_of and not final.fallback_id:
+            chain = await self._chain_to(final)
+            chain_key = ">".join(r.channel.value for r in chain) + f"|{final.status.value}"
+            summary.chains[chain_key] += 1
+            summary.chain_costs[chain_key] += sum(r.cost_estimate or 0.0 for r in chain)
+
+    async def _chain_to(self, last: LedgerRow) -> list[LedgerRow]:
+        """The fallback chain that ends at `last`, first message first (a read per earlier message)."""
+        chain = [last]
+        while chain[0].fallback_of and len(chain) <= MAX_FALLBACKS:
+            parent = await self._ledger.get(chain[0].fallback_of)
+            if parent is None:
+                break
+            chain.insert(0, parent)
+        return chain
 
     async def _stuck(self, row: LedgerRow) -> str:
         if row.status not in (Status.ACCEPTED, Status.SENDING):

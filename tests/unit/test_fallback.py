@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -423,3 +424,28 @@ async def test_a_request_without_fallback_writes_no_fallback_column_and_no_inten
     assert await deliver(svc, sms("plain-1")) == Outcome.FAILED
     assert "FallbackOn" not in (await _row(svc, "plain-1")).to_entity()
     assert [e for e in await svc.due.due(clock() + timedelta(days=1)) if e.kind == DueKind.FALLBACK] == []
+
+
+async def test_the_reconcile_summary_counts_each_closed_chain_once_with_its_fees(
+    svc: Services, storage: MemoryStorage, provider: ScriptedProvider, clock: FakeClock
+) -> None:
+    """Per message and per chain: the WhatsApp parent that failed and its delivered SMS are two messages
+    and one chain `whatsapp>sms|Delivered`, whose fees are both messages' (the report's chain table)."""
+    prices = svc.settings.prices
+    assert await deliver(svc, _with_sms_fallback("wa-r1")) == Outcome.SENT
+    await svc.events.apply(_report("acs-1", Status.FAILED, iso(clock() + timedelta(seconds=1))))
+    await _settled(svc)
+    [child_body] = _queued(storage, svc, "wa-r1.fb1")
+    assert await deliver(svc, child_body) == Outcome.SENT
+    delivered = _report("acs-2", Status.DELIVERED, iso(clock() + timedelta(seconds=2)))
+    sms_type = "Microsoft.Communication.SMSDeliveryReportReceived"
+    await svc.events.apply(replace(delivered, channel=Channel.SMS, event_type=sms_type))
+    assert (await _row(svc, "wa-r1.fb1")).status == Status.DELIVERED
+    clock.advance(days=2)  # both SLA deadlines have passed
+    summary = await _reconcile(svc, storage)
+    row = summary.row()
+    assert dict(summary.cohort) == {"whatsapp|Failed": 1, "sms|Delivered": 1}
+    assert row.chains == {"whatsapp>sms|Delivered": 1}
+    wa_fee, sms_fee = prices[Channel.WHATSAPP], prices[Channel.SMS]
+    assert row.costs == pytest.approx({"whatsapp|Failed": wa_fee, "sms|Delivered": sms_fee})
+    assert row.chain_costs == pytest.approx({"whatsapp>sms|Delivered": wa_fee + sms_fee})

@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 import urllib.error
+import uuid
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -46,13 +47,21 @@ class Stack:
     runner: RunnerProcess | None = None
     restarts: int = 0
     logs: list[Path] = field(default_factory=list)
+    # A host id of its own, as each Function App has: the suite shares one Azurite, and a runner an
+    # earlier test killed may still hold its timer's 60 s listener lease under the default id.
+    host_id: str = field(default_factory=lambda: f"e2e-{uuid.uuid4().hex[:16]}")
 
     def start_runner(self) -> RunnerProcess:
         log = self.log_dir / f"runner-{self.restarts}.log"
         self.restarts += 1
         EXTRA_LOG_FILES.append(log)
         self.runner = RunnerProcess(
-            ROOT, env=self.env, storage=self.env["AzureWebJobsStorage"], log_path=log, grace_period=5.0
+            ROOT,
+            env=self.env,
+            storage=self.env["AzureWebJobsStorage"],
+            log_path=log,
+            grace_period=5.0,
+            host_id=self.host_id,
         ).start()
         self.acs.set_webhook(f"{self.runner.url}/runtime/webhooks/eventgrid?functionName=record_event")
         return self.runner

@@ -173,7 +173,7 @@ async def _connect(settings: Settings, provider: Provider | None, credential: An
         await _provision(settings, storage)
         if provider is None:
             connection = parse_acs_connection(settings.acs_connection_string, settings.acs_endpoint, credential)
-            provider = AcsProvider(AcsSenders(connection))
+            provider = AcsProvider(AcsSenders(connection, settings.acs_timeouts))
     except BaseException:
         await storage.close()
         await _close(credential)
@@ -287,7 +287,7 @@ def _send_service(
         gates=SendGates(parts.consent, parts.control, gate, clock, parts.whatsapp),
         acceptance=acceptance,
         rejections=rejections,
-        recovery=Recovery(dispatcher, endings, parts.provider, clock),
+        recovery=Recovery(dispatcher, endings, parts.provider, clock, settings.acs_timeouts.claim_lease),
         dispatcher=dispatcher,
         endings=endings,
     )

@@ -11,6 +11,7 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from shared.errors import ConfigurationError
 from shared.models import Channel
@@ -73,12 +74,33 @@ SETTINGS: tuple[SettingSpec, ...] = (
         False,
         'backoff of sends that failed transiently, JSON {"baseSeconds": 5, "capSeconds": 300, "attempts": 15}',
     ),
+    SettingSpec(
+        "ACS_TIMEOUTS",
+        False,
+        'bounded waits of every ACS call, JSON {"connectSeconds": 10, "readSeconds": 30}; a crashed send\'s '
+        "claim is trusted for their sum plus 20 s",
+    ),
 )
 SETTING_NAMES: frozenset[str] = frozenset(spec.name for spec in SETTINGS)
 
 DEFAULT_RATE_PER_MINUTE = {Channel.SMS: 60.0, Channel.EMAIL: 30.0, Channel.WHATSAPP: 60.0}
 DEFAULT_PRICES = {Channel.SMS: 0.0075, Channel.EMAIL: 0.00025, Channel.WHATSAPP: 0.005}
 DEFAULT_SLA_MINUTES = {Channel.SMS: 60.0, Channel.EMAIL: 60.0, Channel.WHATSAPP: 60.0}
+# A send's claim outlives its ACS call by this much (the ledger write after the answer, clock skew).
+CLAIM_MARGIN = timedelta(seconds=20)
+
+
+@dataclass(frozen=True)
+class AcsTimeouts:
+    """How long any ACS call may wait to connect and then to read (azure-core's defaults wait 300 s
+    each). Bounded waits are what let a claim younger than `claim_lease` be trusted to be alive."""
+
+    connect_seconds: float = 10.0
+    read_seconds: float = 30.0
+
+    @property
+    def claim_lease(self) -> timedelta:
+        return timedelta(seconds=self.connect_seconds + self.read_seconds) + CLAIM_MARGIN
 
 
 @dataclass(frozen=True)
@@ -101,6 +123,7 @@ class Settings:
     send_queue: str
     appinsights_connection_string: str | None = None
     send_retry: Backoff = DEFAULT_SEND_RETRY
+    acs_timeouts: AcsTimeouts = AcsTimeouts()
     managed_identity_client_id: str | None = None
     storage_service_uris: Mapping[str, str] = field(default_factory=dict)  # "queue" | "table" | "blob" -> URI
     feed_topic_endpoint: str | None = None
@@ -204,6 +227,21 @@ def _backoff(env: Mapping[str, str], problems: list[str]) -> Backoff:
     return backoff
 
 
+def _acs_timeouts(env: Mapping[str, str], problems: list[str]) -> AcsTimeouts:
+    values = _json_numbers(env, "ACS_TIMEOUTS", problems)
+    unknown = sorted(set(values) - {"connectSeconds", "readSeconds"})
+    if unknown:
+        problems.append(f"ACS_TIMEOUTS: unknown keys {unknown}")
+    default = AcsTimeouts()
+    timeouts = AcsTimeouts(
+        connect_seconds=values.get("connectSeconds", default.connect_seconds),
+        read_seconds=values.get("readSeconds", default.read_seconds),
+    )
+    if timeouts.connect_seconds <= 0 or timeouts.read_seconds <= 0:
+        problems.append("ACS_TIMEOUTS: connectSeconds and readSeconds must be positive")
+    return timeouts
+
+
 def _int_setting(env: Mapping[str, str], name: str, default: int, problems: list[str]) -> int:
     raw = env.get(name, "").strip()
     if not raw:
@@ -251,6 +289,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         send_queue=env.get("SEND_QUEUE", "").strip() or "outbound",
         appinsights_connection_string=env.get("APPLICATIONINSIGHTS_CONNECTION_STRING") or None,
         send_retry=_backoff(env, problems),
+        acs_timeouts=_acs_timeouts(env, problems),
         managed_identity_client_id=env.get("AZURE_CLIENT_ID", "").strip() or None,
         storage_service_uris=_service_uris(env),
         feed_topic_endpoint=env.get("FEED_TOPIC_ENDPOINT", "").strip() or None,

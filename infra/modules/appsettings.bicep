@@ -82,6 +82,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     SEND_QUEUE: sendQueueName
     // Backoff of sends that failed transiently (shared/retry.py): about 25 to 50 minutes of retries.
     SEND_RETRY: '{"baseSeconds": 5, "capSeconds": 300, "attempts": 15}'
+    ACS_TIMEOUTS: '{"connectSeconds": 10, "readSeconds": 30}'
     // Meta refuses free-form WhatsApp text outside the 24-hour customer service window (131047): refuse it first.
     WHATSAPP_SERVICE_WINDOW: 'enforce'
     APPLICATIONINSIGHTS_CONNECTION_STRING: appInsightsConnectionString

@@ -29,6 +29,7 @@ from azure.core.rest import HttpRequest
 from shared.adapters.errors import map_provider_error, retry_after_from
 from shared.errors import ConfigurationError, SendRejected, Throttled, TransientError
 from shared.models import EmailContent, WhatsAppTemplate
+from shared.settings import AcsTimeouts
 from shared.templates import TemplateInfo, template_info
 
 EMAIL_API_VERSION = "2025-09-01"
@@ -90,24 +91,24 @@ def parse_acs_connection(connection_string: str | None, endpoint: str | None, cr
     raise ConfigurationError("ACS_ENDPOINT or ACS_CONNECTION_STRING must be set")
 
 
-# No SDK retries (the pipeline retries with its ledger), and bounded waits: a send attempt ends within
-# CONNECT + READ seconds, which is what lets a claim younger than the claim lease be trusted to be alive
-# (shared/services/recovery.py). azure-core's defaults wait 300 s for each.
-CONNECT_TIMEOUT_SECONDS = 10
-READ_TIMEOUT_SECONDS = 30
-CLIENT_OPTIONS: dict[str, Any] = {
-    "retry_total": 0,
-    "use_env_settings": False,
-    "connection_timeout": CONNECT_TIMEOUT_SECONDS,
-    "read_timeout": READ_TIMEOUT_SECONDS,
-}
+def client_options(timeouts: AcsTimeouts) -> dict[str, Any]:
+    """No SDK retries (the pipeline retries with its ledger), and bounded waits: a send attempt ends
+    within the connect and read timeouts, which is what lets a claim younger than the claim lease be
+    trusted to be alive (shared/services/recovery.py)."""
+    return {
+        "retry_total": 0,
+        "use_env_settings": False,
+        "connection_timeout": timeouts.connect_seconds,
+        "read_timeout": timeouts.read_seconds,
+    }
 
 
 class AcsSenders:
     """The three async ACS clients, built on first use and reused for the life of the process."""
 
-    def __init__(self, connection: AcsConnection) -> None:
+    def __init__(self, connection: AcsConnection, timeouts: AcsTimeouts | None = None) -> None:
         self._conn = connection
+        self._options = client_options(timeouts or AcsTimeouts())
         self._sms: Any = None
         self._email: Any = None
         self._messages: Any = None
@@ -121,7 +122,7 @@ class AcsSenders:
                 self._conn.endpoint,
                 self._conn.credential,
                 per_call_policies=[SmsRepeatabilityPolicy()],
-                **CLIENT_OPTIONS,
+                **self._options,
             )
         return self._sms
 
@@ -129,21 +130,21 @@ class AcsSenders:
         if self._email is None:
             from azure.communication.email.aio import EmailClient
 
-            self._email = EmailClient(self._conn.endpoint, self._conn.credential, **CLIENT_OPTIONS)
+            self._email = EmailClient(self._conn.endpoint, self._conn.credential, **self._options)
         return self._email
 
     def _messages_client(self) -> Any:
         if self._messages is None:
             from azure.communication.messages.aio import NotificationMessagesClient
 
-            self._messages = NotificationMessagesClient(self._conn.endpoint, self._conn.credential, **CLIENT_OPTIONS)
+            self._messages = NotificationMessagesClient(self._conn.endpoint, self._conn.credential, **self._options)
         return self._messages
 
     def _templates_client(self) -> Any:
         if self._templates is None:
             from azure.communication.messages.aio import MessageTemplateClient
 
-            self._templates = MessageTemplateClient(self._conn.endpoint, self._conn.credential, **CLIENT_OPTIONS)
+            self._templates = MessageTemplateClient(self._conn.endpoint, self._conn.credential, **self._options)
         return self._templates
 
     async def list_templates(self, channel_id: str) -> list[TemplateInfo]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from shared.adapters.acs import CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS
 from shared.clock import parse_iso
 from shared.errors import Throttled, TransientError
 from shared.ids import operation_id
@@ -19,11 +18,6 @@ from shared.services.endings import SendEndings
 from shared.services.providers import Provider
 from shared.validation import CheckedRequest
 
-# A claim younger than this may belong to a send still in flight (every ACS call ends within
-# CONNECT_TIMEOUT + READ_TIMEOUT seconds): an email copy that finds one waits for it to end instead of
-# asking ACS, which would answer 404 while the first POST is still on its way.
-CLAIM_LEASE = timedelta(seconds=CONNECT_TIMEOUT_SECONDS + READ_TIMEOUT_SECONDS + 20)
-
 AT_MOST_ONCE_UNKNOWN = (
     "an earlier attempt may have sent it and ACS can no longer tell; "
     "at-most-once policy: an operator decides (replay to resend)"
@@ -32,8 +26,17 @@ AT_MOST_ONCE_UNKNOWN = (
 
 class Recovery:
     def __init__(
-        self, dispatcher: Dispatcher, endings: SendEndings, provider: Provider, clock: Callable[[], datetime]
+        self,
+        dispatcher: Dispatcher,
+        endings: SendEndings,
+        provider: Provider,
+        clock: Callable[[], datetime],
+        claim_lease: timedelta,
     ) -> None:
+        # A claim younger than `claim_lease` may belong to a send still in flight (every ACS call ends
+        # within its timeouts): an email copy that finds one waits for it to end instead of asking ACS,
+        # which would answer 404 while the first POST is still on its way.
+        self._claim_lease = claim_lease
         self._dispatcher = dispatcher
         self._endings = endings
         self._provider = provider
@@ -66,7 +69,7 @@ class Recovery:
         claimed_at = row.times.get(Status.SENDING)
         if not claimed_at or (row.last_retry_at or "") >= claimed_at:
             return None  # never claimed, or its attempt has ended (it failed and was re-scheduled)
-        left = CLAIM_LEASE - (self._now() - parse_iso(claimed_at))
+        left = self._claim_lease - (self._now() - parse_iso(claimed_at))
         return left if left > timedelta() else None
 
     async def _recover_email(self, checked: CheckedRequest, row: LedgerRow) -> Status | None:

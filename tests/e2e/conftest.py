@@ -6,8 +6,8 @@ import asyncio
 import json
 import time
 import urllib.error
-import uuid
 import urllib.request
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -33,8 +33,8 @@ MAKERS = (
 )
 
 
-async def fed_stack(make_stack: Any, topic: LocalTopic) -> Stack:
-    stack: Stack = await make_stack(FEED_TOPIC_ENDPOINT=topic.endpoint, FEED_TOPIC_KEY=DEFAULT_KEY)
+async def fed_stack(make_stack: Any, topic: LocalTopic, **overrides: str) -> Stack:
+    stack: Stack = await make_stack(FEED_TOPIC_ENDPOINT=topic.endpoint, FEED_TOPIC_KEY=DEFAULT_KEY, **overrides)
     return stack
 
 

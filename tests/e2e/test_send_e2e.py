@@ -110,7 +110,9 @@ async def test_runner_killed_five_times_loses_nothing_and_sends_nothing_twice(
     five times: all end terminal or Unknown, zero duplicate sends; and the status feed's subscriber ends
     with exactly the ledger's history of every message after dedupe by id (issue 17)."""
     topic, sink = feed
-    stack = await fed_stack(make_stack, topic)
+    # ACS calls that may wait 10 s (2 s sends below): an email a killed runner held is trusted for 30 s.
+    timeouts = json.dumps({"connectSeconds": 2, "readSeconds": 8})
+    stack = await fed_stack(make_stack, topic, ACS_TIMEOUTS=timeouts)
     # Keep sends in flight when the kills land: 300 sends, at most 48 at once (host.json), of 2 s each.
     stack.acs.add_fault("latency", seconds=120, latencyMs=2000)
     ids = [f"kill-{i}" for i in range(300)]

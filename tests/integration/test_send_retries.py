@@ -24,8 +24,7 @@ from shared.runtime import Services, build_services
 from shared.services.decoding import QueueDelivery
 from shared.services.outcomes import Outcome
 from shared.services.providers import AcsProvider
-from shared.services.recovery import CLAIM_LEASE
-from shared.settings import load_settings
+from shared.settings import AcsTimeouts, load_settings
 from tests.bodies import email, sms
 from tests.integration.conftest import Clock, app_env
 
@@ -55,7 +54,7 @@ async def test_an_email_whose_sent_write_was_lost_is_asked_for_not_resent(
     monkeypatch.setattr(svc.sending.steps.dispatcher, "mark_sent", mark_sent)
     assert await svc.sending.handle(_delivery(email("mail-died"))) == Outcome.RESCHEDULED  # a live claim?
     assert _posts(acs, "emailStatus") == 0
-    clock.advance(seconds=CLAIM_LEASE.total_seconds() + 1)
+    clock.advance(seconds=AcsTimeouts().claim_lease.total_seconds() + 1)
     assert await svc.sending.handle(_delivery(email("mail-died"))) == Outcome.SENT
     assert (_posts(acs, "email"), _posts(acs, "emailStatus")) == (1, 1)
     assert len(acs.sends("email")) == 1
@@ -178,7 +177,7 @@ async def test_a_429_on_the_status_query_keeps_the_recovering_claim(
     with pytest.raises(RuntimeError):
         await svc.sending.handle(_delivery(email("mail-429")))
     monkeypatch.setattr(svc.sending.steps.dispatcher, "mark_sent", mark_sent)
-    clock.advance(seconds=CLAIM_LEASE.total_seconds() + 1)
+    clock.advance(seconds=AcsTimeouts().claim_lease.total_seconds() + 1)
     acs.add_fault("429", count=1, channel="email")
     assert await svc.sending.handle(_delivery(email("mail-429"))) == Outcome.RESCHEDULED
     row = await svc.ledger.get("mail-429")

@@ -169,10 +169,14 @@ def status(message_id: str) -> None:
 
 @app.command()
 def history(message_id: str) -> None:
-    """Show every transition and provider event of one message, in time order."""
-    view = _view(message_id)
+    """Show every transition and provider event of one message, in time order (with the other messages
+    of its fallback chain, if it has one)."""
+    view = run(lambda svc: svc.views.history(message_id))
+    if view is None:
+        err_console.print(f"no message {message_id}")
+        raise typer.Exit(Exit.NOT_FOUND)
     if STATE.json_output:
-        emit_json({"id": message_id, "transitions": view["transitions"], "events": view["events"]})
+        emit_json(view)
     else:
         console.print(history_table(view))
 

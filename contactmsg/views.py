@@ -38,18 +38,29 @@ EVENT_TYPE_PREFIX = "Microsoft.Communication."
 
 def history_table(view: dict[str, Any]) -> Table:
     """Sorted by the full timestamps; shown shorter, so that it fits 80 columns (--json has them whole)."""
-    table = Table(title=f"history of {view['id']}")
+    chained = len(view.get("chain", [])) > 1
+    table = Table(title=f"history of {view['id']}", caption=_chain_caption(view) if chained else None)
     table.add_column("at (UTC)", no_wrap=True)
-    for column in ("what", "status", "detail"):
+    for column in ("message", "what", "status", "detail") if chained else ("what", "status", "detail"):
         table.add_column(column, overflow="fold")
-    rows = [(t["at"], "transition", t["status"], "") for t in view["transitions"]]
+
+    def who(entry: dict[str, Any]) -> list[str]:
+        return [f"{entry.get('channel', '')} {entry.get('message', '')}"] if chained else []
+
+    rows = [(t["at"], *who(t), "transition", t["status"], "") for t in view["transitions"]]
     rows += [
-        (e["eventTime"], _event_type(e["eventType"]), e["status"] or e["rawStatus"] or "", e["detail"] or "")
+        (e["eventTime"], *who(e), _event_type(e["eventType"]), e["status"] or e["rawStatus"] or "", e["detail"] or "")
         for e in view["events"]
     ]
     for at, *rest in sorted(rows, key=lambda r: str(r[0])):
         table.add_row(_short_time(str(at)), *(str(cell) for cell in rest))
     return table
+
+
+def _chain_caption(view: dict[str, Any]) -> str:
+    """`whatsapp fb-1 (Failed) > sms fb-1.fb1 (Delivered): delivered by sms after whatsapp failed`."""
+    members = " > ".join(f"{m['channel']} {m['id']} ({m['status']})" for m in view["chain"])
+    return f"fallback chain {members}: {view.get('chainOutcome', '')}"
 
 
 def _event_type(name: str | None) -> str:

@@ -67,6 +67,25 @@ class MessageViews:
             view |= await self._chain(row)
         return view
 
+    async def history(self, message_id: str) -> dict[str, Any] | None:
+        """Every transition and event of `message_id`, and of each message of its fallback chain: each
+        entry names its message and channel, so one time-ordered history tells the whole chain's story."""
+        view = await self.status(message_id)
+        if view is None:
+            return None
+        views = []  # first message of the chain first, so that equal times keep the chain's order
+        for member in view.get("chain", [{"id": message_id}]):
+            other = view if member["id"] == message_id else await self.status(member["id"])
+            views += [other] if other is not None else []
+        transitions = [{**t, "message": v["id"], "channel": v["channel"]} for v in views for t in v["transitions"]]
+        events = [{**e, "message": v["id"], "channel": v["channel"]} for v in views for e in v["events"]]
+        history = {
+            "id": message_id,
+            "transitions": sorted(transitions, key=lambda t: str(t["at"])),
+            "events": sorted(events, key=lambda e: str(e["eventTime"])),
+        }
+        return history | {key: view[key] for key in ("chain", "chainOutcome") if key in view}
+
     async def _chain(self, row: LedgerRow) -> dict[str, Any]:
         """The fallback chain `row` belongs to (first message to last) and its overall outcome."""
         chain = [row]

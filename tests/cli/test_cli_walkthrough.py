@@ -259,3 +259,32 @@ def test_history_fits_80_columns_without_cutting_times_or_event_types() -> None:
     assert "2026-11-28 10:00:00.123" in text and "2026-11-28 10:00:02.500" in text
     assert "SMSDeliveryReportReceived" in text.replace("\n", "").replace("│", "").replace(" ", "")
     assert max(len(line) for line in text.splitlines()) <= 80
+
+
+def test_history_of_a_chain_names_each_message_and_the_outcome() -> None:
+    """A fallback chain's history shows which message each line is about, and the chain's outcome."""
+    from rich.console import Console
+
+    from contactmsg.views import history_table
+
+    chain = [
+        {"id": "wa-1", "channel": "whatsapp", "status": "Failed"},
+        {"id": "wa-1.fb1", "channel": "sms", "status": "Delivered"},
+    ]
+    view = {
+        "id": "wa-1",
+        "chain": chain,
+        "chainOutcome": "delivered by sms after whatsapp failed",
+        "transitions": [
+            {"at": "2026-11-28T10:00:01.0000000Z", "status": "Failed", "message": "wa-1", "channel": "whatsapp"},
+            {"at": "2026-11-28T10:00:02.0000000Z", "status": "Sent", "message": "wa-1.fb1", "channel": "sms"},
+        ],
+        "events": [],
+    }
+    console = Console(width=100, record=True)
+    console.print(history_table(view))
+    text = console.export_text()
+    assert "delivered by sms after whatsapp failed" in text
+    failed = next(line for line in text.splitlines() if "Failed" in line and "10:00:01" in line)
+    sent = next(line for line in text.splitlines() if "Sent" in line)
+    assert "whatsapp wa-1" in failed and "sms wa-1.fb1" in sent

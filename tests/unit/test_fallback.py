@@ -351,6 +351,18 @@ async def test_a_chain_goes_on_until_an_alternative_is_delivered(
         ("wa-c1.fb2", "Sent"),
     ]
     assert view["chainOutcome"] == "sent by email after whatsapp failed, then sms failed"
+    history = await svc.views.history("wa-c1.fb2")
+    assert history is not None and history["chainOutcome"] == view["chainOutcome"]
+    # One time-ordered story: each message's own transitions, each entry naming its message.
+    told = [(t["message"], t["channel"], t["status"]) for t in history["transitions"]]
+    assert [entry for entry in told if entry[2] in ("Failed", "Sent")] == [
+        ("wa-c1", "whatsapp", "Failed"),
+        ("wa-c1.fb1", "sms", "Failed"),
+        ("wa-c1.fb2", "email", "Sent"),
+    ]
+    assert [str(t["at"]) for t in history["transitions"]] == sorted(str(t["at"]) for t in history["transitions"])
+    alone = await svc.views.history("wa-c9")
+    assert alone is None
 
 
 async def test_a_request_kept_in_a_blob_falls_back_with_its_text(

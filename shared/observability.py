@@ -73,6 +73,7 @@ METRICS: Final = frozenset(
         "feed_published",  # value: status-feed events published (issue 17)
         "feed_publish_failed",  # value: status-feed events whose publish failed (the sweep retries them)
         "feed_republished",  # value: status-feed events the reconcile sweep found unpublished and sent
+        "send_now_failed",  # a high-priority POST's own send raised; its lane copy retries it (dimension reason)
         "fallback",  # a fallback message created in place of one that ended (dimension reason: the trigger)
     }
 )

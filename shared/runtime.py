@@ -146,7 +146,7 @@ async def build_services(
         sending=sending,
         events=events,
         dead_letters=dead,
-        intake=IntakeService(settings, acceptance, rejections, clock, parts.whatsapp),
+        intake=IntakeService(settings, acceptance, rejections, clock, parts.whatsapp, sending.send_now),
         reconcile=_reconcile_service(parts, events, dead, fallbacks),
         retention=_retention_service(parts),
         views=MessageViews(parts.table(parts.names.messages)),

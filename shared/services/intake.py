@@ -6,13 +6,16 @@ row later. Accepting is idempotent on the id: the same id again returns the same
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from shared.clock import Clock
 from shared.errors import FieldError, IdReused, TransientError, ValidationFailed
 from shared.ids import content_id
-from shared.models import FallbackTrigger, Status
+from shared.models import FallbackTrigger, Priority, Status
 from shared.observability import count, emit
 from shared.services.acceptance import Acceptance
 from shared.services.logs import about
@@ -24,6 +27,10 @@ from shared.validation import CheckedRequest, check_request, parse_request
 log = logging.getLogger(__name__)
 
 ID_REUSED = "already used by a different request: send a new request under a new id"
+# How long the answer to a high-priority POST waits for its send; a slower send goes on after the answer.
+SEND_NOW_WAIT_SECONDS = 2.0
+
+SendNow = Callable[[CheckedRequest], Coroutine[Any, Any, object]]
 
 
 @dataclass(frozen=True)
@@ -43,12 +50,15 @@ class IntakeService:
         rejections: RequestRejections,
         clock: Clock,
         whatsapp: WhatsAppRules | None = None,
+        send_now: SendNow | None = None,
     ) -> None:
         self._settings = settings
         self._acceptance = acceptance
         self._rejections = rejections
         self._now = clock
         self._whatsapp = whatsapp
+        self._send_now = send_now
+        self._sends: set[asyncio.Task[object]] = set()  # sends that outlived their answer
 
     async def submit(self, body: bytes) -> IntakeResult:
         """Validate now; record Accepted and enqueue. Same id again → same message, no second send."""
@@ -83,11 +93,31 @@ class IntakeService:
             await self._rejections.reused(checked.message_id, checked.channel, reused, source="http")
             errors = [FieldError("id", ID_REUSED)]
             return IntakeResult(accepted=False, message_id=message_id, errors=errors, conflict=True)
-        if row.status == Status.ACCEPTED:
+        if row.status == Status.ACCEPTED and checked.request.priority == Priority.HIGH and self._send_now:
+            await self._send_at_once(checked, self._send_now)
+        elif row.status == Status.ACCEPTED:
             # Enqueue even for a repeat: it costs nothing (the ledger dedupes) and heals a crash that
             # happened between an earlier accept and its enqueue.
             await self._acceptance.requeue(checked, 0)
         return IntakeResult(accepted=True, message_id=message_id, created=created)
+
+    async def _send_at_once(self, checked: CheckedRequest, send_now: SendNow) -> None:
+        """A high-priority request is sent by this invocation, through the same recipe (every gate, the
+        ledger claim), instead of waiting for its lane's next poll. Its lane copy is enqueued first but
+        comes due only after the claim lease: if this instance dies mid-send, the copy is an ordinary
+        redelivery that recovery resolves; if the send ended, the copy finds it done and sends nothing."""
+        safety_net = self._settings.acs_timeouts.claim_lease.total_seconds()
+        await self._acceptance.requeue(checked, safety_net)
+        task = asyncio.get_running_loop().create_task(send_now(checked))
+        self._sends.add(task)
+        task.add_done_callback(self._send_ended)
+        await asyncio.wait({task}, timeout=SEND_NOW_WAIT_SECONDS)
+
+    def _send_ended(self, task: asyncio.Task[object]) -> None:
+        self._sends.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # The lane copy enqueued before the send retries it: nothing is lost, only later.
+            count(log, "send_now_failed", reason=type(task.exception()).__name__)
 
     async def _accepted_before(self, message_id: str) -> bool:
         """A repeat of a message accepted earlier is the same message (idempotent on its id), even if

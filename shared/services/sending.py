@@ -74,6 +74,12 @@ class SendService:
         with about(checked):  # every record from here on carries the message's id and channel
             return await self._decide(checked)
 
+    async def send_now(self, checked: CheckedRequest) -> Outcome:
+        """Steps 2 to 8 for a request the HTTP intake has just checked and accepted (a high-priority
+        request sent by the intake's own invocation instead of its lane's next poll)."""
+        with about(checked):
+            return await self._decide(checked)
+
     async def _decide(self, checked: CheckedRequest) -> Outcome:
         """Steps 2 to 8 for a decoded request."""
         verdict = await self.steps.gates.check(checked)  # 2

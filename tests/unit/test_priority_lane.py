@@ -4,8 +4,12 @@ own queue, never behind the normal backlog. Over in-memory storage and a scripte
 
 from __future__ import annotations
 
+import asyncio
 import json
 
+import pytest
+
+import shared.services.intake as intake_module
 from shared.errors import Throttled, TransientError
 from shared.ledger import canonical_payload
 from shared.models import Channel, Priority, Status
@@ -112,6 +116,86 @@ async def test_a_backoff_puts_high_priority_back_in_its_own_lane(
 
 
 async def test_the_http_intake_enqueues_each_request_in_its_lane(svc: Services, storage: MemoryStorage) -> None:
+    """A normal request is enqueued at once; a high-priority one gets a lane copy that comes due only
+    after the claim lease (its send is the intake's own, below)."""
     assert (await svc.intake.submit(sms("http-normal"))).accepted
     assert (await svc.intake.submit(sms("http-high", **HIGH))).accepted
     assert _lanes(storage, svc) == (["http-normal"], ["http-high"])
+    normal, high = storage.queue(svc.settings.send_queue).sent, storage.queue(svc.settings.priority_queue).sent
+    assert normal[0].delay_seconds == 0
+    assert high[0].delay_seconds == svc.settings.acs_timeouts.claim_lease.total_seconds()
+
+
+async def test_the_http_intake_sends_a_high_priority_request_itself_and_its_lane_copy_sends_nothing(
+    svc: Services, storage: MemoryStorage, provider: ScriptedProvider
+) -> None:
+    """No wait for the lane's next poll: the POST's own invocation runs the recipe. The lane copy, due
+    later in case this instance died mid-send, finds the message sent and sends nothing again."""
+    assert (await svc.intake.submit(sms("now-1", **HIGH))).accepted
+    row = await svc.ledger.get("now-1")
+    assert row is not None and row.status == Status.SENT
+    assert [c.message_id for c in provider.calls] == ["now-1"]
+    [copy] = storage.queue(svc.settings.priority_queue).sent
+    assert await deliver(svc, copy.body) == Outcome.DUPLICATE
+    assert [c.message_id for c in provider.calls] == ["now-1"]
+    again = await svc.intake.submit(sms("now-1", **HIGH))  # the producer's retry of the same POST
+    assert again.accepted and not again.created
+    assert [c.message_id for c in provider.calls] == ["now-1"]
+
+
+async def test_the_intakes_own_send_goes_through_every_gate(
+    svc: Services, storage: MemoryStorage, provider: ScriptedProvider, clock: FakeClock
+) -> None:
+    """Consent and pause hold for the intake's send as for the queue's: opted out is Suppressed, a paused
+    channel holds it in its lane."""
+    to = "+14255550113"
+    await svc.consent.set_state(
+        Channel.SMS, to, ALL_SENDERS, ConsentState.OPTED_OUT, reason="STOP", actor="test", now=clock()
+    )
+    assert (await svc.intake.submit(sms("now-stop", to=to, **HIGH))).accepted
+    stopped = await svc.ledger.get("now-stop")
+    assert stopped is not None and stopped.status == Status.SUPPRESSED
+    await svc.control.pause("sms", actor="test", reason="incident", now=clock())
+    assert (await svc.intake.submit(sms("now-paused", **HIGH))).accepted
+    held = await svc.ledger.get("now-paused")
+    assert held is not None and held.status == Status.ACCEPTED
+    delays = sorted(q.delay_seconds for q in storage.queue(svc.settings.priority_queue).sent if "now-paused" in q.body)
+    assert delays == sorted([PAUSE_RECHECK_SECONDS, svc.settings.acs_timeouts.claim_lease.total_seconds()])
+    assert provider.calls == []
+
+
+async def test_a_transient_failure_of_the_intakes_send_is_retried_in_the_lane(
+    svc: Services, storage: MemoryStorage, provider: ScriptedProvider
+) -> None:
+    """ACS down at the moment of the POST: the request is accepted, backed off in its lane, sent once."""
+    provider.sends = [TransientError("down", may_have_sent=False)]
+    assert (await svc.intake.submit(sms("now-down", **HIGH))).accepted
+    copies = [q.body for q in storage.queue(svc.settings.priority_queue).sent]
+    assert len(copies) == 2  # the lane copy and the backoff's
+    assert sorted([await deliver(svc, body) for body in copies]) == sorted([Outcome.SENT, Outcome.DUPLICATE])
+    assert [c.message_id for c in provider.calls] == ["now-down", "now-down"]
+    row = await svc.ledger.get("now-down")
+    assert row is not None and row.status == Status.SENT
+
+
+async def test_a_slow_send_answers_the_post_first_and_ends_sent(
+    svc: Services, provider: ScriptedProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The answer waits for the send only so long; the send goes on after it."""
+    monkeypatch.setattr(intake_module, "SEND_NOW_WAIT_SECONDS", 0.01)
+    release = asyncio.Event()
+
+    async def slow() -> None:
+        await release.wait()
+
+    provider.pause = slow
+    assert (await svc.intake.submit(sms("now-slow", **HIGH))).accepted
+    row = await svc.ledger.get("now-slow")
+    assert row is not None and row.status in (Status.ACCEPTED, Status.SENDING)
+    release.set()
+    for _ in range(100):
+        row = await svc.ledger.get("now-slow")
+        if row is not None and row.status == Status.SENT:
+            break
+        await asyncio.sleep(0)
+    assert row is not None and row.status == Status.SENT

@@ -12,11 +12,12 @@ from typing import Any
 from shared.models import Status
 from shared.services.acceptance import STUCK_AFTER
 from shared.services.fallback import SPAWN_RECHECK
-from tests.e2e.conftest import Stack, wait_until
+from tests.e2e.conftest import Stack, all_final, wait_until
 
 FAILS_ON_WHATSAPP = "+14255550101"  # the emulator reports Failed (numbers ending 01)
 SILENT_ON_WHATSAPP = "+14255550102"  # the emulator never reports (ending 02)
 SMS_TO = "+14255550177"  # delivered
+REPEATS_FAILED = "+14255550108"  # Failed 3 times over, then a late copy or the earlier Sent status
 
 
 def _request(message_id: str, to: str, **extra: Any) -> dict[str, Any]:
@@ -80,6 +81,30 @@ async def test_a_message_expired_by_reconciliation_falls_back(make_stack) -> Non
     await wait_until(lambda: _delivered(stack, "fb-e2e-3.fb1"), 60, "the SMS to be delivered")
     assert await _status(stack, "fb-e2e-3") == Status.EXPIRED
     assert _sms_sends(stack) == Counter({"fb-e2e-3.fb1": 1})
+
+
+async def test_duplicated_and_reordered_failed_reports_make_one_child_each(make_stack) -> None:  # type: ignore[no-untyped-def]
+    """WhatsApp and SMS parents whose Failed report comes three times over and then out of order (a
+    fresh-id Failed with an earlier time, or the Sent status that preceded it): one alternative each,
+    each sent once, and no parent's end overturned by the late event."""
+    stack: Stack = await make_stack()
+    whatsapp_ids = [f"fb-dup-wa-{i}" for i in range(6)]
+    sms_ids = [f"fb-dup-sms-{i}" for i in range(6)]
+    for message_id in whatsapp_ids:
+        assert (await stack.svc.intake.submit(_bytes(_request(message_id, REPEATS_FAILED)))).accepted
+    for message_id in sms_ids:  # the emulator tells duplicates by content: each message says its own
+        email = {"channel": "email", "to": "fb@example.com", "content": {"subject": "Code", "text": message_id}}
+        body = {"id": message_id, "channel": "sms", "to": REPEATS_FAILED, "content": {"text": f"code {message_id}"}}
+        assert (await stack.svc.intake.submit(_bytes(body | {"fallback": [email]}))).accepted
+    children = [f"{i}.fb1" for i in whatsapp_ids + sms_ids]
+    await wait_until(lambda: all_final(stack, children, frozenset({Status.DELIVERED})), 90, "every alternative")
+    assert set((await stack.statuses(whatsapp_ids + sms_ids)).values()) == {Status.FAILED}
+    assert await stack.statuses([f"{i}.fb2" for i in whatsapp_ids + sms_ids]) == {
+        f"{i}.fb2": None for i in whatsapp_ids + sms_ids
+    }
+    assert _sms_sends(stack) == Counter({**{f"{i}.fb1": 1 for i in whatsapp_ids}, **dict.fromkeys(sms_ids, 1)})
+    assert len(stack.acs.sends("email")) == len(sms_ids)
+    assert stack.acs.duplicates() == []
 
 
 async def _sent(stack: Stack, message_id: str) -> bool:

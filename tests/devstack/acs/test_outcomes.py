@@ -39,6 +39,7 @@ def statuses(events: list[dict[str, object]]) -> list[object]:
         ("+15555550102", "NoReport"),
         ("+15555550103", "Delivered"),
         ("+15555550106", "Rejected"),
+        ("+15555550108", "Failed"),
         ("+15555550199", "Delivered"),
     ],
 )
@@ -49,7 +50,13 @@ def test_sms_number_table(to: str, final: str) -> None:
 
 @pytest.mark.parametrize(
     ("to", "final"),
-    [("+15555550101", "Failed"), ("+15555550105", "Read"), ("+15555550107", "Read"), ("+15555550100", "Delivered")],
+    [
+        ("+15555550101", "Failed"),
+        ("+15555550105", "Read"),
+        ("+15555550107", "Read"),
+        ("+15555550108", "Failed"),
+        ("+15555550100", "Delivered"),
+    ],
 )
 def test_whatsapp_number_table(to: str, final: str) -> None:
     """The last two digits of a WhatsApp number pick its final status."""

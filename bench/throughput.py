@@ -659,6 +659,7 @@ def feed_main(args: Any) -> int:
         topic.subscribe(Subscription("bench", sink.url, max_events_per_batch=100, preferred_batch_kb=1024, retry=retry))
         while not pairs or more_pairs_needed(pairs, max(1, args.repeats)):
             pairs.append(feed_pair(args.storage, args.n, log_dir, topic.endpoint, on_first=len(pairs) % 2 == 0))
+        received = _until_quiet(sink.received)
     sink.stop()
     m, ratio_from = reported(pairs)
     floor = _throughput_floor(args.results_dir)
@@ -674,7 +675,7 @@ def feed_main(args: Any) -> int:
         "Azurite, alternating",
         ratio_from=ratio_from,
         feed_on_vs_floor=round(m["value"] / floor, 3) if floor else None,
-        feed_events_received=sink.received(),
+        feed_events_received=received,
         duplicate_sends=sum(pair["duplicates"] for pair in pairs),
         runs=[{k: round(v, 3) if isinstance(v, float) else v for k, v in pair.items()} for pair in pairs],
     )
@@ -683,6 +684,18 @@ def feed_main(args: Any) -> int:
     if floor:
         print(f"feed on / floor (throughput.json of this results dir): {m['value'] / floor:.3f} (target >= 0.6)")
     return 0
+
+
+def _until_quiet(count: Callable[[], int], quiet_s: float = 3.0, timeout_s: float = 60.0) -> int:
+    """The subscriber's count once it has stopped growing: a run ends at its last Sent, while the changes
+    after it (Sent, the reports) are still on their way through the outbox and the topic."""
+    deadline = time.monotonic() + timeout_s
+    last, since = count(), time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - since < quiet_s:
+        time.sleep(0.2)
+        if (now := count()) != last:
+            last, since = now, time.monotonic()
+    return last
 
 
 def _throughput_floor(results_dir: Path) -> float | None:

@@ -27,6 +27,8 @@ BENCHMARKS: dict[str, tuple[str, tuple[str, ...]]] = {
     "side_by_side": ("side_by_side", ()),
     # High-priority requests behind a normal backlog (issue 19).
     "priority": ("priority", ()),
+    # Every billable operation of a mixed run, per message, against the floor's (issue 19).
+    "cost": ("cost", ()),
     "soak": ("soak", ()),
 }
 COLUMNS = ("name", "value", "floor", "ratio", "unit", "target", "code", "machine")

@@ -7,8 +7,13 @@ evenly over the backlog's drain, `--high` high-priority requests (default 100) p
 (`POST /api/messages` with `"priority": "high"`). A baseline run is the same backlog without them; its
 drain time sets the spacing of the high-priority requests.
 
-value: p99 of intake→ACS-accepted for the high-priority requests, in seconds: from just before the POST
-       to the emulator's record of the accepted send. p50 beside it.
+Each run has an Azurite of its own (unless `--storage` names one) and a probe beside it: a measured run
+that Azurite's queue sweep stalled (bench/stall.py; an artefact of Azurite, not a cost Azure Storage has)
+is repeated, at most three times, and the record says how many were.
+
+value: p99 (nearest rank: of 100 requests, the 99th fastest) of intake→ACS-accepted for the high-priority
+       requests, in seconds: from just before the POST to the emulator's record of the accepted send.
+       p50 and the max beside it.
 floor: the p99 target (1.0 s; nothing is measured as a floor here), so ratio = p99 / target.
 bulk_ratio: the backlog's throughput (requests per second, first enqueue to last accepted send) with the
        high-priority requests, over the baseline's. Target: p99 <= 1.0 s, bulk_ratio >= 0.9.
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 import uuid
 from pathlib import Path
@@ -28,6 +34,7 @@ from typing import Any
 import aiohttp
 
 from bench.common import REPO_ROOT, app_env, bounded, parser, storage, write_result
+from bench.stall import LatencyProbe, Window, queue_endpoint, stalls
 from devstack.acs import AcsEmulator
 from devstack.host.process import RunnerProcess
 from shared.adapters.storage import CLIENT_OPTIONS
@@ -38,6 +45,7 @@ NAME = "priority latency"
 TARGET_P99_S = 1.0
 TARGET_BULK_RATIO = 0.9
 POST_ATTEMPTS = 3
+MEASURED_ATTEMPTS = 3
 
 
 def _sms(message_id: str, **extra: str) -> dict[str, Any]:
@@ -113,8 +121,17 @@ async def _post_spread(pipe: Pipeline, ids: list[str], spacing: float) -> dict[s
     return posted
 
 
-async def one_run(conn: str, backlog: int, high: int, spacing: float, log_path: Path) -> dict[str, Any]:
-    """One backlog (with `high` high-priority requests spread over it, when `high` > 0)."""
+async def one_run(storage_arg: str | None, backlog: int, high: int, spacing: float, log_path: Path) -> dict[str, Any]:
+    """One backlog (with `high` high-priority requests spread over it, when `high` > 0), on an Azurite of
+    its own unless one was given, with a probe that tells whether Azurite's queue sweep stalled it."""
+    with storage(storage_arg) as conn, LatencyProbe(queue_endpoint(conn)) as probe:
+        run = await _one_run(conn, backlog, high, spacing, log_path)
+    to_unix = time.time() - time.monotonic()
+    run["stalls"] = [Window(w.start + to_unix, w.end + to_unix) for w in stalls(probe.samples)]
+    return run
+
+
+async def _one_run(conn: str, backlog: int, high: int, spacing: float, log_path: Path) -> dict[str, Any]:
     pipe = Pipeline(conn, log_path)
     try:
         await pipe.warm_up()
@@ -131,6 +148,7 @@ async def one_run(conn: str, backlog: int, high: int, spacing: float, log_path: 
             "bulk_rate": backlog / drained,
             "drain_s": drained,
             "high_latencies_s": latencies,
+            "high_windows": [Window(posted[m], accepted[m]) for m in codes],
             "retried_posts": pipe.retried_posts,
         }
     finally:
@@ -138,15 +156,27 @@ async def one_run(conn: str, backlog: int, high: int, spacing: float, log_path: 
 
 
 def _pct(ordered: list[float], q: float) -> float:
-    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3) if ordered else 0.0
+    """The nearest-rank percentile: the smallest value with at least `q` of the values at or below it
+    (p99 of 100 values is the 99th, not the largest)."""
+    return round(ordered[max(0, math.ceil(q * len(ordered)) - 1)], 3) if ordered else 0.0
 
 
-async def measure(conn: str, backlog: int, high: int, log_dir: Path) -> dict[str, Any]:
-    baseline = await one_run(conn, backlog, 0, 0.0, log_dir / "runner-baseline.log")
+async def measure(storage_arg: str | None, backlog: int, high: int, log_dir: Path) -> dict[str, Any]:
+    """The baseline, then the run with the high-priority requests, each on a fresh Azurite; the latter is
+    repeated (at most MEASURED_ATTEMPTS times) while Azurite's queue sweep stalls it, as issue 20 asks of
+    every benchmark: the stall is Azurite's, not a cost Azure Storage has."""
+    baseline = await one_run(storage_arg, backlog, 0, 0.0, log_dir / "runner-baseline.log")
     spacing = baseline["drain_s"] / (high + 1)
-    with_high = await one_run(conn, backlog, high, spacing, log_dir / "runner-priority.log")
+    attempts: list[dict[str, Any]] = []
+    while len(attempts) < MEASURED_ATTEMPTS and (not attempts or _stalled(attempts[-1])):
+        log_path = log_dir / f"runner-priority-{len(attempts)}.log"
+        attempts.append(await one_run(storage_arg, backlog, high, spacing, log_path))
+    with_high = attempts[-1]
     latencies = with_high["high_latencies_s"]
     return {
+        "stalled_runs": sum(1 for run in attempts if _stalled(run)),
+        "measured_runs": len(attempts),
+        "baseline_stalled": bool(baseline["stalls"]),
         "p50": _pct(latencies, 0.5),
         "p99": _pct(latencies, 0.99),
         "max": _pct(latencies, 1.0),
@@ -156,7 +186,13 @@ async def measure(conn: str, backlog: int, high: int, log_dir: Path) -> dict[str
         "spacing_s": round(spacing, 3),
         "high_latencies_s": [round(v, 3) for v in latencies],
         "retried_posts": with_high["retried_posts"],
+        "stall_windows_s": [round(w.end - w.start, 1) for w in with_high["stalls"]],
     }
+
+
+def _stalled(run: dict[str, Any]) -> bool:
+    """Whether an Azurite stall overlapped any high-priority request of the run."""
+    return any(w.overlaps(stall) for w in run["high_windows"] for stall in run["stalls"])
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -166,8 +202,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     cli.add_argument("--log-dir", type=Path, default=REPO_ROOT / ".devstack" / "bench-priority")
     args = cli.parse_args(argv)
     args.log_dir.mkdir(parents=True, exist_ok=True)
-    with storage(args.storage) as conn:
-        run = asyncio.run(measure(conn, args.backlog, args.high, args.log_dir))
+    run = asyncio.run(measure(args.storage, args.backlog, args.high, args.log_dir))
     p99 = run.pop("p99")
     record = write_result(
         args.results_dir,

@@ -20,3 +20,14 @@ def test_priority_benchmark_writes_its_result(azurite: Azurite, tmp_path: Path) 
     assert record["bulk_ratio"] > 0
     assert (record["backlog"], record["high"]) == (40, 3)
     assert {"cpu_count", "python", "platform"} <= record["machine"].keys()
+
+
+def test_p99_is_the_nearest_rank_and_a_stall_marks_only_the_requests_it_overlapped() -> None:
+    from bench.stall import Window
+
+    values = [float(i) for i in range(1, 101)]
+    assert (priority._pct(values, 0.99), priority._pct(values, 0.5), priority._pct(values, 1.0)) == (99, 50, 100)
+    assert priority._pct([3.0], 0.99) == 3.0
+    run = {"high_windows": [Window(0, 1), Window(5, 6)], "stalls": [Window(2, 4)]}
+    assert not priority._stalled(run)
+    assert priority._stalled(run | {"stalls": [Window(5.5, 9)]})

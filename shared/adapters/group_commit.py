@@ -13,12 +13,12 @@ in it, so the guarantees of a plain upsert hold.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from shared.adapters.tables import Entity, Op, TableStore
-from shared.errors import TransientError
+from shared.errors import EtagMismatch, TransientError
 from shared.schema import keys_of
 
 MAX_OPERATIONS = 100  # Table Storage's limit for one entity-group transaction
@@ -91,3 +91,19 @@ def _settle(batch: list[_Waiting], error: Exception | None) -> None:
                 caller.set_result(None)
             else:
                 caller.set_exception(error)
+
+
+async def delete_rows(table: TableStore, partition: str, row_keys: Sequence[str]) -> None:
+    """Delete rows of one partition, up to 100 per entity-group transaction (one billed request instead of
+    one each). A batch with a row already gone (someone else deleted it) fails whole, as the service
+    refuses it: that batch then goes one by one, where a missing row is no error."""
+    for start in range(0, len(row_keys), MAX_OPERATIONS):
+        chunk = row_keys[start : start + MAX_OPERATIONS]
+        if len(chunk) > 1:
+            try:
+                await table.transact([Op("delete", {"PartitionKey": partition, "RowKey": key}) for key in chunk])
+                continue
+            except EtagMismatch:
+                pass
+        for key in chunk:
+            await table.delete(partition, key)

@@ -7,11 +7,12 @@ time has come, acts or finds the check moot, and deletes them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from shared.adapters.group_commit import GroupUpserts
+from shared.adapters.group_commit import GroupUpserts, delete_rows
 from shared.adapters.tables import TableStore
 from shared.clock import iso
 from shared.schema import DUE_PARTITION, PARTITION_UNTIL_FILTER, DueRow
@@ -78,3 +79,7 @@ class DueIndex:
 
     async def remove(self, entry: DueEntry) -> None:
         await self._table.delete(self._partition, entry.row_key)
+
+    async def remove_all(self, entries: Sequence[DueEntry]) -> None:
+        """Delete handled entries in batches (they share this partition)."""
+        await delete_rows(self._table, self._partition, [entry.row_key for entry in entries])

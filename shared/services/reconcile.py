@@ -25,6 +25,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+from shared.adapters.group_commit import MAX_OPERATIONS
 from shared.adapters.queues import QueueWriter, RawMessage
 from shared.adapters.tables import TableStore
 from shared.clock import Clock, iso
@@ -162,9 +163,14 @@ class ReconcileService:
         """One reconciliation pass; returns (and stores) its summary."""
         now = self._now()
         summary = Summary(at=iso(now))
+        handled: list[DueEntry] = []
         for entry in await self._due.due(now, limit):
             await self._handle(entry, summary)
-            await self._due.remove(entry)
+            handled.append(entry)
+            if len(handled) == MAX_OPERATIONS:  # a crash re-runs at most one batch: each check is idempotent
+                await self._due.remove_all(handled)
+                handled.clear()
+        await self._due.remove_all(handled)
         await self._orphan_pass(now, summary, limit)
         summary.poison_depth = await self._poison_pass(summary)
         await self._reports.upsert(summary.row().to_entity())
@@ -180,12 +186,12 @@ class ReconcileService:
         elif entry.kind == DueKind.FALLBACK:
             summary.actions[await self._fallbacks.recheck(row) if self._fallbacks else "moot"] += 1
         elif entry.kind == DueKind.SLA:
-            summary.actions[await self._sla(row, entry)] += 1
+            action, final = await self._sla(row, entry)
+            summary.actions[action] += 1
             # A sent message's retention clock is scheduled here, off the send path.
             days = self._settings.retention_days["content"]
             await schedule_retention(self._retention, row.message_id, row.created_at or "", days)
-            final = await self._ledger.get(entry.message_id)
-            if final is not None:
+            if action != "extended":  # an extended deadline closes later, and is counted then
                 await self._count(final, summary)
 
     async def _count(self, final: LedgerRow, summary: Summary) -> None:
@@ -222,31 +228,33 @@ class ReconcileService:
         await self._due.add(row.message_id, DueKind.STUCK, self._now() + STUCK_RECHECK)
         return "requeued" if row.status == Status.ACCEPTED else "redriven"
 
-    async def _sla(self, row: LedgerRow, entry: DueEntry) -> str:
+    async def _sla(self, row: LedgerRow, entry: DueEntry) -> tuple[str, LedgerRow]:
+        """What closing the report deadline did, and the row as it stands after it."""
         if row.status != Status.SENT:
-            return "moot"
+            return "moot", row
         if row.channel == Channel.EMAIL:
             return await self._email_sla(row, entry)
-        await self._set(row, Status.EXPIRED, "no delivery report within the channel SLA")
+        final = await self._set(row, Status.EXPIRED, "no delivery report within the channel SLA")
         count(log, "expired", channel=row.channel.value)
-        return "expired"
+        return "expired", final
 
-    async def _email_sla(self, row: LedgerRow, entry: DueEntry) -> str:
+    async def _email_sla(self, row: LedgerRow, entry: DueEntry) -> tuple[str, LedgerRow]:
         status = (await self._provider.email_status(operation_id(row.message_id)) or "").lower()
         if status in {"failed", "canceled"}:
-            await self._set(row, Status.FAILED, f"email operation ended {status}")
-            return "failed"
+            return "failed", await self._set(row, Status.FAILED, f"email operation ended {status}")
         if status in {"running", "notstarted"} and row.sla_rechecks < EMAIL_RUNNING_RECHECKS:
             await self._ledger.change(row.message_id, lambda r: replace(r, sla_rechecks=r.sla_rechecks + 1))
             sla = timedelta(minutes=self._settings.sla_minutes[Channel.EMAIL])
             await self._due.add(row.message_id, DueKind.SLA, self._now() + sla)
-            return "extended"
+            return "extended", row
         reason = f"no delivery report within the SLA (operation {status or 'unknown'})"
-        await self._set(row, Status.EXPIRED, reason)
+        final = await self._set(row, Status.EXPIRED, reason)
         count(log, "expired", channel=row.channel.value)
-        return "expired"
+        return "expired", final
 
-    async def _set(self, row: LedgerRow, status: Status, reason: str) -> None:
+    async def _set(self, row: LedgerRow, status: Status, reason: str) -> LedgerRow:
+        """Move a Sent row to `status`, starting from the row just read (its etag guards the write, and a
+        report that got there first makes it read and decide again); returns the row as it then stands."""
         now = self._now()
 
         def decide(current: LedgerRow) -> LedgerRow | None:
@@ -254,7 +262,7 @@ class ReconcileService:
                 return None
             return current.moved_to(status, iso(now), reason=reason, status_event_time=iso(now))
 
-        await self._ledger.change(row.message_id, decide)
+        return await self._ledger.change(row.message_id, decide, start=row) or row
 
     async def _orphan_pass(self, now: datetime, summary: Summary, limit: int) -> None:
         """Parked events whose recheck is due, through their own due index (never a scan of them all)."""

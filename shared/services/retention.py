@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 from shared.adapters.blobs import PayloadStore
+from shared.adapters.group_commit import MAX_OPERATIONS, delete_rows
 from shared.adapters.tables import TableStore
 from shared.clock import Clock, iso, parse_iso
 from shared.ledger import Ledger, payload_json
@@ -90,10 +91,15 @@ class RetentionService:
     async def run(self, limit: int = 5000) -> Counter[str]:
         """Apply every retention step that is due; returns counts per step."""
         done: Counter[str] = Counter()
+        handled: list[DueEntry] = []
         for entry in await self._retention.due(self._now(), limit):
             await self._apply(entry)
-            await self._retention.remove(entry)
+            handled.append(entry)
             done[entry.kind.value] += 1
+            if len(handled) == MAX_OPERATIONS:  # a crash re-runs at most one batch: each step is idempotent
+                await self._retention.remove_all(handled)
+                handled.clear()
+        await self._retention.remove_all(handled)
         done["rejected-events"] += await self._age_out_rejected_events(limit)
         emit(log, "retention.summary", f"retention {dict(done)}", count=sum(done.values()))
         return done
@@ -151,8 +157,7 @@ class RetentionService:
 
     async def _delete_message(self, row: LedgerRow) -> None:
         keys = [row_key_of(r) async for r in self._messages.query(PARTITION_FILTER, {"pk": row.message_id})]
-        for key in keys:
-            await self._messages.delete(row.message_id, key)
+        await delete_rows(self._messages, row.message_id, keys)  # one partition: in batches
         if row.provider_message_id:
             await self._provider_ids.delete(*provider_id_keys(row.provider_message_id))
 

@@ -141,11 +141,14 @@ class RetentionService:
         if row.payload_ref:  # a request kept in blob storage: the blob holds all its content, so it goes
             if self._payloads is not None:
                 await self._payloads.delete(row.payload_ref)
-            await self._ledger.change(row.message_id, lambda current: purged(replace(current, payload_ref="")))
+            await self._ledger.change(
+                row.message_id, lambda current: purged(replace(current, payload_ref="")), start=row
+            )
             return
         stripped = _strip(payload_json(row), keys)
         text = json.dumps(stripped) if stripped is not None else ""
-        await self._ledger.change(row.message_id, lambda current: purged(replace(current, payload=text)))
+        # From the row just read (its etag guards the write): no second read per step.
+        await self._ledger.change(row.message_id, lambda current: purged(replace(current, payload=text)), start=row)
 
     async def _purge_recipient(self, row: LedgerRow) -> None:
         at = iso(self._now())

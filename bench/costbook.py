@@ -80,6 +80,13 @@ def user_records(log: str) -> tuple[int, int]:
     return len(found), sum(len(m.group(2).encode()) for m in found)
 
 
+def shipped_trace_sampling() -> float:
+    """The TRACE_SAMPLING_RATIO that infra/modules/appsettings.bicep sets (1 if it sets none)."""
+    bicep = (REPO_ROOT / "infra" / "modules" / "appsettings.bicep").read_text()
+    found = re.search(r"^\s*TRACE_SAMPLING_RATIO:\s*'([0-9.]+)'", bicep, re.MULTILINE)
+    return float(found.group(1)) if found else 1.0
+
+
 def app_insights(run: Measured, runs: dict[str, dict[str, float]], app_sdk_calls: int, otel: bool) -> dict[str, int]:
     """Records and bytes that would reach Application Insights at the shipped settings.
 
@@ -87,12 +94,14 @@ def app_insights(run: Measured, runs: dict[str, dict[str, float]], app_sdk_calls
     adaptive sampling), Function at Warning (only failed invocations' lines), Function.<name>.User at
     None. The app's records go through OpenTelemetry instead (`otel`): every record at INFO or above as
     a trace, every Azure SDK call (storage, ACS) as a dependency, the invocation span as one more.
-    host.json's samplingSettings do not apply to that exporter and no sampling ratio is set in infra
-    (OTEL_TRACES_SAMPLER_ARG unset), so nothing is sampled away. The baseline has no exporter."""
+    host.json's samplingSettings do not apply to that exporter; the app samples its spans (the invocation
+    span and the dependencies under it) at the TRACE_SAMPLING_RATIO the Bicep ships, and never its log
+    records. The baseline has no exporter."""
     invocations = sum(int(e["count"]) for e in runs.values())
     failed = sum(int(e["failed"]) for e in runs.values())
     traces, text = user_records(run.log) if otel else (0, 0)
-    dependencies = app_sdk_calls + run.acs_requests + invocations if otel else 0
+    spans = app_sdk_calls + run.acs_requests + invocations if otel else 0
+    dependencies = round(spans * shipped_trace_sampling())
     size = invocations * REQUEST_BYTES + (failed + traces) * TRACE_ENVELOPE_BYTES + 2 * text
     return {
         "requests": invocations,

@@ -384,6 +384,6 @@ async def services(env: Mapping[str, str] | None = None) -> Services:
     async with _lock:
         if _services is None:
             settings = load_settings(env)
-            configure_telemetry(settings.appinsights_connection_string)
+            configure_telemetry(settings.appinsights_connection_string, settings.trace_sampling_ratio)
             _services = await build_services(settings)
     return _services

@@ -75,6 +75,12 @@ SETTINGS: tuple[SettingSpec, ...] = (
         'backoff of sends that failed transiently, JSON {"baseSeconds": 5, "capSeconds": 300, "attempts": 15}',
     ),
     SettingSpec(
+        "TRACE_SAMPLING_RATIO",
+        False,
+        "share of traces (invocation spans and their Azure SDK dependencies) sent to Application Insights, "
+        "0 < r <= 1 (default 1); log records and metrics are never sampled",
+    ),
+    SettingSpec(
         "ACS_TIMEOUTS",
         False,
         'bounded waits of every ACS call, JSON {"connectSeconds": 10, "readSeconds": 30}; a crashed send\'s '
@@ -124,6 +130,7 @@ class Settings:
     appinsights_connection_string: str | None = None
     send_retry: Backoff = DEFAULT_SEND_RETRY
     acs_timeouts: AcsTimeouts = AcsTimeouts()
+    trace_sampling_ratio: float = 1.0
     managed_identity_client_id: str | None = None
     storage_service_uris: Mapping[str, str] = field(default_factory=dict)  # "queue" | "table" | "blob" -> URI
     feed_topic_endpoint: str | None = None
@@ -227,6 +234,20 @@ def _backoff(env: Mapping[str, str], problems: list[str]) -> Backoff:
     return backoff
 
 
+def _ratio(env: Mapping[str, str], name: str, problems: list[str]) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return 1.0
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 1:  # NaN fails too
+        problems.append(f"{name}: must be a number above 0 and at most 1")
+        return 1.0
+    return value
+
+
 def _acs_timeouts(env: Mapping[str, str], problems: list[str]) -> AcsTimeouts:
     values = _json_numbers(env, "ACS_TIMEOUTS", problems)
     unknown = sorted(set(values) - {"connectSeconds", "readSeconds"})
@@ -290,6 +311,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         appinsights_connection_string=env.get("APPLICATIONINSIGHTS_CONNECTION_STRING") or None,
         send_retry=_backoff(env, problems),
         acs_timeouts=_acs_timeouts(env, problems),
+        trace_sampling_ratio=_ratio(env, "TRACE_SAMPLING_RATIO", problems),
         managed_identity_client_id=env.get("AZURE_CLIENT_ID", "").strip() or None,
         storage_service_uris=_service_uris(env),
         feed_topic_endpoint=env.get("FEED_TOPIC_ENDPOINT", "").strip() or None,

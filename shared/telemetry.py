@@ -38,8 +38,13 @@ _configured = False
 _tracer_provider: Any = None  # None: the global one that configure_azure_monitor installs (tests set their own)
 
 
-def configure_telemetry(connection_string: str | None) -> bool:
+def configure_telemetry(connection_string: str | None, trace_sampling_ratio: float = 1.0) -> bool:
     """Export log records, with their custom dimensions, to Application Insights; True if enabled.
+
+    `trace_sampling_ratio` samples spans (the invocation span and the Azure SDK calls under it, recorded as
+    dependencies: about ten per message) with Application Insights' own sampler, which keeps a trace
+    whole and marks each kept item with the count it stands for, so the portal's totals stay right. Log
+    records are never sampled: the `metric` records are what the workbook and the alerts count.
 
     Without a connection string this does nothing at all: no import, no handler, no network call.
     Once configured, further calls return True without configuring again (one pipeline per process).
@@ -49,12 +54,12 @@ def configure_telemetry(connection_string: str | None) -> bool:
     global _configured
     with _lock:
         if not _configured:
-            _configure_azure_monitor(connection_string.strip())
+            _configure_azure_monitor(connection_string.strip(), trace_sampling_ratio)
             _configured = True
     return True
 
 
-def _configure_azure_monitor(connection_string: str) -> None:
+def _configure_azure_monitor(connection_string: str, trace_sampling_ratio: float) -> None:
     # Imported here, not at module level: importing shared.telemetry must stay cheap (cold start).
     from azure.monitor.opentelemetry import configure_azure_monitor
 
@@ -64,6 +69,8 @@ def _configure_azure_monitor(connection_string: str) -> None:
         configure_azure_monitor(
             connection_string=connection_string,
             enable_live_metrics=False,
+            sampling_ratio=trace_sampling_ratio,
+            enable_trace_based_sampling_for_logs=False,
             instrumentation_options={name: {"enabled": False} for name in _DISABLED_INSTRUMENTATIONS},
         )
     except ValueError as exc:

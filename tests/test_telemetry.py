@@ -118,6 +118,7 @@ def test_connection_string_configures_azure_monitor(fresh_telemetry: None, fake_
     (kwargs,) = fake_distro
     assert kwargs["connection_string"] == FAKE_CONNECTION_STRING
     assert kwargs["enable_live_metrics"] is False
+    assert kwargs["sampling_ratio"] == 1.0 and kwargs["enable_trace_based_sampling_for_logs"] is False
     disabled = {name for name, option in kwargs["instrumentation_options"].items() if not option["enabled"]}
     assert {"requests", "urllib3", "flask", "django"} <= disabled
     assert "azure_sdk" not in disabled
@@ -179,3 +180,12 @@ def test_logged_dimensions_become_custom_dimensions() -> None:
     assert dimensions[1]["metric_name"] == "sent"
     assert float(dimensions[1]["value"]) == 1
     assert envelopes[0].data.base_data.message == "sent message_id=m-1 channel=sms"  # type: ignore[union-attr]
+
+
+def test_a_trace_sampling_ratio_samples_spans_and_never_logs(
+    fresh_telemetry: None, fake_distro: list[dict[str, Any]]
+) -> None:
+    """TRACE_SAMPLING_RATIO reaches the distro's Application Insights sampler; logs stay unsampled."""
+    telemetry.configure_telemetry(FAKE_CONNECTION_STRING, 0.1)
+    (kwargs,) = fake_distro
+    assert kwargs["sampling_ratio"] == 0.1 and kwargs["enable_trace_based_sampling_for_logs"] is False

@@ -1,4 +1,5 @@
-"""ACS_TIMEOUTS: the bounded waits of every ACS call, and the claim lease that follows from them."""
+"""ACS_TIMEOUTS (the bounded waits of every ACS call, and the claim lease that follows from them) and
+TRACE_SAMPLING_RATIO: settings parsed once, refused loudly when out of range."""
 
 from __future__ import annotations
 
@@ -42,3 +43,16 @@ def test_the_claim_lease_outlasts_any_configured_call_by_the_margin(connect: flo
 def test_a_bad_value_stops_the_app_at_start_with_the_setting_named(value: str) -> None:
     with pytest.raises(ConfigurationError, match="ACS_TIMEOUTS"):
         _load(value)
+
+
+@pytest.mark.parametrize("value", ["0", "-0.5", "1.5", "nan", "inf", "ten", "0x1"])
+def test_a_trace_sampling_ratio_outside_zero_to_one_stops_the_app(value: str) -> None:
+    with pytest.raises(ConfigurationError, match="TRACE_SAMPLING_RATIO"):
+        load_settings({**GOV, "TRACE_SAMPLING_RATIO": value})
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.floats(min_value=0.0, max_value=1.0, exclude_min=True))
+def test_any_ratio_in_zero_to_one_is_kept(ratio: float) -> None:
+    assert load_settings({**GOV, "TRACE_SAMPLING_RATIO": repr(ratio)}).trace_sampling_ratio == ratio
+    assert load_settings(dict(GOV)).trace_sampling_ratio == 1.0

@@ -29,5 +29,6 @@ def test_p99_is_the_nearest_rank_and_a_stall_marks_only_the_requests_it_overlapp
     assert (priority._pct(values, 0.99), priority._pct(values, 0.5), priority._pct(values, 1.0)) == (99, 50, 100)
     assert priority._pct([3.0], 0.99) == 3.0
     run = {"high_windows": [Window(0, 1), Window(5, 6)], "stalls": [Window(2, 4)]}
-    assert not priority._stalled(run)
-    assert priority._stalled(run | {"stalls": [Window(5.5, 9)]})
+    assert priority._stalled_share(run) == 0
+    assert priority._stalled_share(run | {"stalls": [Window(5.5, 9)]}) == 0.5
+    assert priority._in_stall(Window(5, 6), [Window(5.5, 9)]) and not priority._in_stall(Window(0, 1), [Window(2, 4)])

@@ -66,7 +66,7 @@ _SMS_PLANS: dict[str, Plan] = {
     "05": Plan(Final.DELIVERED, (Step("Delivered"), Step("Delivered", envelope_offset=-2.0, fresh_id=True))),
     "06": REJECTED,
     # Failed three times over (the same envelope), then once more under a fresh id with an earlier time.
-    "08": Plan(Final.FAILED, (Step("Failed", copies=3), Step("Failed", envelope_offset=-2.0, fresh_id=True))),
+    "18": Plan(Final.FAILED, (Step("Failed", copies=3), Step("Failed", envelope_offset=-2.0, fresh_id=True))),
 }
 _SMS_DEFAULT = Plan(Final.DELIVERED, (Step("Delivered"),))
 
@@ -82,7 +82,7 @@ _WHATSAPP_PLANS: dict[str, Plan] = {
     "06": REJECTED,
     "07": Plan(Final.READ, (_WA_SENT, _WA_DELIVERED, _WA_READ)),
     # Failed three times over (the same envelope), then the Sent status that came before it, late.
-    "08": Plan(Final.FAILED, (Step("Failed", time_offset=1.0, copies=3), _WA_SENT)),
+    "18": Plan(Final.FAILED, (Step("Failed", time_offset=1.0, copies=3), _WA_SENT)),
 }
 _WHATSAPP_DEFAULT = Plan(Final.DELIVERED, (_WA_SENT, _WA_DELIVERED))
 

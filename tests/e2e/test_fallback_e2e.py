@@ -17,7 +17,7 @@ from tests.e2e.conftest import Stack, all_final, wait_until
 FAILS_ON_WHATSAPP = "+14255550101"  # the emulator reports Failed (numbers ending 01)
 SILENT_ON_WHATSAPP = "+14255550102"  # the emulator never reports (ending 02)
 SMS_TO = "+14255550177"  # delivered
-REPEATS_FAILED = "+14255550108"  # Failed 3 times over, then a late copy or the earlier Sent status
+REPEATS_FAILED = "+14255550118"  # Failed 3 times over, then a late copy or the earlier Sent status
 
 
 def _request(message_id: str, to: str, **extra: Any) -> dict[str, Any]:

@@ -39,7 +39,7 @@ def statuses(events: list[dict[str, object]]) -> list[object]:
         ("+15555550102", "NoReport"),
         ("+15555550103", "Delivered"),
         ("+15555550106", "Rejected"),
-        ("+15555550108", "Failed"),
+        ("+15555550118", "Failed"),
         ("+15555550199", "Delivered"),
     ],
 )
@@ -54,7 +54,7 @@ def test_sms_number_table(to: str, final: str) -> None:
         ("+15555550101", "Failed"),
         ("+15555550105", "Read"),
         ("+15555550107", "Read"),
-        ("+15555550108", "Failed"),
+        ("+15555550118", "Failed"),
         ("+15555550100", "Delivered"),
     ],
 )

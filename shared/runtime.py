@@ -135,14 +135,6 @@ async def build_services(
     return Services(
         settings=settings,
         storage=storage,
-        names=parts.names,
-        ledger=parts.ledger,
-        outbound=parts.outbound,
-        poison=parts.poison,
-        audit=parts.audit,
-        consent=parts.consent,
-        control=parts.control,
-        due=parts.due,
         sending=sending,
         events=events,
         dead_letters=dead,
@@ -150,14 +142,29 @@ async def build_services(
         reconcile=_reconcile_service(parts, events, dead, fallbacks),
         retention=_retention_service(parts),
         views=MessageViews(parts.table(parts.names.messages)),
-        feed=parts.feed,
         provider=provider,
         clock=clock,
         credential=credential,
-        priority_lane=parts.priority,
         fallbacks=fallbacks,
-        fallback_hook=parts.fallback_hook,
+        **_exposed_parts(parts),
     )
+
+
+def _exposed_parts(parts: _Parts) -> dict[str, Any]:
+    """The parts that callers (function_app, the CLI, tests) reach through `Services` as they are."""
+    return {
+        "names": parts.names,
+        "ledger": parts.ledger,
+        "outbound": parts.outbound,
+        "poison": parts.poison,
+        "audit": parts.audit,
+        "consent": parts.consent,
+        "control": parts.control,
+        "due": parts.due,
+        "feed": parts.feed,
+        "priority_lane": parts.priority,
+        "fallback_hook": parts.fallback_hook,
+    }
 
 
 async def _connect(settings: Settings, provider: Provider | None, credential: Any) -> tuple[StorageClients, Provider]:

@@ -19,7 +19,7 @@ from typing import Any
 
 from shared.adapters.tables import Entity, Op, TableStore
 from shared.errors import EtagMismatch, TransientError
-from shared.schema import keys_of
+from shared.schema import keys_of, row_key_entity
 
 MAX_OPERATIONS = 100  # Table Storage's limit for one entity-group transaction
 
@@ -101,7 +101,7 @@ async def delete_rows(table: TableStore, partition: str, row_keys: Sequence[str]
         chunk = row_keys[start : start + MAX_OPERATIONS]
         if len(chunk) > 1:
             try:
-                await table.transact([Op("delete", {"PartitionKey": partition, "RowKey": key}) for key in chunk])
+                await table.transact([Op("delete", row_key_entity(partition, key)) for key in chunk])
                 continue
             except EtagMismatch:
                 pass

@@ -44,7 +44,10 @@ def configure_telemetry(connection_string: str | None, trace_sampling_ratio: flo
     `trace_sampling_ratio` samples spans (the invocation span and the Azure SDK calls under it, recorded as
     dependencies: about ten per message) with Application Insights' own sampler, which keeps a trace
     whole and marks each kept item with the count it stands for, so the portal's totals stay right. Log
-    records are never sampled: the `metric` records are what the workbook and the alerts count.
+    records are never sampled: the `metric` records are what the workbook and the alerts count, and
+    trace-based log sampling (on by default once sampling is, per
+    https://learn.microsoft.com/azure/azure-monitor/app/opentelemetry-sampling) would drop them with
+    their trace, so it is turned off explicitly.
 
     Without a connection string this does nothing at all: no import, no handler, no network call.
     Once configured, further calls return True without configuring again (one pipeline per process).

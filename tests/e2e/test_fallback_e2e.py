@@ -9,10 +9,11 @@ import random
 from collections import Counter
 from typing import Any
 
-from shared.models import Status
+from shared.models import Channel, Status
 from shared.services.acceptance import STUCK_AFTER
 from shared.services.fallback import SPAWN_RECHECK
 from tests.e2e.conftest import Stack, all_final, wait_until
+from tests.integration.conftest import SMS_SENDER
 
 FAILS_ON_WHATSAPP = "+14255550101"  # the emulator reports Failed (numbers ending 01)
 SILENT_ON_WHATSAPP = "+14255550102"  # the emulator never reports (ending 02)
@@ -105,6 +106,42 @@ async def test_duplicated_and_reordered_failed_reports_make_one_child_each(make_
     assert _sms_sends(stack) == Counter({**{f"{i}.fb1": 1 for i in whatsapp_ids}, **dict.fromkeys(sms_ids, 1)})
     assert len(stack.acs.sends("email")) == len(sms_ids)
     assert stack.acs.duplicates() == []
+
+
+async def test_an_opted_out_recipient_gets_no_alternative_unless_the_request_says_so(make_stack) -> None:  # type: ignore[no-untyped-def]
+    """The recipient texts STOP (recorded by the runner from the emulator's event): an SMS to them ends
+    Suppressed with no alternative by default; one whose request falls back on opted-out gets its email."""
+    stack: Stack = await make_stack()
+    stopped = "+14255550166"
+    stack.acs.inbound(stopped, SMS_SENDER, "STOP")
+
+    async def opted_out() -> bool:
+        decision = await stack.svc.consent.check(Channel.SMS, stopped, SMS_SENDER)
+        return not decision.allowed
+
+    await wait_until(opted_out, 30, "the STOP to be recorded")
+    code, _ = stack.http("POST", "/api/messages", _sms_with_email("fb-stop-probe", stopped))
+    assert code == 202
+    await wait_until(lambda: _ended(stack, "fb-stop-probe"), 30, "the first request to end")
+    assert await _status(stack, "fb-stop-probe") == Status.SUPPRESSED
+    body = _sms_with_email("fb-stop-2", stopped) | {"fallbackOn": ["opted-out"]}
+    code, _ = stack.http("POST", "/api/messages", body)
+    assert code == 202
+    await wait_until(lambda: _delivered(stack, "fb-stop-2.fb1"), 60, "the email alternative")
+    assert await _status(stack, "fb-stop-2") == Status.SUPPRESSED
+    # Checked last, when the second request's alternative exists: the default triggers never make one.
+    assert await _status(stack, "fb-stop-probe.fb1") is None
+    assert [s for s in stack.acs.sends("sms") if s.tag in ("fb-stop-probe", "fb-stop-2")] == []
+
+
+def _sms_with_email(message_id: str, to: str) -> dict[str, Any]:
+    email = {"channel": "email", "to": "stop@example.com", "content": {"subject": "Code", "text": message_id}}
+    body = {"id": message_id, "channel": "sms", "to": to, "content": {"text": f"code {message_id}"}}
+    return body | {"fallback": [email]}
+
+
+async def _ended(stack: Stack, message_id: str) -> bool:
+    return await _status(stack, message_id) not in (None, Status.ACCEPTED, Status.SENDING)
 
 
 async def _sent(stack: Stack, message_id: str) -> bool:

@@ -69,8 +69,11 @@ def request(i: int) -> dict[str, Any]:
 
 
 class Soak:
-    def __init__(self, minutes: float, messages: int, kill_every: float, log_dir: Path, seed: int) -> None:
+    def __init__(
+        self, minutes: float, messages: int, kill_every: float, log_dir: Path, seed: int, heal_after: float = 40.0
+    ) -> None:
         self.duration = min(minutes, 10.0) * 60
+        self.heal_after = heal_after  # seconds the pipeline gets to finish alone before the operator heals
         self.messages = messages
         self.kill_every = kill_every
         self.log_dir = log_dir
@@ -185,7 +188,8 @@ class Soak:
         skew = [timedelta()]  # advanced for the operator's reconcile of stuck rows
         svc = await build_services(load_settings(self.env), clock=lambda: utc_now() + skew[0])
         try:
-            deadline = time.monotonic() + 120
+            heal_at = time.monotonic() + self.heal_after
+            deadline = heal_at + 80
             statuses: dict[str, Status | None] = {}
             while time.monotonic() < deadline:
                 statuses = {
@@ -194,7 +198,7 @@ class Soak:
                 }
                 if all(s in SETTLED for s in statuses.values()):
                     break
-                if time.monotonic() > deadline - 80:  # stuck rows: the reconcile an operator would run
+                if time.monotonic() > heal_at:  # stuck rows: the reconcile an operator would run
                     skew[0] = timedelta(minutes=20)
                     await svc.reconcile.run()
                 await asyncio.sleep(2)
@@ -224,8 +228,11 @@ def main(argv: list[str] | None = None) -> int:
     cli.add_argument("--messages", type=int, default=1500)
     cli.add_argument("--kill-every", type=float, default=60.0)
     cli.add_argument("--seed", type=int, default=11)
+    cli.add_argument("--heal-after", type=float, default=40.0, help="seconds before the operator's reconcile")
     args = cli.parse_args(argv)
-    soak = Soak(args.minutes, args.messages, args.kill_every, args.results_dir / "logs" / "soak", args.seed)
+    soak = Soak(
+        args.minutes, args.messages, args.kill_every, args.results_dir / "logs" / "soak", args.seed, args.heal_after
+    )
     started = time.monotonic()
     result = asyncio.run(soak.run())
     elapsed = time.monotonic() - started

@@ -100,29 +100,27 @@ def not_counted_line(data: Mapping[str, Any]) -> str:
 
 
 def report_table(data: dict[str, Any]) -> Table:
-    table = Table()
-    table.add_column("channel")
-    table.add_column("status")
-    table.add_column("messages", justify="right")
-    table.add_column("est. ACS fees (USD)", justify="right")
-    costs = data.get("costs", {})
-    for key, n in sorted(data["cohort"].items()):
-        channel, status = key.split("|")
-        table.add_row(channel, status, str(n), f"{costs.get(key, 0.0):.4f}")
-    return table
+    return _fees_table(None, ("channel", "status", "messages"), data["cohort"], data.get("costs", {}))
 
 
 def chain_table(data: dict[str, Any]) -> Table:
     """Fallback chains by the channels they went through and how their last message ended."""
-    table = Table(title="fallback chains")
-    table.add_column("channels")
-    table.add_column("ended")
-    table.add_column("chains", justify="right")
+    columns = ("channels", "ended", "chains")
+    return _fees_table("fallback chains", columns, data["chains"], data.get("chainCosts", {}))
+
+
+def _fees_table(
+    title: str | None, columns: tuple[str, str, str], counts: Mapping[str, int], costs: Mapping[str, float]
+) -> Table:
+    """Counts keyed `<what>|<status>` (a chain's channels joined by `>`), with their estimated fees."""
+    table = Table(title=title)
+    for column in columns[:2]:
+        table.add_column(column)
+    table.add_column(columns[2], justify="right")
     table.add_column("est. ACS fees (USD)", justify="right")
-    costs = data.get("chainCosts", {})
-    for key, n in sorted(data["chains"].items()):
-        channels, status = key.split("|")
-        table.add_row(channels.replace(">", " → "), status, str(n), f"{costs.get(key, 0.0):.4f}")
+    for key, n in sorted(counts.items()):
+        what, status = key.split("|")
+        table.add_row(what.replace(">", " → "), status, str(n), f"{costs.get(key, 0.0):.4f}")
     return table
 
 

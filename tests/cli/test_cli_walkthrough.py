@@ -288,3 +288,31 @@ def test_history_of_a_chain_names_each_message_and_the_outcome() -> None:
     failed = next(line for line in text.splitlines() if "Failed" in line and "10:00:01" in line)
     sent = next(line for line in text.splitlines() if "Sent" in line)
     assert "whatsapp wa-1" in failed and "sms wa-1.fb1" in sent
+
+
+def test_the_report_shows_fees_per_outcome_and_each_fallback_chain_once() -> None:
+    """`contactmsg report`: the per-message table with its fees, then the chains by their channels."""
+    from rich.console import Console
+
+    from contactmsg.views import report_view
+
+    data = {
+        "since": "2026-12-03T00:00:00Z",
+        "runs": 2,
+        "cohort": {"whatsapp|Failed": 2, "sms|Delivered": 2},
+        "costs": {"whatsapp|Failed": 0.01, "sms|Delivered": 0.015},
+        "chains": {"whatsapp>sms|Delivered": 2},
+        "chainCosts": {"whatsapp>sms|Delivered": 0.025},
+        "reportedShare": 1.0,
+        "reported": 4,
+        "total": 4,
+        "worstP95Ms": None,
+        "withinSla": 0,
+        "awaitingReconcile": 0,
+    }
+    console = Console(width=100, record=True)
+    console.print(report_view(data))
+    lines = console.export_text().splitlines()
+    assert any("whatsapp" in line and "Failed" in line and "0.0100" in line for line in lines)
+    chain = [line for line in lines if "whatsapp → sms" in line]
+    assert len(chain) == 1 and "Delivered" in chain[0] and "0.0250" in chain[0]

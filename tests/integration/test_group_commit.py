@@ -11,9 +11,9 @@ import pytest
 from azure.data.tables.aio import TableServiceClient
 
 from devstack.azurite import Azurite
-from shared.adapters.group_commit import MAX_OPERATIONS, GroupUpserts
+from shared.adapters.group_commit import MAX_OPERATIONS, GroupUpserts, delete_rows
 from shared.adapters.tables import Op, TableStore
-from shared.errors import PermanentError
+from shared.errors import EtagMismatch, PermanentError
 
 PARTITION = "due"
 
@@ -123,3 +123,23 @@ async def test_an_entity_of_another_partition_is_refused(store: CountingStore) -
     with pytest.raises(ValueError, match="partition"):
         await writer.upsert({"PartitionKey": "elsewhere", "RowKey": "x"})
     assert (store.upserts, store.transactions) == (0, [])
+
+
+async def _keys(table: TableStore, partition: str) -> list[str]:
+    return [str(e["RowKey"]) async for e in table.query("PartitionKey eq @pk", {"pk": partition})]
+
+
+async def test_batched_deletes_refused_whole_for_a_missing_row_finish_one_by_one(store: CountingStore) -> None:
+    """delete_rows against Azurite: a batch with a row already gone is refused whole (as the service
+    does), and that batch's rows then go singly; the rest go a hundred per transaction."""
+    keys = [f"r{i:03d}" for i in range(150)]
+    for start in range(0, 150, 50):
+        await store.transact([Op("upsert", {"PartitionKey": "p", "RowKey": k}) for k in keys[start : start + 50]])
+    await store.delete("p", "r007")
+    with pytest.raises(EtagMismatch):  # what delete_rows relies on: the service refuses the batch whole
+        await store.transact([Op("delete", {"PartitionKey": "p", "RowKey": k}) for k in [*keys[:3], "r007"]])
+    assert len(await _keys(store, "p")) == 149
+    store.transactions.clear()
+    await delete_rows(store, "p", keys)
+    assert await _keys(store, "p") == []
+    assert store.transactions == [100, 50]  # the first refused (r007 gone), the second in one request

@@ -37,6 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+import aiohttp
 import psutil
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceNotFoundError, ServiceRequestError, ServiceResponseError
@@ -73,7 +74,6 @@ from shared.ledger import Ledger, canonical_payload, claimed
 from shared.models import Status
 from shared.schema import (
     LEDGER_ROWS_FILTER,
-    OUTBOX_PREFIX,
     changed_columns,
     event_entity,
     is_ledger_row,
@@ -285,6 +285,7 @@ async def pipeline(
     client = ContactMessagesClient.from_connection_string(conn, env["SEND_QUEUE"], **CLIENT_OPTIONS)
     tables = TableServiceClient.from_connection_string(conn)
     try:
+        published_before = await _published(feed) if feed else 0
         await client.ensure_queue()
         await client.enqueue({"channel": "sms", "to": "+14255550100", "content": {"text": "warm-up"}})
         while await _count_final(tables, env["TABLE_PREFIX"]) < 1:  # first invocation builds the clients
@@ -313,7 +314,7 @@ async def pipeline(
         if recorded != n + 1:
             raise RuntimeError(f"{recorded} of {n + 1} messages are final in the ledger")
         if feed:  # unmeasured: let the last changes leave the outbox before the runner stops
-            await _until_published(tables, env["TABLE_PREFIX"])
+            await _until_published(tables, env["TABLE_PREFIX"], feed, published_before)
         latencies = await _latencies(tables, env["TABLE_PREFIX"], enqueued)
         return {
             "rate": n / elapsed,
@@ -695,17 +696,25 @@ def feed_main(args: Any) -> int:
     return 0
 
 
-async def _until_published(tables: TableServiceClient, prefix: str, timeout_s: float = 60.0) -> None:
-    """Wait until every outbox row of the run is marked published (the reconcile sweep, which would
-    republish the rest in Azure, does not run in the benchmark; a stopped runner publishes nothing)."""
+async def _until_published(tables: TableServiceClient, prefix: str, topic: str, before: int) -> None:
+    """Wait until the topic has taken every change of the run: as many events since `before` as the
+    ledger's feed sequences add up to (the reconcile sweep, which would republish what is left in
+    Azure, does not run in the benchmark, and a stopped runner publishes nothing)."""
     client = tables.get_table_client(f"{prefix}messages")
-    query = f"RowKey ge '{OUTBOX_PREFIX}' and RowKey lt 'feed}}'"
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        rows = [row async for row in client.query_entities(query, select=["PublishedAt"])]
-        if all(row.get("PublishedAt") for row in rows):
-            return
+    rows = client.query_entities(LEDGER_ROWS_FILTER, select=["FeedSequence"])
+    expected = 0
+    async for row in rows:
+        expected += int(row.get("FeedSequence") or 0)
+    deadline = time.monotonic() + 60.0
+    while time.monotonic() < deadline and await _published(topic) - before < expected:
         await asyncio.sleep(0.2)
+
+
+async def _published(topic: str) -> int:
+    """How many events the local topic has taken (its health endpoint)."""
+    health = topic.removesuffix("/api/events") + "/admin/health"
+    async with aiohttp.ClientSession() as session, session.get(health) as answer:
+        return int((await answer.json())["published"])
 
 
 def _until_quiet(count: Callable[[], int], quiet_s: float = 3.0, timeout_s: float = 60.0) -> int:

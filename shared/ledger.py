@@ -11,10 +11,10 @@ import contextlib
 import hashlib
 import hmac
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from shared.adapters.tables import Op, TableStore
 from shared.claimcheck import reference_body
@@ -28,6 +28,7 @@ from shared.schema import LedgerRow, OutboxRow, changed_columns, ledger_row_key,
 from shared.validation import CheckedRequest, load_json
 
 MAX_RACE_RETRIES = 8
+T = TypeVar("T")
 
 
 class TransitionHook(Protocol):
@@ -36,13 +37,17 @@ class TransitionHook(Protocol):
     1. `stamp`: the row as the hook marks it, and rows to create in the same entity-group transaction;
     2. `before_write`: awaited before the write, the intent a sweep finds if the process dies after the
        commit (so the work is never lost, only late);
-    3. `after_commit`: hand the work on (in the background) once the write has committed."""
+    3. `after_commit`: hand the work on (in the background) once the write has committed;
+       `after_failure` instead when it raised, with whether it may have committed all the same (a
+       timeout may hide a commit; a 409 or 412 is the service saying it did not)."""
 
     def stamp(self, before: LedgerRow | None, after: LedgerRow) -> tuple[LedgerRow, list[OutboxRow]]: ...
 
     async def before_write(self, before: LedgerRow | None, after: LedgerRow, rows: Sequence[OutboxRow]) -> None: ...
 
     def after_commit(self, before: LedgerRow | None, after: LedgerRow, rows: Sequence[OutboxRow]) -> None: ...
+
+    def after_failure(self, after: LedgerRow, rows: Sequence[OutboxRow], *, may_have_committed: bool) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -180,10 +185,10 @@ class Ledger:
         staged = await self._staged(None, row)
         creates = staged.creates
         if not creates:
-            etag = await self._table.insert(staged.after.to_entity())
+            etag = await self._commit(staged, self._table.insert(staged.after.to_entity()))
         else:
-            etag = (await self._table.transact([Op("create", staged.after.to_entity()), *creates]))[0]
-        self._committed(staged)
+            etags = await self._commit(staged, self._table.transact([Op("create", staged.after.to_entity()), *creates]))
+            etag = etags[0]
         return staged.after, etag
 
     async def _staged(self, before: LedgerRow | None, after: LedgerRow) -> _Staged:
@@ -198,9 +203,18 @@ class Ledger:
             await hook.before_write(before, staged.after, hook_rows)
         return staged
 
-    def _committed(self, staged: _Staged) -> None:
+    async def _commit(self, staged: _Staged, write: Awaitable[T]) -> T:
+        """Await the write, then tell each hook how it went."""
+        try:
+            result = await write
+        except BaseException as error:
+            uncertain = not isinstance(error, Conflict | EtagMismatch)
+            for hook, rows in zip(self._hooks, staged.rows, strict=True):
+                hook.after_failure(staged.after, rows, may_have_committed=uncertain)
+            raise
         for hook, rows in zip(self._hooks, staged.rows, strict=True):
             hook.after_commit(staged.before, staged.after, rows)
+        return result
 
     async def update(self, row: LedgerRow, changed: LedgerRow, *, whole: bool = False) -> LedgerRow:
         """Write `changed` over `row` if the row is unchanged since `row` was read (EtagMismatch
@@ -211,10 +225,9 @@ class Ledger:
         entity = changed.to_entity() if whole else {**key, **changed_columns(row, changed)}
         kind = "replace" if whole else "merge"
         if creates:
-            etag = (await self._table.transact([Op(kind, entity, etag=row.etag), *creates]))[0]
+            etag = (await self._commit(staged, self._table.transact([Op(kind, entity, etag=row.etag), *creates])))[0]
         else:
-            etag = await self._table.update(entity, row.etag, replace=whole)
-        self._committed(staged)
+            etag = await self._commit(staged, self._table.update(entity, row.etag, replace=whole))
         return self._remember(replace(changed, etag=etag))
 
     async def change(
@@ -259,8 +272,8 @@ class Ledger:
         changed = staged.after
         key = row_key_entity(row.message_id, ledger_row_key(row.message_id))
         merge = Op("merge", {**key, **changed_columns(row, changed)}, etag=row.etag)
-        etags = await self._table.transact([Op("create", dict(alongside)), merge, *staged.creates])
-        self._committed(staged)
+        ops = [Op("create", dict(alongside)), merge, *staged.creates]
+        etags = await self._commit(staged, self._table.transact(ops))
         # Keep the new etag, so the next change of this message needs no read either.
         if len(etags) >= 2 and etags[1]:
             return self._remember(replace(changed, etag=etags[1]))

@@ -684,26 +684,20 @@ OUTBOX_ROWS_FILTER = f"{PARTITION_FILTER} and RowKey ge 'feed|' and RowKey lt 'f
 
 @dataclass(frozen=True)
 class OutboxRow:
-    """A status-feed event, written with the transition it reports in the message's partition; once
-    published it stays (marked) as the message's feed history, for replays, until retention."""
+    """A status-feed event, written with the transition it reports in the message's partition; it stays
+    as the message's feed history, for replays, until retention. Whether it was published is kept by
+    its intent (`shared.services.outbox`), not on the row: marking rows costs a write per message."""
 
     message_id: str
     sequence: int
     event_json: str
-    published_at: str | None = None
 
     def to_entity(self) -> dict[str, Any]:
-        entity = {
+        return {
             "PartitionKey": self.message_id,
             "RowKey": f"{OUTBOX_PREFIX}{self.sequence:010d}",
             "Event": self.event_json,
         }
-        return entity | ({"PublishedAt": self.published_at} if self.published_at else {})
-
-    def published(self, at: str) -> dict[str, Any]:
-        """The merge that marks it published."""
-        partition, row_key = self.keys
-        return {"PartitionKey": partition, "RowKey": row_key, "PublishedAt": at}
 
     @property
     def keys(self) -> tuple[str, str]:
@@ -713,13 +707,7 @@ class OutboxRow:
     @classmethod
     def from_entity(cls, entity: Mapping[str, Any]) -> OutboxRow:
         row_key = str(entity["RowKey"])
-        published = entity.get("PublishedAt")
-        return cls(
-            str(entity["PartitionKey"]),
-            int(row_key[len(OUTBOX_PREFIX) :]),
-            str(entity.get("Event", "")),
-            str(published) if published else None,
-        )
+        return cls(str(entity["PartitionKey"]), int(row_key[len(OUTBOX_PREFIX) :]), str(entity.get("Event", "")))
 
 
 FEED_HEALTH_PARTITION = "feed-health"
@@ -842,8 +830,11 @@ class DueRow:
     due_at: str
 
     @classmethod
-    def new(cls, partition: str, message_id: str, kind: str, due_at: str) -> DueRow:
-        return cls(partition, due_row_key(due_at, message_id, kind), message_id, kind, due_at)
+    def new(cls, partition: str, message_id: str, kind: str, due_at: str, holder: str = "") -> DueRow:
+        """With `holder`, an entry of one process's own (the status feed's intents), apart from other
+        processes' entries for the same message, kind and time."""
+        row_key = due_row_key(due_at, message_id, kind) + (f"|{holder}" if holder else "")
+        return cls(partition, row_key, message_id, kind, due_at)
 
     def to_entity(self) -> dict[str, Any]:
         return {

@@ -62,9 +62,14 @@ class DueIndex:
     def table(self) -> TableStore:
         return self._table
 
-    async def add(self, message_id: str, kind: DueKind, due_at: datetime) -> None:
-        """Add (or overwrite) an entry; returns once it is stored."""
-        await self._writes.upsert(DueRow.new(self._partition, message_id, kind.value, iso(due_at)).to_entity())
+    @property
+    def partition(self) -> str:
+        return self._partition
+
+    async def add(self, message_id: str, kind: DueKind, due_at: datetime, *, holder: str = "") -> None:
+        """Add (or overwrite) an entry; returns once it is stored. `holder`: see `DueRow.new`."""
+        row = DueRow.new(self._partition, message_id, kind.value, iso(due_at), holder)
+        await self._writes.upsert(row.to_entity())
 
     async def due(self, now: datetime, limit: int = 1000) -> list[DueEntry]:
         """Entries due at or before `now`, oldest first (a range query on the row key)."""
@@ -82,4 +87,7 @@ class DueIndex:
 
     async def remove_all(self, entries: Sequence[DueEntry]) -> None:
         """Delete handled entries in batches (they share this partition)."""
-        await delete_rows(self._table, self._partition, [entry.row_key for entry in entries])
+        await self.remove_keys([entry.row_key for entry in entries])
+
+    async def remove_keys(self, row_keys: Sequence[str]) -> None:
+        await delete_rows(self._table, self._partition, row_keys)

@@ -125,6 +125,9 @@ class FallbackHook:
         if falls_back(before, after):
             await self._intents.add(after.message_id, DueKind.FALLBACK, self._now() + SPAWN_RECHECK)
 
+    def after_failure(self, after: LedgerRow, rows: Sequence[OutboxRow], *, may_have_committed: bool) -> None:
+        """Nothing to undo: the intent stays for the sweep, which finds the check moot if nothing committed."""
+
     def after_commit(self, before: LedgerRow | None, after: LedgerRow, rows: Sequence[OutboxRow]) -> None:
         if self._spawn is not None and falls_back(before, after):
             # Detached: the spawn outlives the write's work and logs under its own ids.

@@ -1,18 +1,25 @@
 """The status feed's outbox: every ledger transition published, nothing lost, nothing early (issue 17).
 
 How a transition reaches the topic:
-1. Before the ledger write, an intent (a due entry in the `feed` partition, one per message per
-   minute, written in group commits) says "this message may have unpublished changes".
+1. Before the ledger write, an intent (a due entry in the `feed` partition, one per message, minute
+   and process, written in group commits) says "this message may have unpublished changes".
 2. The ledger write and the change's event (an outbox row in the message's partition, `feed|<seq>`)
    commit in one entity-group transaction: the event exists exactly when the transition does. The
    sequence number lives on the ledger row, so the etag that guards the write also orders the changes.
-3. After the commit the event is handed to the publisher, which sends batches in the background and
-   marks what was published (the rows stay as the message's feed history, for `replay`, until
-   retention deletes the partition). A publish failure never fails or retries a send or an event record.
-4. The reconcile timer's sweep reads intents older than a minute (never the messages table as a
-   whole), republishes what is still in those partitions, and drops the intents.
-A crash anywhere leaves an intent (step 1 came first) and the outbox row (step 2), so step 4 finds it.
+3. After the commit the event is handed to the publisher, which sends batches in the background. The
+   rows stay as the message's feed history, for `replay`, until retention deletes the partition.
+4. Once every write under an intent has been published and its minute is over, the process deletes the
+   intent, in batches (they share one partition). A write that failed in a way that may have committed
+   (a timeout, not a 409 or 412), or whose events failed to publish, keeps its intent.
+5. The reconcile timer's sweep reads intents older than a minute (never the messages table as a
+   whole), republishes what is in those partitions, and drops the intents.
+A crash anywhere leaves an intent (step 1 came first) and the outbox rows (step 2), so step 5 finds them.
 Subscribers dedupe by the event id (message id + sequence), which a republished change keeps.
+
+Why the intent, not the row, records "published": a message's rows live in its own partition, so
+marking them would cost one write per message and change; intents share a partition, and a hundred of
+them go in one transaction. Each process keys its intents with its own id, so one process retiring its
+intent never hides another's unpublished change to the same message.
 """
 
 from __future__ import annotations
@@ -21,19 +28,19 @@ import asyncio
 import contextlib
 import json
 import logging
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from shared.adapters.tables import Op, TableStore
-from shared.cache import Lru
+from shared.adapters.tables import TableStore
 from shared.clock import Clock, iso, parse_iso
 from shared.errors import ContactMessagesError
 from shared.feed import DEFAULT_SOURCE, StatusChange, cloud_event
 from shared.models import Channel, Status
 from shared.observability import count, detached_context, emit_warning
-from shared.schema import OUTBOX_ROWS_FILTER, FeedHealthRow, LedgerRow, OutboxRow, changed_since_filter, keys_of
+from shared.schema import OUTBOX_ROWS_FILTER, DueRow, FeedHealthRow, LedgerRow, OutboxRow, changed_since_filter, keys_of
 from shared.services.due import DueIndex, DueKind
 
 log = logging.getLogger(__name__)
@@ -67,6 +74,9 @@ class FeedStatus:
     last_error: FeedHealthRow | None
 
 
+IntentKey = tuple[str, datetime]  # (message id, the minute bucket its intent is due in)
+
+
 class Outbox:
     def __init__(
         self, messages: TableStore, intents: DueIndex, publisher: Publisher, clock: Clock, source: str
@@ -77,9 +87,12 @@ class Outbox:
         self._publisher = publisher
         self._now = clock
         self._source = source or DEFAULT_SOURCE
+        self._holder = uuid.uuid4().hex[:12]  # this process's part of its intents' keys
         self._pending: list[OutboxRow] = []
-        self._intended: Lru[tuple[str, datetime], bool] = Lru(20_000)
         self._flusher: asyncio.Task[None] | None = None
+        self._ledger = _IntentLedger()
+        self._retired_minute: datetime | None = None
+        self._retirer: asyncio.Task[None] | None = None
 
     # -- with the ledger write --------------------------------------------------------------------
 
@@ -100,98 +113,138 @@ class Outbox:
     async def before_write(self, before: LedgerRow | None, after: LedgerRow, rows: Sequence[OutboxRow]) -> None:
         """The ledger's hook (`shared.ledger.TransitionHook`): step 1 for a write that has events."""
         if rows:
-            await self.intend(after.message_id)
+            await self.intend(after.message_id, rows)
 
     def after_commit(self, before: LedgerRow | None, after: LedgerRow, rows: Sequence[OutboxRow]) -> None:
         """The ledger's hook: step 3."""
         self.committed(rows)
 
-    async def intend(self, message_id: str) -> None:
-        """Step 1: the intent, written before the transition (idempotent within its minute: a message's
-        changes in one minute share it, and this process writes it once)."""
+    def after_failure(self, after: LedgerRow, rows: Sequence[OutboxRow], *, may_have_committed: bool) -> None:
+        """The ledger's hook: a write that surely did not commit releases its intent; one that may have
+        committed keeps it for the sweep."""
+        self._ledger.settle(rows, keep=may_have_committed)
+
+    async def intend(self, message_id: str, rows: Sequence[OutboxRow] = (), *, keep: bool = False) -> None:
+        """Step 1: the intent, written before the transition (once per message and minute in this
+        process: a message's changes in one minute share it). With `keep`, it stays for the sweep."""
         now = self._now()
-        bucket = now.replace(second=0, microsecond=0) + REPUBLISH_AFTER * 2
-        key = (message_id, bucket)
-        if self._intended.get(key):
-            return
-        await self._intents.add(message_id, DueKind.FEED, bucket)
-        self._intended.put(key, True)
+        key = (message_id, now.replace(second=0, microsecond=0) + REPUBLISH_AFTER * 2)
+        self._ledger.open(key, rows, keep=keep)
+        try:
+            while not self._ledger.written(key):
+                if (retiring := self._ledger.retiring(key)) is not None:
+                    await retiring  # its delete must land before the new write, or it would undo it
+                    continue
+                await self._intents.add(message_id, DueKind.FEED, key[1], holder=self._holder)
+                self._ledger.mark_written(key)
+        except BaseException:
+            self._ledger.settle(rows, keep=False)  # no ledger write follows: nothing to publish under it
+            raise
 
     def committed(self, rows: Sequence[OutboxRow]) -> None:
         """Step 3: hand the committed events to the background publisher."""
         if not rows:
             return
         self._pending.extend(rows)
-        if self._flusher is None or self._flusher.done():
-            # Detached from the log context of the message that happened to start it: it publishes for all.
-            self._flusher = asyncio.get_running_loop().create_task(self._flush(), context=detached_context())
+        self._start_flusher()
 
     async def drain(self) -> None:
-        """Wait for what was handed over to be published (tests, and a clean shutdown)."""
+        """Wait for what was handed over to be published, then retire every intent left with nothing
+        to publish (tests, and a clean shutdown)."""
         while self._flusher is not None and not self._flusher.done():
             await asyncio.shield(self._flusher)
+        await self._retire(every_minute=True)
 
     async def close(self) -> None:
         """Publish what is pending (what fails stays for the sweep), then close the publisher."""
         await self.drain()
+        if self._retirer is not None:
+            self._retirer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retirer
         await self._publisher.close()
 
     # -- publishing -------------------------------------------------------------------------------
 
+    def _start_flusher(self) -> None:
+        if self._flusher is None or self._flusher.done():
+            # Detached from the log context of the message that happened to start it: it publishes for all.
+            self._flusher = asyncio.get_running_loop().create_task(self._flush(), context=detached_context())
+
     async def _flush(self) -> None:
         while self._pending:
             batch, self._pending = self._pending[:PUBLISH_BATCH], self._pending[PUBLISH_BATCH:]
-            await self._publish(batch)
+            published = await self._publish(batch)
+            self._ledger.settle(batch, keep=not published)
+        if self._now().replace(second=0, microsecond=0) != self._retired_minute:
+            await self._retire(every_minute=False)
+        self._retire_later()
+
+    def _retire_later(self) -> None:
+        """After the minute ends, retire what this minute left (else a quiet process would leave its
+        last intents for the sweep)."""
+        if self._ledger and (self._retirer is None or self._retirer.done()):
+            delay = 61 - self._now().second
+            self._retirer = asyncio.get_running_loop().create_task(
+                self._retire_after(delay), context=detached_context()
+            )
+
+    async def _retire_after(self, delay_s: float) -> None:
+        await asyncio.sleep(delay_s)
+        await self._retire(every_minute=False)
 
     async def _publish(self, rows: Sequence[OutboxRow]) -> bool:
         try:
             await self._publisher.publish([json.loads(row.event_json) for row in rows])
         except ContactMessagesError as exc:
-            # The rows stay unpublished; the sweep republishes them. The send or event that made them is done.
+            # The intents stay; the sweep republishes the rows. The send or event that made them is done.
             emit_warning(log, "feed.publish_failed", "status feed publish failed", reason=str(exc)[:200])
             count(log, "feed_publish_failed", len(rows))
             with contextlib.suppress(ContactMessagesError):
                 await self._health.upsert(FeedHealthRow(iso(self._now()), str(exc)[:1000]).to_entity())
             return False
-        await self._mark_published(rows)
         count(log, "feed_published", len(rows))
         return True
+
+    async def _retire(self, *, every_minute: bool) -> None:
+        """Step 4: delete this process's intents with nothing left to publish, in batches: those whose
+        minute is over (no later write of this process can use them), or all of them at a drain."""
+        minute = self._now().replace(second=0, microsecond=0)
+        self._retired_minute = minute
+        keys = self._ledger.retirable(minute, every_minute=every_minute)
+        if not keys:
+            return
+        done = self._ledger.begin_retiring(keys)
+        try:
+            with contextlib.suppress(ContactMessagesError):  # they stay for the sweep, which finds nothing new
+                await self._intents.remove_keys([self._intent_row_key(key) for key in keys])
+        finally:
+            self._ledger.end_retiring(keys, done)
+
+    def _intent_row_key(self, key: IntentKey) -> str:
+        message_id, bucket = key
+        return DueRow.new(self._intents.partition, message_id, DueKind.FEED.value, iso(bucket), self._holder).row_key
 
     # -- the sweep (reconcile timer) ----------------------------------------------------------------
 
     async def sweep(self, now: datetime, limit: int) -> int:
-        """Step 4: republish what is left in the partitions whose intents are due; returns how many."""
+        """Step 5: republish what is in the partitions whose intents are due; returns how many."""
         gate = asyncio.Semaphore(SWEEP_CONCURRENCY)
 
         async def one(message_id: str) -> int:
             async with gate:
-                return await self._republish(message_id, now)
+                return await self._republish(message_id)
 
         intents = await self._intents.due(now, limit)
-        results = await asyncio.gather(*(one(entry.message_id) for entry in intents))
-        for entry in intents:
-            await self._intents.remove(entry)
+        message_ids = sorted({entry.message_id for entry in intents})
+        results = await asyncio.gather(*(one(message_id) for message_id in message_ids))
+        await self._intents.remove_all(intents)
         return sum(results)
 
-    async def _mark_published(self, rows: Sequence[OutboxRow]) -> None:
-        """One write per message: a message's rows published together are marked in one transaction."""
-        at = iso(self._now())
-        by_message: dict[str, list[OutboxRow]] = {}
-        for row in rows:
-            if row.published_at is None:
-                by_message.setdefault(row.message_id, []).append(row)
-        for group in by_message.values():
-            marks = [Op("merge", row.published(at), etag="*") for row in group]
-            with contextlib.suppress(ContactMessagesError):  # retention deleted them meanwhile: nothing to mark
-                if len(marks) == 1:
-                    await self._messages.update(marks[0].entity, "*")
-                else:
-                    await self._messages.transact(marks)
-
-    async def _republish(self, message_id: str, now: datetime) -> int:
-        rows = [row for row in await self._history(message_id) if row.published_at is None]
+    async def _republish(self, message_id: str) -> int:
+        rows = await self._history(message_id)
         if rows and not await self._publish(rows):
-            await self.intend(message_id)  # try again at the next sweep
+            await self.intend(message_id, keep=True)  # try again at the next sweep
             return 0
         return len(rows)
 
@@ -253,3 +306,80 @@ def _metadata(text: str | None) -> dict[str, Any]:
         if isinstance(loaded, dict):
             return loaded
     return {}
+
+
+class _IntentLedger:
+    """This process's feed intents: how many events under each are yet to settle (published, or left
+    to the sweep), which are written, which must stay for the sweep, and which are being deleted."""
+
+    def __init__(self) -> None:
+        self._open: dict[IntentKey, int] = {}
+        self._intent_of: dict[tuple[str, int], IntentKey] = {}  # (message id, sequence) -> its intent
+        self._written: set[IntentKey] = set()
+        self._kept: set[IntentKey] = set()
+        self._retiring: dict[IntentKey, asyncio.Future[None]] = {}
+
+    def open(self, key: IntentKey, rows: Sequence[OutboxRow], *, keep: bool) -> None:
+        self._open[key] = self._open.get(key, 0) + len(rows)
+        for row in rows:
+            self._intent_of[(row.message_id, row.sequence)] = key
+        if keep:
+            self._kept.add(key)
+
+    def written(self, key: IntentKey) -> bool:
+        return key in self._written
+
+    def mark_written(self, key: IntentKey) -> None:
+        self._written.add(key)
+
+    def retiring(self, key: IntentKey) -> asyncio.Future[None] | None:
+        return self._retiring.get(key)
+
+    def settle(self, rows: Sequence[OutboxRow], *, keep: bool) -> None:
+        """These events need nothing more from this process; with `keep`, their intent stays for the sweep."""
+        for row in rows:
+            key = self._intent_of.pop((row.message_id, row.sequence), None)
+            if key is None:  # republished by the sweep, or settled already
+                continue
+            self._open[key] -= 1
+            if keep:
+                self._kept.add(key)
+
+    def retirable(self, minute: datetime, *, every_minute: bool) -> list[IntentKey]:
+        """Intents with nothing left to settle, of minutes before `minute` (or of every minute); kept
+        intents of past minutes are forgotten (the sweep owns them)."""
+        ready: list[IntentKey] = []
+        for key, left in list(self._open.items()):
+            past = key[1] - REPUBLISH_AFTER * 2 < minute
+            if left or key in self._retiring or not (past or every_minute):
+                continue
+            if key in self._kept:
+                if past:
+                    self._forget(key)
+            elif key in self._written:
+                ready.append(key)
+            else:
+                self._forget(key)  # its write failed: there is no intent to delete
+        return ready
+
+    def begin_retiring(self, keys: Sequence[IntentKey]) -> asyncio.Future[None]:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        for key in keys:
+            self._written.discard(key)  # a new write under it waits for the delete, then writes it again
+            self._retiring[key] = done
+        return done
+
+    def end_retiring(self, keys: Sequence[IntentKey], done: asyncio.Future[None]) -> None:
+        for key in keys:
+            del self._retiring[key]
+            if not self._open.get(key) and key not in self._written:
+                self._forget(key)
+        done.set_result(None)
+
+    def __bool__(self) -> bool:
+        return bool(self._open)
+
+    def _forget(self, key: IntentKey) -> None:
+        self._open.pop(key, None)
+        self._written.discard(key)
+        self._kept.discard(key)

@@ -20,6 +20,7 @@ from devstack.eventgrid import DEFAULT_KEY, LocalTopic, RetryPolicy, Subscriptio
 from shared.models import Status
 from shared.runtime import Services, build_services
 from shared.services.decoding import QueueDelivery
+from shared.services.outbox import FEED_PARTITION
 from shared.services.outcomes import Outcome
 from shared.settings import load_settings
 from tests.bodies import sms
@@ -68,11 +69,11 @@ def _received(subscriber: Subscriber, path: str, message_id: str) -> list[dict[s
     return sorted(unique.values(), key=lambda e: int(e["data"]["sequence"]))
 
 
-async def _outbox_rows(svc: Services, message_id: str) -> list[dict[str, Any]]:
-    """The message's feed rows still waiting to be published."""
-    table = svc.storage.table(svc.names.messages)
-    rows = table.query("PartitionKey eq @pk", {"pk": message_id})
-    return [r async for r in rows if str(r["RowKey"]).startswith("feed|") and not r.get("PublishedAt")]
+async def _intents(svc: Services, message_id: str) -> list[dict[str, Any]]:
+    """The message's feed intents: its changes not yet known to be published."""
+    table = svc.storage.table(svc.names.due)
+    rows = table.query("PartitionKey eq @pk", {"pk": FEED_PARTITION})
+    return [r async for r in rows if r["MessageId"] == message_id]
 
 
 async def _feed_history(svc: Services, message_id: str) -> list[dict[str, Any]]:
@@ -114,8 +115,8 @@ async def test_every_transition_reaches_a_subscriber_in_sequence_after_the_commi
     assert all("*" in e["data"]["recipientMasked"] and "5550100" not in json.dumps(e) for e in events)
     row = await fed.ledger.get("feed-one")
     assert row is not None and row.status == Status.DELIVERED and row.feed_sequence == 4
-    assert await _outbox_rows(fed, "feed-one") == []
-    assert len(await _feed_history(fed, "feed-one")) == 4  # kept, marked published, for replays
+    assert await _intents(fed, "feed-one") == []  # published: the drain retired its intent
+    assert len(await _feed_history(fed, "feed-one")) == 4  # kept for replays
 
 
 async def test_a_publish_outage_loses_nothing_and_never_fails_the_send(
@@ -127,7 +128,7 @@ async def test_a_publish_outage_loses_nothing_and_never_fails_the_send(
     await _sent_and_delivered(fed, acs, "feed-outage")
     assert fed.feed is not None
     await fed.feed.drain()
-    assert len(await _outbox_rows(fed, "feed-outage")) == 4
+    assert len(await _intents(fed, "feed-outage")) == 1 and len(await _feed_history(fed, "feed-outage")) == 4
     assert _received(feed_subscriber, feed_path, "feed-outage") == []
     status = await fed.feed.status()
     assert status.pending_messages >= 1 and status.last_error is not None and "503" in status.last_error.reason
@@ -136,7 +137,7 @@ async def test_a_publish_outage_loses_nothing_and_never_fails_the_send(
     summary = await fed.reconcile.run()
     assert summary.actions["feed-republished"] == 4
     await eventually(lambda: _async_len(_received(feed_subscriber, feed_path, "feed-outage"), 4))
-    assert await _outbox_rows(fed, "feed-outage") == []
+    assert await _intents(fed, "feed-outage") == []
     statuses = [e["data"]["status"] for e in _received(feed_subscriber, feed_path, "feed-outage")]
     assert statuses == ["Accepted", "Sending", "Sent", "Delivered"]
 
@@ -149,7 +150,8 @@ async def test_a_crash_between_commit_and_publish_is_republished_once_with_the_s
     assert fed.feed is not None
     fed.feed.committed = lambda rows: None  # type: ignore[method-assign]
     await _sent_and_delivered(fed, acs, "feed-crash")
-    assert len(await _outbox_rows(fed, "feed-crash")) == 4
+    await fed.feed.drain()
+    assert len(await _intents(fed, "feed-crash")) == 1 and len(await _feed_history(fed, "feed-crash")) == 4
     clock.advance(seconds=30)
     assert (await fed.reconcile.run()).actions["feed-republished"] == 0  # not due yet: younger than a minute
     clock.advance(minutes=3)
@@ -157,6 +159,7 @@ async def test_a_crash_between_commit_and_publish_is_republished_once_with_the_s
     await eventually(lambda: _async_len(_received(feed_subscriber, feed_path, "feed-crash"), 4))
     ids = [e["id"] for e in _received(feed_subscriber, feed_path, "feed-crash")]
     assert ids == [f"feed-crash:{n}" for n in range(1, 5)]
+    assert await _intents(fed, "feed-crash") == []
     assert (await fed.reconcile.run()).actions["feed-republished"] == 0
 
 
@@ -185,7 +188,7 @@ async def test_without_a_topic_nothing_is_written_for_the_feed(svc: Services, ac
     """Opt-in: with no topic configured, a message's partition holds no outbox rows and no sequence."""
     await _sent_and_delivered(svc, acs, "no-feed")
     assert svc.feed is None
-    assert await _outbox_rows(svc, "no-feed") == []
+    assert await _feed_history(svc, "no-feed") == [] and await _intents(svc, "no-feed") == []
     row = await svc.ledger.get("no-feed")
     assert row is not None and row.feed_sequence == 0 and row.get("FeedSequence") is None
 

@@ -1,5 +1,5 @@
 """The ledger's transition hooks: each stamps the row in turn, writes its intent before the write, and is
-told after the commit; a write that does not commit tells no hook."""
+told after the commit; a write that raises tells each hook whether it may have committed all the same."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from shared.errors import EtagMismatch
+from shared.errors import EtagMismatch, TransientError
 from shared.ledger import Ledger
 from shared.models import Status
 from shared.schema import LedgerRow, OutboxRow
@@ -31,6 +31,9 @@ class Recorder:
     def after_commit(self, before: LedgerRow | None, after: LedgerRow, rows: Sequence[OutboxRow]) -> None:
         self.calls.append(f"{self.name}.after:{self.table.writes}:{before.status if before else None}")
 
+    def after_failure(self, after: LedgerRow, rows: Sequence[OutboxRow], *, may_have_committed: bool) -> None:
+        self.calls.append(f"{self.name}.failed:{may_have_committed}")
+
 
 async def test_hooks_stamp_in_order_intend_before_the_write_and_hear_after_the_commit() -> None:
     table, calls = MemoryTable("messages"), []
@@ -41,7 +44,7 @@ async def test_hooks_stamp_in_order_intend_before_the_write_and_hear_after_the_c
     assert row is not None and row.reason == "ab"
 
 
-async def test_a_write_that_loses_its_race_tells_no_hook_it_committed() -> None:
+async def test_a_write_that_loses_its_race_tells_the_hook_it_surely_did_not_commit() -> None:
     table, calls = MemoryTable("messages"), []
     ledger = Ledger(table, b"k", hooks=[Recorder("a", calls, table)])
     await ledger.record_rejected(LedgerRow(message_id="m", status=Status.REJECTED))
@@ -51,4 +54,22 @@ async def test_a_write_that_loses_its_race_tells_no_hook_it_committed() -> None:
     calls.clear()
     with pytest.raises(EtagMismatch):
         await ledger.update(row, replace(row, reason="stale"))
-    assert [c.split(":")[0] for c in calls] == ["a.stamp", "a.before"]
+    assert calls[-1] == "a.failed:False" and [c.split(":")[0] for c in calls] == ["a.stamp", "a.before", "a.failed"]
+
+
+async def test_a_write_that_times_out_tells_the_hook_it_may_have_committed() -> None:
+    """A timeout may hide a commit: the hook must keep what lets a sweep finish the work."""
+    table, calls = MemoryTable("messages"), []
+    ledger = Ledger(table, b"k", hooks=[Recorder("a", calls, table)])
+    await ledger.record_rejected(LedgerRow(message_id="m", status=Status.REJECTED))
+    row = await ledger.get("m")
+    assert row is not None
+
+    async def timed_out(*args: object, **kwargs: object) -> str:
+        raise TransientError("storage timed out")
+
+    table.update = timed_out  # type: ignore[method-assign]
+    calls.clear()
+    with pytest.raises(TransientError):
+        await ledger.update(row, replace(row, reason="late"))
+    assert calls[-1] == "a.failed:True"

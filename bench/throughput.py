@@ -66,6 +66,7 @@ from devstack.acs.delivery import EVENTS_LOG_LIMIT
 from devstack.acs.models import DeliveryRecord
 from devstack.eventgrid import DEFAULT_KEY
 from devstack.host.process import RunnerProcess
+from shared.adapters import table_batch
 from shared.adapters.storage import CLIENT_OPTIONS
 from shared.client import ContactMessagesClient
 from shared.clock import iso, parse_iso
@@ -458,10 +459,10 @@ async def floor(conn: str, n: int, limits: QueueLimits = LIMITS, design_reads: b
                     if report < reports - 1:  # WhatsApp's Sent status: the ledger is Sent already
                         await table.create_entity(event)
                         continue
-                    results = await table.submit_transaction(  # the event and the status it sets, at once
-                        [("create", event), ("update", {**shapes["delivered"], **keys}, {**guarded, "etag": etag})]
-                    )
-                    etag = results[-1]["etag"]
+                    # The event and the status it sets, at once, through the app's own transaction envelope.
+                    delivered = ("update", {**shapes["delivered"], **keys}, {**guarded, "etag": etag})
+                    etags = await table_batch.submit(table, [("create", event), delivered])
+                    etag = etags[-1]
 
             async def one(message: Any) -> None:
                 nonlocal redone

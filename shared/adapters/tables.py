@@ -20,9 +20,10 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
-from azure.data.tables import TableTransactionError, UpdateMode
+from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
+from shared.adapters import table_batch
 from shared.errors import (
     Conflict,
     ContactMessagesError,
@@ -152,13 +153,11 @@ class TableStore:
 
     async def transact(self, ops: Sequence[Op]) -> list[str]:
         """Run `ops` atomically in one partition and return the new etag of each; Conflict if a create
-        hit an existing row, EtagMismatch if a guarded update lost a race."""
+        hit an existing row, EtagMismatch if a guarded update lost a race. The envelope is written by
+        `table_batch` (the SDK's costs several times the request itself); the operations are the SDK's."""
         try:
-            results = await self._client.submit_transaction([_batch_op(op) for op in ops])
-            return [str(result.get("etag", "")) for result in results]
-        except TableTransactionError as exc:
-            raise _transaction_error(exc) from exc
-        except (HttpResponseError, ServiceRequestError) as exc:
+            return await table_batch.submit(self._client, [_batch_op(op) for op in ops])
+        except (HttpResponseError, ServiceRequestError, ServiceResponseError) as exc:
             raise _storage_error(exc) from exc
         except (TypeError, ValueError) as exc:  # the SDK refused a value before sending anything
             raise PermanentError(f"entity not storable: {exc}") from exc
@@ -172,12 +171,3 @@ def _batch_op(op: Op) -> Any:
     if op.kind == "merge":
         return ("update", _clean(op.entity), {"mode": UpdateMode.MERGE})
     return (op.kind, _clean(op.entity))
-
-
-def _transaction_error(exc: TableTransactionError) -> ContactMessagesError:
-    code = str(getattr(exc, "error_code", "") or "")
-    if "AlreadyExists" in code:
-        return Conflict(code)
-    if "ConditionNotSatisfied" in code or "ResourceNotFound" in code or exc.status_code == 412:
-        return EtagMismatch(code)
-    return _storage_error(exc)

@@ -124,6 +124,7 @@ param tableSuffixes array = [
   'messages'
   'providerids'
   'due'
+  'retention'
   'orphans'
   'consent'
   'audit'

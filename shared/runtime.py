@@ -265,7 +265,7 @@ def _parts(
         consent=ConsentService(storage.table(names.consent), audit, settings.consent_hash_key),
         control=ControlService(storage.table(names.control), audit),
         due=due,
-        retention_index=DueIndex(storage.table(names.due), RETENTION_PARTITION),
+        retention_index=DueIndex(storage.table(names.retention), RETENTION_PARTITION),
         payloads=storage.payloads(names.payload_container),
         whatsapp=_whatsapp_rules(settings, storage, names, provider, clock),
     )
@@ -344,6 +344,8 @@ def _retention_service(parts: _Parts) -> RetentionService:
         settings=parts.settings,
         ledger=parts.ledger,
         retention=parts.retention_index,
+        # Entries scheduled before retention had a table of its own, until the last of them is due.
+        legacy=(DueIndex(parts.table(names.due), RETENTION_PARTITION),),
         stores=stores,
         consent=parts.consent,
         audit=parts.audit,

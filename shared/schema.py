@@ -66,6 +66,12 @@ class TableNames:
         return f"{self.prefix}due"
 
     @property
+    def retention(self) -> str:
+        """Retention's due entries, apart from reconciliation's: they live for the retention period (one
+        per message ever sent), and would otherwise grow the table reconciliation reads every run."""
+        return f"{self.prefix}retention"
+
+    @property
     def orphans(self) -> str:
         return f"{self.prefix}orphans"
 
@@ -106,6 +112,7 @@ class TableNames:
             self.messages,
             self.provider_ids,
             self.due,
+            self.retention,
             self.orphans,
             self.consent,
             self.audit,

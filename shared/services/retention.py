@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
@@ -71,6 +71,7 @@ class RetentionService:
         settings: Settings,
         ledger: Ledger,
         retention: DueIndex,
+        legacy: Sequence[DueIndex] = (),
         stores: RetentionStores,
         consent: ConsentService,
         audit: AuditLog,
@@ -79,6 +80,7 @@ class RetentionService:
         self._settings = settings
         self._ledger = ledger
         self._retention = retention
+        self._legacy = tuple(legacy)
         self._messages = stores.messages
         self._provider_ids = stores.provider_ids
         self._others = stores.others
@@ -91,18 +93,22 @@ class RetentionService:
     async def run(self, limit: int = 5000) -> Counter[str]:
         """Apply every retention step that is due; returns counts per step."""
         done: Counter[str] = Counter()
+        for index in (self._retention, *self._legacy):  # next steps are always scheduled in the first
+            await self._run_index(index, limit, done)
+        done["rejected-events"] += await self._age_out_rejected_events(limit)
+        emit(log, "retention.summary", f"retention {dict(done)}", count=sum(done.values()))
+        return done
+
+    async def _run_index(self, index: DueIndex, limit: int, done: Counter[str]) -> None:
         handled: list[DueEntry] = []
-        for entry in await self._retention.due(self._now(), limit):
+        for entry in await index.due(self._now(), limit):
             await self._apply(entry)
             handled.append(entry)
             done[entry.kind.value] += 1
             if len(handled) == MAX_OPERATIONS:  # a crash re-runs at most one batch: each step is idempotent
-                await self._retention.remove_all(handled)
+                await index.remove_all(handled)
                 handled.clear()
-        await self._retention.remove_all(handled)
-        done["rejected-events"] += await self._age_out_rejected_events(limit)
-        emit(log, "retention.summary", f"retention {dict(done)}", count=sum(done.values()))
-        return done
+        await index.remove_all(handled)
 
     async def _age_out_rejected_events(self, limit: int) -> int:
         """Malformed events are kept as long as message content (their payload may hold content or an

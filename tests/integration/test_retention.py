@@ -8,6 +8,7 @@ import uuid
 from shared.models import Status
 from shared.runtime import Services
 from shared.services.decoding import QueueDelivery
+from shared.services.due import RETENTION_PARTITION, DueIndex, schedule_retention
 from tests.bodies import sms
 from tests.integration.conftest import Clock
 
@@ -80,3 +81,26 @@ async def test_rejected_events_age_out_with_message_content(svc: Services, clock
     clock.advance(days=2)
     assert (await svc.retention.run())["rejected-events"] == 1
     assert [r async for r in table.query("PartitionKey ne ''")] == []
+
+
+async def test_entries_live_in_their_own_table_and_older_ones_in_the_due_table_are_still_applied(
+    svc: Services, clock: Clock
+) -> None:
+    """Retention's entries stay out of the due table reconciliation queries every run; one scheduled
+    before that (in the due table's `retention` partition) is applied all the same, then removed."""
+    await _send(svc, "ret-new", clock)
+    await svc.sending.handle(QueueDelivery(sms("ret-old", to="+14255550143"), uuid.uuid4().hex, 1))
+    due = svc.storage.table(svc.names.due)
+    own = svc.storage.table(svc.names.retention)
+    assert [e["MessageId"] async for e in due.query("PartitionKey eq @pk", {"pk": RETENTION_PARTITION})] == []
+    assert [e["MessageId"] async for e in own.query("PartitionKey eq @pk", {"pk": RETENTION_PARTITION})] == ["ret-new"]
+    row = await svc.ledger.get("ret-old")
+    assert row is not None and row.created_at
+    await schedule_retention(DueIndex(due, RETENTION_PARTITION), "ret-old", row.created_at, 7)
+    clock.advance(days=8)
+    assert (await svc.retention.run())["purge-content"] == 2
+    old = await svc.ledger.get("ret-old")
+    assert old is not None and old.get("ContentPurgedAt")
+    assert [e async for e in due.query("PartitionKey eq @pk", {"pk": RETENTION_PARTITION})] == []
+    kinds = sorted([e["Kind"] async for e in own.query("PartitionKey eq @pk", {"pk": RETENTION_PARTITION})])
+    assert kinds == ["purge-recipient", "purge-recipient"]  # both moved on, in retention's own table

@@ -10,6 +10,13 @@ Credentials: a topic key (`AzureKeyCredential`, sent as `aeg-sas-key`) or a SAS 
 credential in Azure (the app's managed identity with the "EventGrid Data Sender" role, scope
 `https://eventgrid.azure.net/.default`); local auth is disabled on the deployed topic.
 
+Why the body is written here: the outbox stores each event as its CloudEvents JSON text. `send()` would
+take dicts, rebuild SDK `CloudEvent` objects and serialise them again: 0.15 ms of CPU per event against
+0.011 ms for joining the stored texts into the batch array (measured against the local topic), and
+there are three or four events per message. So `publish` sends the stored texts as one
+`application/cloudevents-batch+json` request through the SDK client's own pipeline (its credential,
+retry and transport policies), as `send()` itself would.
+
 Errors: network, 408, 429, 5xx, and 401/403/404 (a key, role or endpoint an operator fixes) are
 `TransientError`, so the outbox keeps the entries and publishes them later; 400 and 413 (the request
 itself is wrong and would be refused again) are `PermanentError`.
@@ -17,8 +24,7 @@ itself is wrong and would be refused again) are `PermanentError`.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -31,6 +37,7 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
+from azure.core.rest import HttpRequest
 from azure.eventgrid.aio import EventGridPublisherClient
 
 from shared.adapters.errors import retry_after_seconds
@@ -41,6 +48,8 @@ MAX_REQUEST_BYTES = 1024 * 1024
 _OPERATOR_FIXES = {401, 403, 404}
 # The outbox retries on its own schedule; the SDK only smooths over a blip.
 SDK_RETRY_TOTAL = 2
+API_VERSION = "2018-01-01"  # the basic topic publish API the SDK's `send()` calls
+CLOUD_EVENTS_BATCH = "application/cloudevents-batch+json; charset=utf-8"
 
 
 class FeedPublisher:
@@ -54,17 +63,24 @@ class FeedPublisher:
     ) -> None:
         options = {"retry_total": SDK_RETRY_TOTAL, **client_options}
         self._client = EventGridPublisherClient(endpoint, credential, **options)
+        self._url = f"{endpoint}?api-version={API_VERSION}"
+        # A basic topic's client wraps the one whose pipeline `send()` runs; the request goes through it.
+        self._pipeline = self._client._client._client  # type: ignore[attr-defined]
 
     @classmethod
     def with_key(cls, endpoint: str, key: str, **client_options: Any) -> FeedPublisher:
         """Key auth: the local topic (the deployed topic has local auth disabled)."""
         return cls(endpoint, AzureKeyCredential(key), **client_options)
 
-    async def publish(self, events: Sequence[Mapping[str, Any]]) -> None:
-        """Publish the events (CloudEvents 1.0 dicts); raises TransientError or PermanentError."""
+    async def publish(self, events: Sequence[str]) -> None:
+        """Publish the events (each a CloudEvents 1.0 JSON text); raises TransientError or PermanentError."""
         for chunk in request_chunks(events):
+            body = ("[" + ",".join(chunk) + "]").encode()
+            request = HttpRequest("POST", self._url, headers={"Content-Type": CLOUD_EVENTS_BATCH}, content=body)
             try:
-                await self._client.send(chunk)
+                response = await self._pipeline.send_request(request)
+                if response.status_code != 200:
+                    raise HttpResponseError(response=response)
             except (HttpResponseError, ServiceRequestError, ServiceResponseError) as exc:
                 raise map_publish_error(exc) from exc
 
@@ -80,17 +96,17 @@ class FeedPublisher:
         await self.close()
 
 
-def request_chunks(events: Sequence[Mapping[str, Any]]) -> Iterator[list[dict[str, Any]]]:
-    """Consecutive runs of events whose JSON array stays within one request's limit. An event over the
-    limit alone goes in a request of its own, for Event Grid to refuse with 413 (a PermanentError)."""
-    chunk: list[dict[str, Any]] = []
+def request_chunks(events: Sequence[str]) -> Iterator[list[str]]:
+    """Consecutive runs of events (JSON texts) whose array stays within one request's limit. An event
+    over the limit alone goes in a request of its own, for Event Grid to refuse with 413 (a PermanentError)."""
+    chunk: list[str] = []
     size = len(b"[]")
     for event in events:
-        encoded = len(json.dumps(event).encode("utf-8")) + len(b", ")
+        encoded = len(event.encode("utf-8")) + len(b",")
         if chunk and size + encoded > MAX_REQUEST_BYTES:
             yield chunk
             chunk, size = [], len(b"[]")
-        chunk.append(dict(event))
+        chunk.append(event)
         size += encoded
     if chunk:
         yield chunk

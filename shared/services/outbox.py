@@ -29,7 +29,7 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -54,7 +54,7 @@ SWEEP_CONCURRENCY = 16
 
 
 class Publisher(Protocol):
-    async def publish(self, events: Sequence[Mapping[str, Any]]) -> None: ...
+    async def publish(self, events: Sequence[str]) -> None: ...  # CloudEvents JSON texts
 
     async def close(self) -> None: ...
 
@@ -195,7 +195,7 @@ class Outbox:
 
     async def _publish(self, rows: Sequence[OutboxRow]) -> bool:
         try:
-            await self._publisher.publish([json.loads(row.event_json) for row in rows])
+            await self._publisher.publish([row.event_json for row in rows])
         except ContactMessagesError as exc:
             # The intents stay; the sweep republishes the rows. The send or event that made them is done.
             emit_warning(log, "feed.publish_failed", "status feed publish failed", reason=str(exc)[:200])
@@ -271,7 +271,7 @@ class Outbox:
             rows = [r for r in await self._history(message_id) if _event_time(r) >= since]
             for start in range(0, len(rows), PUBLISH_BATCH):
                 batch = rows[start : start + PUBLISH_BATCH]
-                await self._publisher.publish([json.loads(row.event_json) for row in batch])
+                await self._publisher.publish([row.event_json for row in batch])
                 replayed += len(batch)
         return replayed
 

@@ -5,7 +5,8 @@ ledger write that may have committed, another process's unpublished change to th
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+import json
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import pytest
@@ -24,13 +25,13 @@ class Topic:
     """A publisher that records what it is given, or fails while `down`."""
 
     def __init__(self) -> None:
-        self.events: list[Mapping[str, Any]] = []
+        self.events: list[dict[str, Any]] = []
         self.down = False
 
-    async def publish(self, events: Sequence[Mapping[str, Any]]) -> None:
+    async def publish(self, events: Sequence[str]) -> None:
         if self.down:
             raise TransientError("topic answered 503")
-        self.events.extend(events)
+        self.events.extend(json.loads(event) for event in events)
 
     async def close(self) -> None:
         return None

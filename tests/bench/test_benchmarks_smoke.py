@@ -55,6 +55,7 @@ def test_reconcile_benchmark_writes_its_result(azurite: Azurite, tmp_path: Path)
     assert (record["small"], record["large"], record["due"]) == (50, 200, 10)
     assert len(record["runs"]["small"]) == len(record["runs"]["large"]) == 2
     assert record["point_read_ms"]["small"] > 0 and record["point_read_ms"]["large"] > 0
+    assert record["raw_requests_s"]["small"] > 0 and record["raw_requests_ratio"] > 0
 
 
 def test_coldstart_benchmark_writes_its_result(tmp_path: Path) -> None:

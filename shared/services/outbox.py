@@ -148,11 +148,15 @@ class Outbox:
         self._pending.extend(rows)
         self._start_flusher()
 
+    async def published(self) -> None:
+        """Wait for what was handed over to be published (or to fail, and stay for the sweep)."""
+        while self._flusher is not None and not self._flusher.done():
+            await asyncio.shield(self._flusher)
+
     async def drain(self) -> None:
         """Wait for what was handed over to be published, then retire every intent left with nothing
         to publish (tests, and a clean shutdown)."""
-        while self._flusher is not None and not self._flusher.done():
-            await asyncio.shield(self._flusher)
+        await self.published()
         await self._retire(every_minute=True)
 
     async def close(self) -> None:

@@ -7,13 +7,15 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from aiohttp import web
+from azure.data.tables.aio import TableServiceClient
 
 from devstack.acs import DEFAULT_TOPIC, AcsEmulator
 from devstack.azurite import Azurite, free_port
+from shared.adapters.tables import TableStore
 from shared.runtime import Services, build_services
 from shared.settings import load_settings
 
@@ -61,6 +63,24 @@ class Clock:
 
     def advance(self, **delta: float) -> None:
         self.offset += timedelta(**delta)
+
+
+Store = TypeVar("Store", bound=TableStore)
+
+
+@pytest.fixture
+async def table_service(azurite: Azurite) -> AsyncIterator[TableServiceClient]:
+    """The session Azurite's table service, for tests of one storage adapter on tables of their own."""
+    service = TableServiceClient.from_connection_string(azurite.connection_string)
+    yield service
+    await service.close()
+
+
+async def new_table(service: TableServiceClient, prefix: str, store_type: type[Store] = TableStore) -> Store:  # type: ignore[assignment]
+    """A freshly created table with a unique name, behind `store_type`."""
+    store = store_type(service.get_table_client(f"{prefix}{uuid.uuid4().hex[:12]}"))
+    await store.create_if_missing()
+    return store
 
 
 @pytest.fixture

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from azure.data.tables.aio import TableServiceClient
 
-from devstack.azurite import Azurite
 from shared.adapters.tables import Entity, TableStore
 from shared.services.audit import AuditLog
 from shared.services.control import ControlService
+from tests.integration.conftest import new_table
 
 
 class CountingStore(TableStore):
@@ -43,17 +43,8 @@ class Ticks:
 
 
 @pytest.fixture
-async def tables(azurite: Azurite) -> AsyncIterator[tuple[CountingStore, TableStore]]:
-    service = TableServiceClient.from_connection_string(azurite.connection_string)
-    suffix = uuid.uuid4().hex[:10]
-    control, audit = (
-        CountingStore(service.get_table_client(f"control{suffix}")),
-        TableStore(service.get_table_client(f"audit{suffix}")),
-    )
-    for table in (control, audit):
-        await table.create_if_missing()
-    yield control, audit
-    await service.close()
+async def tables(table_service: TableServiceClient) -> tuple[CountingStore, TableStore]:
+    return await new_table(table_service, "control", CountingStore), await new_table(table_service, "audit")
 
 
 async def test_callers_of_an_expired_cache_share_one_read(tables: tuple[CountingStore, TableStore]) -> None:
@@ -92,11 +83,10 @@ async def test_a_pause_during_a_read_is_not_hidden_by_it(tables: tuple[CountingS
 
 
 async def test_a_failed_read_reaches_every_caller_and_the_next_call_reads_again(
-    tables: tuple[CountingStore, TableStore], azurite: Azurite
+    tables: tuple[CountingStore, TableStore], table_service: TableServiceClient
 ) -> None:
     _, audit = tables
-    service = TableServiceClient.from_connection_string(azurite.connection_string)
-    missing = CountingStore(service.get_table_client(f"missing{uuid.uuid4().hex[:10]}"))  # never created
+    missing = CountingStore(table_service.get_table_client(f"missing{uuid.uuid4().hex[:10]}"))  # never created
     control = ControlService(missing, AuditLog(audit), cache_seconds=1.0, clock=Ticks())
     results = await asyncio.gather(*(control.is_paused("sms", "x") for _ in range(5)), return_exceptions=True)
     assert all(isinstance(result, Exception) for result in results)
@@ -104,4 +94,3 @@ async def test_a_failed_read_reaches_every_caller_and_the_next_call_reads_again(
     await missing.create_if_missing()
     assert not await control.is_paused("sms", "x")
     assert missing.queries == 2
-    await service.close()

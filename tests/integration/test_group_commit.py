@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
 from azure.data.tables.aio import TableServiceClient
 
-from devstack.azurite import Azurite
 from shared.adapters.group_commit import MAX_OPERATIONS, GroupUpserts, delete_rows
 from shared.adapters.tables import Op, TableStore
 from shared.errors import EtagMismatch, PermanentError
+from tests.integration.conftest import new_table
 
 PARTITION = "due"
 
@@ -36,12 +35,8 @@ class CountingStore(TableStore):
 
 
 @pytest.fixture
-async def store(azurite: Azurite) -> AsyncIterator[CountingStore]:
-    service = TableServiceClient.from_connection_string(azurite.connection_string)
-    table = CountingStore(service.get_table_client(f"group{uuid.uuid4().hex[:12]}"))
-    await table.create_if_missing()
-    yield table
-    await service.close()
+async def store(table_service: TableServiceClient) -> CountingStore:
+    return await new_table(table_service, "group", CountingStore)
 
 
 def entry(key: str, **fields: Any) -> dict[str, Any]:

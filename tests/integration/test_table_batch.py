@@ -4,27 +4,21 @@ typed, and each refusal maps to its branch with nothing of the changeset applied
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
 from azure.data.tables.aio import TableServiceClient
 
-from devstack.azurite import Azurite
 from shared.adapters.tables import Op, TableStore
 from shared.errors import Conflict, EtagMismatch, PermanentError
+from tests.integration.conftest import new_table
 
 P = "p"
 
 
 @pytest.fixture
-async def table(azurite: Azurite) -> AsyncIterator[TableStore]:
-    service = TableServiceClient.from_connection_string(azurite.connection_string)
-    store = TableStore(service.get_table_client(f"batch{uuid.uuid4().hex[:12]}"))
-    await store.create_if_missing()
-    yield store
-    await service.close()
+async def table(table_service: TableServiceClient) -> TableStore:
+    return await new_table(table_service, "batch")
 
 
 async def test_every_kind_lands_with_the_etag_the_service_gave(table: TableStore) -> None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Protocol
 
 import pytest
 
@@ -62,7 +62,8 @@ def tables() -> tuple[MemoryTable, MemoryTable]:
     return MemoryTable("messages"), MemoryTable("due")
 
 
-Starter = Callable[[FakeClock], Process]
+class Starter(Protocol):
+    def __call__(self, clock: FakeClock | None = None) -> Process: ...
 
 
 @pytest.fixture
@@ -70,8 +71,8 @@ async def process(tables: tuple[MemoryTable, MemoryTable]) -> AsyncIterator[Star
     """Start app instances on the shared tables; each is closed (its outbox's timers too) at the end."""
     started: list[Process] = []
 
-    def start(clock: FakeClock) -> Process:
-        started.append(Process(*tables, clock))
+    def start(clock: FakeClock | None = None) -> Process:
+        started.append(Process(*tables, clock or FakeClock()))
         return started[-1]
 
     yield start
@@ -88,7 +89,7 @@ async def test_a_published_message_leaves_no_intent_and_its_history_stays(
     tables: tuple[MemoryTable, MemoryTable], process: Starter
 ) -> None:
     messages, due = tables
-    app = process(FakeClock())
+    app = process()
     await app.accept("m")
     await app.move("m", Status.SENDING)
     assert len(intents(due, "m")) == 1  # written before the writes, once for the minute
@@ -103,14 +104,14 @@ async def test_intents_of_a_past_minute_retire_after_a_publish_without_a_drain(
 ) -> None:
     """In steady traffic no one drains: the next publish after the minute ends retires the old intents."""
     due = tables[1]
-    clock = FakeClock()
-    app = process(clock)
+    app = process()
+    clock = app.clock
     await app.accept("old")
-    await _flushed(app)
+    await app.outbox.published()
     assert len(intents(due, "old")) == 1  # its minute is not over: a later change may still come
     clock.advance(minutes=1)
     await app.accept("new")
-    await _flushed(app)
+    await app.outbox.published()
     assert intents(due, "old") == [] and len(intents(due, "new")) == 1
 
 
@@ -118,8 +119,8 @@ async def test_a_failed_publish_keeps_the_intent_for_the_sweep(
     tables: tuple[MemoryTable, MemoryTable], process: Starter
 ) -> None:
     due = tables[1]
-    clock = FakeClock()
-    app = process(clock)
+    app = process()
+    clock = app.clock
     app.topic.down = True
     await app.accept("m")
     await app.outbox.drain()
@@ -136,8 +137,8 @@ async def test_a_write_that_may_have_committed_keeps_its_intent(
 ) -> None:
     """A timeout after the transaction was sent: the row may exist unpublished, so the sweep must look."""
     messages, due = tables
-    clock = FakeClock()
-    app = process(clock)
+    app = process()
+    clock = app.clock
     await app.accept("m")
     await app.outbox.drain()
     assert intents(due, "m") == []
@@ -160,7 +161,7 @@ async def test_a_write_that_lost_its_race_lets_the_intent_retire(
 ) -> None:
     """A 412 is the service saying nothing was written: the retry's change is the only one to publish."""
     due = tables[1]
-    app, other = process(FakeClock()), process(FakeClock())
+    app, other = process(), process()
     row = await app.accept("m")
     await other.move("m", Status.SENDING)  # the row moves on under `app`'s feet
     await app.ledger.change("m", lambda r: r.moved_to(Status.SENT, iso(app.clock())), start=row)
@@ -193,7 +194,7 @@ async def test_a_change_after_the_intent_retired_writes_it_again(
     tables: tuple[MemoryTable, MemoryTable], process: Starter
 ) -> None:
     due = tables[1]
-    app = process(FakeClock())
+    app = process()
     await app.accept("m")
     await app.outbox.drain()
     assert intents(due, "m") == []
@@ -202,20 +203,13 @@ async def test_a_change_after_the_intent_retired_writes_it_again(
     assert len(intents(due, "m")) == 1
 
 
-async def _flushed(app: Process) -> None:
-    """Let the background publisher run to the end of its queue (as `drain` does, without retiring)."""
-    flusher = app.outbox._flusher  # the task `drain` would wait on
-    if flusher is not None:
-        await flusher
-
-
 async def test_a_change_while_its_intent_is_being_deleted_writes_it_after_the_delete(
     tables: tuple[MemoryTable, MemoryTable], process: Starter
 ) -> None:
     """A drain deletes the intent of the current minute; a change in that minute must not write the
     intent again before the delete lands, or the delete would take the new change's intent with it."""
     due = tables[1]
-    app = process(FakeClock())
+    app = process()
     await app.accept("m")
     deleting, release = asyncio.Event(), asyncio.Event()
 

@@ -36,7 +36,7 @@ class Recorder:
 
 
 async def test_hooks_stamp_in_order_intend_before_the_write_and_hear_after_the_commit() -> None:
-    table, calls = MemoryTable("messages"), []
+    table, calls = MemoryTable("messages"), list[str]()
     ledger = Ledger(table, b"k", hooks=[Recorder("a", calls, table), Recorder("b", calls, table)])
     await ledger.record_rejected(LedgerRow(message_id="m", status=Status.REJECTED))
     assert calls == ["a.stamp", "b.stamp", "a.before:0:ab", "b.before:0:ab", "a.after:1:None", "b.after:1:None"]
@@ -44,12 +44,18 @@ async def test_hooks_stamp_in_order_intend_before_the_write_and_hear_after_the_c
     assert row is not None and row.reason == "ab"
 
 
-async def test_a_write_that_loses_its_race_tells_the_hook_it_surely_did_not_commit() -> None:
-    table, calls = MemoryTable("messages"), []
+async def one_row_under_one_hook() -> tuple[Ledger, MemoryTable, list[str], LedgerRow]:
+    """A ledger with one hook and one stored row, for tests of how a failed write reaches the hook."""
+    table, calls = MemoryTable("messages"), list[str]()
     ledger = Ledger(table, b"k", hooks=[Recorder("a", calls, table)])
     await ledger.record_rejected(LedgerRow(message_id="m", status=Status.REJECTED))
     row = await ledger.get("m")
     assert row is not None
+    return ledger, table, calls, row
+
+
+async def test_a_write_that_loses_its_race_tells_the_hook_it_surely_did_not_commit() -> None:
+    ledger, _, calls, row = await one_row_under_one_hook()
     await ledger.update(row, replace(row, reason="first"))
     calls.clear()
     with pytest.raises(EtagMismatch):
@@ -59,11 +65,7 @@ async def test_a_write_that_loses_its_race_tells_the_hook_it_surely_did_not_comm
 
 async def test_a_write_that_times_out_tells_the_hook_it_may_have_committed() -> None:
     """A timeout may hide a commit: the hook must keep what lets a sweep finish the work."""
-    table, calls = MemoryTable("messages"), []
-    ledger = Ledger(table, b"k", hooks=[Recorder("a", calls, table)])
-    await ledger.record_rejected(LedgerRow(message_id="m", status=Status.REJECTED))
-    row = await ledger.get("m")
-    assert row is not None
+    ledger, table, calls, row = await one_row_under_one_hook()
 
     async def timed_out(*args: object, **kwargs: object) -> str:
         raise TransientError("storage timed out")

@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint typecheck unit bench soak clean worker-oldest
+.PHONY: setup run test lint typecheck unit bench soak clean worker-oldest schema
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -61,3 +61,7 @@ infra-venv: $(INFRA_STAMP)
 
 clean:
 	rm -rf $(VENV) $(INFRA_VENV) node_modules .devstack .pytest_cache .mypy_cache .ruff_cache
+
+# The send request's published JSON Schema, from the models (a test checks they agree).
+schema: setup
+	$(PY) -c 'import json, pathlib; from shared.models import send_request_json_schema as s; pathlib.Path("schemas/send-request.v1.json").write_text(json.dumps(s(), indent=2, ensure_ascii=False) + "\n")'

@@ -34,7 +34,9 @@ T = TypeVar("T")
 class TransitionHook(Protocol):
     """Work that rides on the ledger's transitions (the status feed's outbox, channel fallback), in the
     outbox's pattern, around every write of a ledger row:
-    1. `stamp`: the row as the hook marks it, and rows to create in the same entity-group transaction;
+    1. `stamp`: the row as the hook marks it (what rides on the row's own columns is in the same
+       single-entity write), and its rows; those not `inline` are created in the same entity-group
+       transaction;
     2. `before_write`: awaited before the write, the intent a sweep finds if the process dies after the
        commit (so the work is never lost, only late);
     3. `after_commit`: hand the work on (in the background) once the write has committed;
@@ -60,7 +62,8 @@ class _Staged:
 
     @property
     def creates(self) -> list[Op]:
-        return [Op("create", row.to_entity()) for rows in self.rows for row in rows]
+        """The rows to create beside the ledger row (an event past the row's own columns)."""
+        return [Op("create", row.to_entity()) for rows in self.rows for row in rows if not row.inline]
 
 
 def delivery_latency_ms(sent_at: str, reported_at: str) -> float:
@@ -160,8 +163,9 @@ class Ledger:
                 raise TransientError("ledger row vanished during insert") from None
         else:
             return self._remember(replace(new_row, etag=etag)), True
-        if existing.status == Status.REJECTED:  # replaced whole: nothing of the rejection stays
-            return await self.update(existing, replace(new_row, etag=existing.etag), whole=True), True
+        if existing.status == Status.REJECTED:  # replaced whole: nothing of the rejection stays but its feed
+            kept = replace(new_row, etag=existing.etag, feed_events=existing.feed_events)
+            return await self.update(existing, kept, whole=True), True
         # Rows from before the digest was kept hold none, and never conflict.
         if existing.payload_hash and existing.payload_hash != self.payload_hash(payload):
             raise IdReused(new_row.message_id, existing.payload_ref, payload)

@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationInfo, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, TypeAdapter, ValidationInfo, field_validator
 
 MAX_EMAIL_BYTES = 10 * 1024 * 1024
 # Message ids become Table Storage partition keys: no / \ # ? or control characters, at most 128 chars.
@@ -38,7 +38,16 @@ def _single_line(value: str) -> str:
 SingleLine = Annotated[str, AfterValidator(_single_line), Field(json_schema_extra={"pattern": SINGLE_LINE_PATTERN})]
 Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
 Float64 = Annotated[float, Field(allow_inf_nan=False)]
-_METADATA_VALUE = str | Int64 | Float64 | bool
+# Metadata is for small references (an order id, a campaign), as Stripe's is; bounded so a row and the
+# status-feed events that repeat it stay far inside Table Storage's property and entity limits.
+# Strict members: a string over the limit is refused, never read as a number ("007..." as 7).
+MetadataKey = Annotated[str, Field(min_length=1, max_length=40)]
+_METADATA_VALUE = (
+    Annotated[str, Strict(), Field(max_length=256)]
+    | Annotated[Int64, Strict()]
+    | Annotated[Float64, Strict()]
+    | Annotated[bool, Strict()]
+)
 
 
 class Channel(StrEnum):
@@ -192,7 +201,7 @@ class _RequestBase(_Strict):
     purpose: Purpose = Purpose.TRANSACTIONAL
     expires_at: Annotated[datetime | None, Field(alias="expiresAt")] = None
     correlation_id: Annotated[SingleLine | None, Field(alias="correlationId", max_length=128)] = None
-    metadata: Annotated[dict[str, _METADATA_VALUE], Field(max_length=10)] = Field(default_factory=dict)
+    metadata: Annotated[dict[MetadataKey, _METADATA_VALUE], Field(max_length=10)] = Field(default_factory=dict)
     delivery: DeliveryMode = DeliveryMode.AT_MOST_ONCE
     priority: Annotated[Priority, Field(exclude_if=_is_normal)] = Priority.NORMAL
     # Absent (None) unless given, so a request without them keeps its canonical form and digest.

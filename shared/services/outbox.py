@@ -3,23 +3,24 @@
 How a transition reaches the topic:
 1. Before the ledger write, an intent (a due entry in the `feed` partition, one per message, minute
    and process, written in group commits) says "this message may have unpublished changes".
-2. The ledger write and the change's event (an outbox row in the message's partition, `feed|<seq>`)
-   commit in one entity-group transaction: the event exists exactly when the transition does. The
-   sequence number lives on the ledger row, so the etag that guards the write also orders the changes.
+2. The change's event is written with the transition, in the same write: a column of the ledger row
+   (`OutboxRow.inline`), or past the row's limits a row beside it in one entity-group transaction
+   (`shared.schema.FEED_COLUMNS`). The event exists exactly when the transition does. The sequence
+   number lives on the ledger row, so the etag that guards the write also orders the changes.
 3. After the commit the event is handed to the publisher, which sends batches in the background. The
-   rows stay as the message's feed history, for `replay`, until retention deletes the partition.
+   events stay as the message's feed history, for `replay`, until retention deletes the partition.
 4. Once every write under an intent has been published and its minute is over, the process deletes the
    intent, in batches (they share one partition). A write that failed in a way that may have committed
    (a timeout, not a 409 or 412), or whose events failed to publish, keeps its intent.
 5. The reconcile timer's sweep reads intents older than a minute (never the messages table as a
-   whole), republishes what is in those partitions, and drops the intents.
-A crash anywhere leaves an intent (step 1 came first) and the outbox rows (step 2), so step 5 finds them.
+   whole), republishes the feed history of those messages, and drops the intents.
+A crash anywhere leaves an intent (step 1 came first) and the events (step 2), so step 5 finds them.
 Subscribers dedupe by the event id (message id + sequence), which a republished change keeps.
 
-Why the intent, not the row, records "published": a message's rows live in its own partition, so
-marking them would cost one write per message and change; intents share a partition, and a hundred of
-them go in one transaction. Each process keys its intents with its own id, so one process retiring its
-intent never hides another's unpublished change to the same message.
+Why the intent, not the ledger row, records "published": marking the row would cost one more write per
+message and change; intents share a partition, and a hundred of them go in one transaction. Each
+process keys its intents with its own id, so one process retiring its intent never hides another's
+unpublished change to the same message.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -40,7 +41,15 @@ from shared.errors import ContactMessagesError
 from shared.feed import DEFAULT_SOURCE, StatusChange, cloud_event
 from shared.models import Channel, Status
 from shared.observability import count, detached_context, emit_warning
-from shared.schema import OUTBOX_ROWS_FILTER, DueRow, FeedHealthRow, LedgerRow, OutboxRow, changed_since_filter, keys_of
+from shared.schema import (
+    OUTBOX_ROWS_FILTER,
+    DueRow,
+    FeedHealthRow,
+    LedgerRow,
+    OutboxRow,
+    changed_since_filter,
+    ledger_row_key,
+)
 from shared.services.due import DueIndex, DueKind
 
 log = logging.getLogger(__name__)
@@ -108,7 +117,8 @@ class Outbox:
             sequence += 1
             rows.append(OutboxRow(after.message_id, sequence, self._event_json(after, status, previous, sequence)))
             previous = status
-        return replace(after, feed_sequence=sequence), rows
+        columns = {row.sequence: row.event_json for row in rows if row.inline}
+        return replace(after, feed_sequence=sequence, feed_events={**after.feed_events, **columns}), rows
 
     async def before_write(self, before: LedgerRow | None, after: LedgerRow, rows: Sequence[OutboxRow]) -> None:
         """The ledger's hook (`shared.ledger.TransitionHook`): step 1 for a write that has events."""
@@ -253,8 +263,20 @@ class Outbox:
         return len(rows)
 
     async def _history(self, message_id: str) -> list[OutboxRow]:
-        query = self._messages.query(OUTBOX_ROWS_FILTER, {"pk": message_id})
-        return [OutboxRow.from_entity(entity) async for entity in query]
+        """The message's events: its ledger row's columns, then any rows past them."""
+        stored = await self._messages.get(message_id, ledger_row_key(message_id))
+        if stored is None:
+            return []
+        return await self._history_of(stored.entity)
+
+    async def _history_of(self, ledger_entity: Mapping[str, Any]) -> list[OutboxRow]:
+        row = LedgerRow.from_entity(ledger_entity)
+        events = row.feed_events
+        rows = [OutboxRow(row.message_id, sequence, text) for sequence, text in events.items()]
+        if len(rows) < row.feed_sequence:  # some are rows of their own (see FEED_COLUMNS)
+            query = self._messages.query(OUTBOX_ROWS_FILTER, {"pk": row.message_id})
+            rows += [OutboxRow.from_entity(entity) async for entity in query]
+        return sorted(rows, key=lambda r: r.sequence)
 
     # -- operations -------------------------------------------------------------------------------
 
@@ -269,10 +291,10 @@ class Outbox:
         """Republish every change at or after `since`, from the messages' feed history (same ids and
         content: subscribers dedupe what they have). Scans the ledger: an operator's command, not a path."""
         query = self._messages.query(changed_since_filter(), {"since": iso(since)})
-        message_ids = [keys_of(entity)[0] async for entity in query]
+        ledger_entities = [entity async for entity in query]
         replayed = 0
-        for message_id in message_ids:
-            rows = [r for r in await self._history(message_id) if _event_time(r) >= since]
+        for entity in ledger_entities:
+            rows = [r for r in await self._history_of(entity) if _event_time(r) >= since]
             for start in range(0, len(rows), PUBLISH_BATCH):
                 batch = rows[start : start + PUBLISH_BATCH]
                 await self._publisher.publish([row.event_json for row in batch])

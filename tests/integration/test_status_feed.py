@@ -19,6 +19,7 @@ from devstack.azurite import Azurite
 from devstack.eventgrid import DEFAULT_KEY, LocalTopic, RetryPolicy, Subscription, TopicSettings
 from shared.models import Status
 from shared.runtime import Services, build_services
+from shared.schema import OUTBOX_ROWS_FILTER, OutboxRow
 from shared.services.decoding import QueueDelivery
 from shared.services.outbox import FEED_PARTITION
 from shared.services.outcomes import Outcome
@@ -76,10 +77,12 @@ async def _intents(svc: Services, message_id: str) -> list[dict[str, Any]]:
     return [r async for r in rows if r["MessageId"] == message_id]
 
 
-async def _feed_history(svc: Services, message_id: str) -> list[dict[str, Any]]:
+async def _feed_history(svc: Services, message_id: str) -> list[int]:
+    """The sequences of the message's stored feed events: its ledger row's columns, and rows beside it."""
+    row = await svc.ledger.get(message_id)
     table = svc.storage.table(svc.names.messages)
-    rows = table.query("PartitionKey eq @pk", {"pk": message_id})
-    return [r async for r in rows if str(r["RowKey"]).startswith("feed|")]
+    apart = [r async for r in table.query(OUTBOX_ROWS_FILTER, {"pk": message_id})]
+    return sorted([*(row.feed_events if row else ()), *(OutboxRow.from_entity(r).sequence for r in apart)])
 
 
 async def _sent_and_delivered(svc: Services, acs: AcsEmulator, message_id: str) -> None:

@@ -287,3 +287,29 @@ def test_unknown_keys_come_back_short_and_printable() -> None:
     assert errors is not None
     assert all(len(e.field) <= 40 and "\r" not in e.field and "\n" not in e.field for e in errors)
     assert {e.field for e in errors} >= {"a??b"}
+
+
+def _text_of_length(n: int) -> st.SearchStrategy[str]:
+    """Text of exactly n characters (hypothesis alone rarely reaches the lengths that matter here)."""
+    return st.text(min_size=n, max_size=n)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    key=st.integers(1, 60).flatmap(_text_of_length).filter(lambda k: is_utf8(k.encode("utf-8", "surrogatepass"))),
+    value=st.one_of(
+        st.integers(0, 400).flatmap(_text_of_length).filter(lambda v: is_utf8(v.encode("utf-8", "surrogatepass"))),
+        st.integers(min_value=-(2**63), max_value=2**63 - 1),
+        st.booleans(),
+    ),
+)
+def test_metadata_is_small_references_only(key: str, value: object) -> None:
+    """Keys of 1 to 40 characters, strings of up to 256: anything larger is a field error on metadata,
+    so a ledger row and the feed events that repeat it stay far inside Table Storage's limits."""
+    body = {"channel": "sms", "to": "+14255550123", "content": {"text": "hi"}, "metadata": {key: value}}
+    too_large = len(key) > 40 or (isinstance(value, str) and len(value) > 256)
+    errors = _errors_or_none(lambda: _check(body))
+    if too_large:
+        assert errors is not None and {e.field.split(".")[0] for e in errors} == {"metadata"}
+    else:
+        assert errors is None

@@ -15,7 +15,7 @@ from shared.clock import iso
 from shared.errors import ContactMessagesError, TransientError
 from shared.ledger import Ledger
 from shared.models import Status
-from shared.schema import LedgerRow
+from shared.schema import FEED_COLUMNS, LedgerRow, OutboxRow, ledger_row_key
 from shared.services.due import DueIndex
 from shared.services.outbox import FEED_PARTITION, Outbox
 from tests.fakes import FakeClock, MemoryTable
@@ -96,7 +96,9 @@ async def test_a_published_message_leaves_no_intent_and_its_history_stays(
     await app.outbox.drain()
     assert [e["id"] for e in app.topic.events] == ["m:1", "m:2"]
     assert intents(due, "m") == []
-    assert sum(1 for (pk, rk) in messages.rows if pk == "m" and rk.startswith("feed|")) == 2
+    stored, _ = messages.rows[("m", ledger_row_key("m"))]
+    assert sorted(LedgerRow.from_entity(stored).feed_events) == [1, 2]  # the history, on the row itself
+    assert [rk for (pk, rk) in messages.rows if pk == "m"] == [ledger_row_key("m")]  # and no row beside it
 
 
 async def test_intents_of_a_past_minute_retire_after_a_publish_without_a_drain(
@@ -227,3 +229,68 @@ async def test_a_change_while_its_intent_is_being_deleted_writes_it_after_the_de
     await drain
     await move
     assert len(intents(due, "m")) == 1
+
+
+async def test_changes_past_the_rows_columns_are_rows_beside_it_and_the_history_reads_in_order(
+    tables: tuple[MemoryTable, MemoryTable], process: Starter
+) -> None:
+    """A message with more changes than its ledger row has feed columns for (operator replays of a
+    long-failing message): the rest are outbox rows in its partition, and a sweep republishes all, in order."""
+    messages = tables[0]
+    app = process()
+    await app.accept("m")
+    statuses = [Status.SENDING, Status.ACCEPTED] * ((FEED_COLUMNS + 5) // 2)
+    for status in statuses:
+        await app.move("m", status)
+    await app.outbox.drain()
+    last = 1 + len(statuses)
+    assert [e["data"]["sequence"] for e in app.topic.events] == list(range(1, last + 1))
+    stored, _ = messages.rows[("m", ledger_row_key("m"))]
+    assert sorted(LedgerRow.from_entity(stored).feed_events) == list(range(1, FEED_COLUMNS + 1))
+    apart = sorted(rk for (pk, rk) in messages.rows if pk == "m" and rk != ledger_row_key("m"))
+    assert apart == [OutboxRow("m", n, "").keys[1] for n in range(FEED_COLUMNS + 1, last + 1)]
+    app.topic.events.clear()
+    await app.outbox.intend("m", keep=True)  # as a crash would leave it
+    app.clock.advance(minutes=5)
+    assert await app.outbox.sweep(app.clock(), 100) == last
+    assert [e["data"]["sequence"] for e in app.topic.events] == list(range(1, last + 1))
+
+
+async def test_a_rejected_request_replaced_by_a_valid_one_keeps_its_first_event(
+    tables: tuple[MemoryTable, MemoryTable], process: Starter
+) -> None:
+    """The valid request replaces the rejected row whole; the Rejected change it reported stays in the
+    message's feed history (a replay still tells subscribers what they were told)."""
+    app = process()
+    rejected = LedgerRow(message_id="m", status=Status.ACCEPTED, channel_name="sms")
+    await app.ledger.record_rejected(rejected.moved_to(Status.REJECTED, iso(app.clock())))
+    await app.accept("m")
+    await app.outbox.drain()
+    row = await app.ledger.get("m")
+    assert row is not None and row.status == Status.ACCEPTED and row.feed_sequence == 2
+    assert [json.loads(row.feed_events[n])["data"]["status"] for n in (1, 2)] == ["Rejected", "Accepted"]
+
+
+async def test_an_event_too_large_for_a_column_is_a_row_beside_it_and_still_published(
+    tables: tuple[MemoryTable, MemoryTable], process: Starter
+) -> None:
+    """Metadata that JSON escapes to many times its length (emoji): the event goes apart, in order."""
+    messages = tables[0]
+    app = process()
+    metadata = json.dumps({f"key{i}": "😀" * 256 for i in range(10)})
+    row = LedgerRow(message_id="big", status=Status.ACCEPTED, channel_name="sms", metadata=metadata)
+    await app.ledger.accept(row.moved_to(Status.ACCEPTED, iso(app.clock())), "{}")
+    await app.move("big", Status.SENDING)
+    await app.outbox.drain()
+    assert [e["data"]["metadata"]["key0"] for e in app.topic.events] == ["😀" * 256] * 2
+    stored, _ = messages.rows[("big", ledger_row_key("big"))]
+    assert LedgerRow.from_entity(stored).feed_events == {}
+    assert sorted(rk for (pk, rk) in messages.rows if pk == "big") == [
+        *(OutboxRow("big", n, "").keys[1] for n in (1, 2)),
+        ledger_row_key("big"),
+    ]
+    app.topic.events.clear()
+    await app.outbox.intend("big", keep=True)
+    app.clock.advance(minutes=5)
+    assert await app.outbox.sweep(app.clock(), 100) == 2
+    assert [e["data"]["sequence"] for e in app.topic.events] == [1, 2]

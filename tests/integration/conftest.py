@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -109,16 +110,25 @@ async def webhook(acs: AcsEmulator) -> AsyncIterator[Callable[[Callable[[dict[st
             await handlers[-1](event)
         return web.Response(status=202)
 
+    async with serving(receive) as port:
+        acs.set_webhook(f"http://127.0.0.1:{port}/events")
+        yield handlers.append
+        acs.set_webhook(None)
+
+
+@contextlib.asynccontextmanager
+async def serving(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> AsyncIterator[int]:
+    """A local HTTP server that hands every request, any method and path, to `handler`; yields its port."""
     app = web.Application()
-    app.router.add_post("/events", receive)
+    app.router.add_route("*", "/{tail:.*}", handler)
     runner = web.AppRunner(app)
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
-    acs.set_webhook(f"http://127.0.0.1:{port}/events")
-    yield handlers.append
-    acs.set_webhook(None)
-    await runner.cleanup()
+    try:
+        yield port
+    finally:
+        await runner.cleanup()
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:

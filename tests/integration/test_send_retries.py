@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 
 from devstack.acs import AcsEmulator
-from devstack.azurite import Azurite, free_port
+from devstack.azurite import Azurite
 from shared.adapters.acs import AcsSenders, parse_acs_connection
 from shared.clock import iso
 from shared.errors import TransientError
@@ -26,7 +26,7 @@ from shared.services.outcomes import Outcome
 from shared.services.providers import AcsProvider
 from shared.settings import AcsTimeouts, load_settings
 from tests.bodies import email, sms
-from tests.integration.conftest import Clock, app_env
+from tests.integration.conftest import Clock, app_env, serving
 
 
 def _delivery(body: bytes) -> QueueDelivery:
@@ -129,14 +129,8 @@ async def forbidding_acs() -> AsyncIterator[str]:
         error = {"error": {"code": "Forbidden", "message": "The principal does not have the required permissions."}}
         return web.json_response(error, status=403)
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", forbid)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield f"endpoint=http://127.0.0.1:{port}/;accesskey=" + "a2V5" * 8
-    await runner.cleanup()
+    async with serving(forbid) as port:
+        yield f"endpoint=http://127.0.0.1:{port}/;accesskey=" + "a2V5" * 8
 
 
 async def test_a_403_holds_the_message_and_raises_acs_forbidden(

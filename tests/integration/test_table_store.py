@@ -13,10 +13,10 @@ import pytest
 from aiohttp import web
 from azure.data.tables.aio import TableServiceClient
 
-from devstack.azurite import ACCOUNT, ACCOUNT_KEY, free_port
+from devstack.azurite import ACCOUNT, ACCOUNT_KEY
 from shared.adapters.tables import TableStore
 from shared.errors import Conflict, EtagMismatch, PermanentError, TransientError
-from tests.integration.conftest import new_table
+from tests.integration.conftest import new_table, serving
 
 P = "p"
 
@@ -112,20 +112,14 @@ async def answering() -> AsyncIterator[tuple[TableStore, list[int]]]:
         error = {"odata.error": {"code": f"Code{status}", "message": {"lang": "en-US", "value": "refused"}}}
         return web.Response(status=status, text=json.dumps(error), content_type="application/json")
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", answer)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    connection = (
-        f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
-        f"TableEndpoint=http://127.0.0.1:{port}/{ACCOUNT};"
-    )
-    service = TableServiceClient.from_connection_string(connection, retry_total=0)
-    yield TableStore(service.get_table_client("answered")), statuses
-    await service.close()
-    await runner.cleanup()
+    async with serving(answer) as port:
+        connection = (
+            f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
+            f"TableEndpoint=http://127.0.0.1:{port}/{ACCOUNT};"
+        )
+        service = TableServiceClient.from_connection_string(connection, retry_total=0)
+        yield TableStore(service.get_table_client("answered")), statuses
+        await service.close()
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ import base64
 import json
 import re
 
+from azure.storage.queue import QueueMessage
 from azure.storage.queue.aio import QueueClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -34,6 +35,23 @@ SETTINGS = settings(max_examples=35, deadline=None, suppress_health_check=[Healt
 def _queue(svc: Services, name: str) -> QueueClient:
     """A client that writes text as it is, as a producer without the base64 policy (or the host) does."""
     return svc.storage.queues.get_queue_client(name)
+
+
+async def send_raw(queue: QueueClient, text: str) -> QueueMessage:
+    """Puts `text` on the queue as it is, and makes sure the queue holds exactly that.
+
+    Azurite (3.37) reads a request body chunk by chunk and joins the chunks as strings
+    (`readRequestIntoText` in its queue serializer), so a character whose UTF-8 bytes straddle two socket
+    reads (64 KiB, headers included) is stored as U+FFFD. Azure Storage decodes the whole body. A copy
+    Azurite mangled is removed and the text sent again behind a header one byte longer, which moves the
+    read boundary, so that the tests judge the app and not the emulator's reader."""
+    for pad in range(8):
+        sent = await queue.send_message(text, headers={"x-test-pad": "p" * pad})
+        stored = [m.content for m in await queue.peek_messages(max_messages=32) if m.id == sent.id]
+        if stored == [text]:
+            return sent
+        await queue.delete_message(sent)
+    raise AssertionError("Azurite did not store the text as sent in eight attempts")
 
 
 def verbatim(entity: dict[str, object]) -> bytes:
@@ -61,7 +79,7 @@ async def _host_delivers(svc: Services, text: str) -> tuple[bytes | None, Outcom
     assert message.text == text
     body = decode_body(message.text, "base64")
     if body is None:
-        await _queue(svc, svc.settings.poison_queue).send_message(message.text)  # raw, at once
+        await send_raw(_queue(svc, svc.settings.poison_queue), message.text)  # raw, at once
         await svc.outbound.delete(message)
         return None, None
     outcome = await svc.sending.handle(QueueDelivery(body, message.id, message.dequeue_count))
@@ -86,7 +104,7 @@ async def test_any_encoded_bytes_end_as_a_message_or_a_rejection(svc: Services, 
     if len(body) > MAX_PAYLOAD_BYTES:
         body = body[:MAX_PAYLOAD_BYTES]
     text = base64.b64encode(body).decode()
-    await _queue(svc, svc.settings.send_queue).send_message(text)
+    await send_raw(_queue(svc, svc.settings.send_queue), text)
     decoded, outcome = await _host_delivers(svc, text)
     assert decoded == body and outcome is not None
     await _assert_recorded(svc, body, outcome)
@@ -103,7 +121,7 @@ async def test_any_text_on_the_send_queue_ends_recorded(svc: Services, text: str
     """Text written without base64 (any characters a queue holds) ends as a message or a rejection when
     it happens to decode, else in the poison queue, from which the next reconcile run records it
     verbatim with its reason and removes it."""
-    await _queue(svc, svc.settings.send_queue).send_message(text)
+    await send_raw(_queue(svc, svc.settings.send_queue), text)
     body, outcome = await _host_delivers(svc, text)
     if body is not None:
         assert outcome is not None
@@ -139,7 +157,7 @@ async def test_a_64_kib_message_is_kept_whole(svc: Services) -> None:
     whole, not cut at 60,000 characters."""
     text = ("{not json " + "😀" * 50 + "}") * 200
     text = (text * (65_536 // len(text.encode()) + 1)).encode()[:65_000].decode(errors="ignore")
-    sent = await _queue(svc, svc.settings.poison_queue).send_message(text)
+    sent = await send_raw(_queue(svc, svc.settings.poison_queue), text)
     await svc.reconcile.run()
     assert await _dead_letter_of(svc, sent.id) == text.encode()
 
@@ -151,7 +169,7 @@ async def test_a_poisoned_request_is_dead_lettered_on_its_row(svc: Services) -> 
     accepted = await svc.intake.submit(body)
     assert accepted.accepted
     [queued] = await svc.outbound.receive(1)
-    sent = await _queue(svc, svc.settings.poison_queue).send_message(queued.text)
+    sent = await send_raw(_queue(svc, svc.settings.poison_queue), queued.text)
     await svc.reconcile.run()
     row = await svc.ledger.get("gave-up-1")
     assert row is not None and row.status == Status.DEAD_LETTERED and "maxDequeueCount" in row.get("Reason")

@@ -670,7 +670,7 @@ def feed_main(args: Any) -> int:
         topic.subscribe(Subscription("bench", sink.url, max_events_per_batch=100, preferred_batch_kb=1024, retry=retry))
         while not pairs or more_pairs_needed(pairs, max(1, args.repeats)):
             pairs.append(feed_pair(args.storage, args.n, log_dir, topic.endpoint, on_first=len(pairs) % 2 == 0))
-        received = _until_quiet(sink.received)
+        received = _until_delivered(sink.received, topic.endpoint)
     sink.stop()
     m, ratio_from = reported(pairs)
     floor = _throughput_floor(args.results_dir)
@@ -718,16 +718,15 @@ async def _published(topic: str) -> int:
         return int((await answer.json())["published"])
 
 
-def _until_quiet(count: Callable[[], int], quiet_s: float = 3.0, timeout_s: float = 60.0) -> int:
-    """The subscriber's count once it has stopped growing: a run ends at its last Sent, while the changes
-    after it (Sent, the reports) are still on their way through the outbox and the topic."""
+def _until_delivered(count: Callable[[], int], topic: str, timeout_s: float = 120.0) -> int:
+    """The subscriber's count once it holds every event the topic took: a run ends at its last Sent,
+    while the changes after it are still on their way, and a delivery the subscriber answered late is
+    retried on Event Grid's schedule (10 s, then 30 s), longer than any quiet spell worth waiting for."""
     deadline = time.monotonic() + timeout_s
-    last, since = count(), time.monotonic()
-    while time.monotonic() < deadline and time.monotonic() - since < quiet_s:
+    published = asyncio.run(_published(topic))
+    while count() < published and time.monotonic() < deadline:
         time.sleep(0.2)
-        if (now := count()) != last:
-            last, since = now, time.monotonic()
-    return last
+    return count()
 
 
 def _throughput_floor(results_dir: Path) -> float | None:

@@ -3,6 +3,13 @@
 Why a wrapper: services speak in entities (dicts) and our own outcomes (`Conflict`, `EtagMismatch`,
 from `shared.errors`), never in SDK exceptions, and every call maps storage failures to TransientError
 in one place.
+
+Writes of one entity (insert, update, upsert, delete) send the request the SDK's own operation builder
+makes (`table_batch.operation_requests`: method, URL, headers, the entity's JSON with its EDM types)
+through the table client's own pipeline (credential, retry, transport), and read the status and etag
+themselves: the SDK's generic serializer and response deserializer around the same request cost about
+0.6 ms of CPU a write, a third of the write (measured on this project's 2-CPU machine), and a message
+makes about four. Reads and queries stay the SDK's (its typed-value decoding is what callers get).
 """
 
 from __future__ import annotations
@@ -15,7 +22,6 @@ from azure.core import MatchConditions
 from azure.core.exceptions import (
     HttpResponseError,
     ResourceExistsError,
-    ResourceModifiedError,
     ResourceNotFoundError,
     ServiceRequestError,
     ServiceResponseError,
@@ -98,48 +104,46 @@ class TableStore:
 
     async def insert(self, entity: Mapping[str, Any]) -> str:
         """Insert if absent; raise Conflict when the key exists."""
-        try:
-            result = await self._client.create_entity(_clean(entity))
-        except ResourceExistsError as exc:
-            raise Conflict(f"{_where(entity)} exists") from exc
-        except (HttpResponseError, ServiceRequestError) as exc:
-            raise _storage_error(exc) from exc
-        except (TypeError, ValueError) as exc:
-            raise PermanentError(f"entity not storable: {exc}") from exc
-        return str(result.get("etag", ""))
+        status, etag, code = await self._write(("create", _clean(entity)))
+        if status == 409:
+            raise Conflict(f"{_where(entity)} exists")
+        return _written(status, etag, code)
 
     async def update(self, entity: Mapping[str, Any], etag: str, *, replace: bool = False) -> str:
         """Merge (or with `replace`, replace) `entity` only if unchanged since `etag` ("*": any); raise
-        EtagMismatch otherwise."""
+        EtagMismatch otherwise (a row that is gone included)."""
         mode = UpdateMode.REPLACE if replace else UpdateMode.MERGE
-        try:
-            result = await self._client.update_entity(
-                _clean(entity), mode=mode, etag=etag, match_condition=MatchConditions.IfNotModified
-            )
-        except (ResourceModifiedError, ResourceNotFoundError) as exc:
-            raise EtagMismatch(f"{_where(entity)} changed") from exc
-        except HttpResponseError as exc:
-            if exc.status_code == 412:
-                raise EtagMismatch(f"{_where(entity)} changed") from exc
-            raise _storage_error(exc) from exc
-        except ServiceRequestError as exc:
-            raise _storage_error(exc) from exc
-        return str(result.get("etag", ""))
+        options = {"mode": mode, "etag": etag, "match_condition": MatchConditions.IfNotModified}
+        status, new_etag, code = await self._write(("update", _clean(entity), options))
+        if status in {404, 412}:
+            raise EtagMismatch(f"{_where(entity)} changed")
+        return _written(status, new_etag, code)
 
     async def upsert(self, entity: Mapping[str, Any], replace: bool = False) -> None:
         mode = UpdateMode.REPLACE if replace else UpdateMode.MERGE
-        try:
-            await self._client.upsert_entity(_clean(entity), mode=mode)
-        except (HttpResponseError, ServiceRequestError) as exc:
-            raise _storage_error(exc) from exc
+        status, etag, code = await self._write(("upsert", _clean(entity), {"mode": mode}))
+        _written(status, etag, code)
 
     async def delete(self, partition: str, row: str) -> None:
+        status, etag, code = await self._write(("delete", {"PartitionKey": partition, "RowKey": row}))
+        if status != 404:  # already gone is what a delete wants
+            _written(status, etag, code)
+
+    async def _write(self, operation: tuple[Any, ...]) -> tuple[int, str, str]:
+        """Send one write as the SDK builds it; (status, new etag, error code)."""
         try:
-            await self._client.delete_entity(partition, row)
-        except ResourceNotFoundError:
-            return
-        except (HttpResponseError, ServiceRequestError) as exc:
+            request = table_batch.operation_requests(self._client, [operation])[0]
+        except (TypeError, ValueError) as exc:  # the SDK refused a value before sending anything
+            raise PermanentError(f"entity not storable: {exc}") from exc
+        if request.method == "POST":
+            request.headers["Prefer"] = "return-no-content"  # the etag is all an insert needs back
+        try:
+            response = await self._client._client.send_request(request)
+        except (HttpResponseError, ServiceRequestError, ServiceResponseError) as exc:
             raise _storage_error(exc) from exc
+        if 200 <= response.status_code < 300:
+            return response.status_code, str(response.headers.get("etag", "")), ""
+        return response.status_code, "", table_batch.PartResult(response.status_code, body=response.content).error_code
 
     async def query(
         self, query_filter: str, parameters: Mapping[str, Any] | None = None, select: list[str] | None = None
@@ -161,6 +165,16 @@ class TableStore:
             raise _storage_error(exc) from exc
         except (TypeError, ValueError) as exc:  # the SDK refused a value before sending anything
             raise PermanentError(f"entity not storable: {exc}") from exc
+
+
+def _written(status: int, etag: str, code: str) -> str:
+    """The etag of a write that succeeded; any other answer (the caller has taken the ones it expects,
+    a 409 or a 412) as one of the two branches, as `_storage_error` maps the SDK's exceptions."""
+    if 200 <= status < 300:
+        return etag
+    if status >= 500 or status in {408, 429}:
+        raise TransientError(f"storage answered {status} {code}".strip())
+    raise PermanentError(f"storage refused the operation: {status} {code}".strip())
 
 
 def _batch_op(op: Op) -> Any:

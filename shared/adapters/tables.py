@@ -38,7 +38,7 @@ from shared.errors import (
     StorageUnreachable,
     TransientError,
 )
-from shared.schema import keys_of
+from shared.schema import keys_of, row_key_entity
 
 Entity = dict[str, Any]
 
@@ -125,7 +125,7 @@ class TableStore:
         _written(status, etag, code)
 
     async def delete(self, partition: str, row: str) -> None:
-        status, etag, code = await self._write(("delete", {"PartitionKey": partition, "RowKey": row}))
+        status, etag, code = await self._write(("delete", row_key_entity(partition, row)))
         if status != 404:  # already gone is what a delete wants
             _written(status, etag, code)
 

@@ -24,7 +24,15 @@ from shared.ids import repeatability_id
 from shared.ledger_cache import RowCache
 from shared.models import AnyRequest, Status
 from shared.privacy import address_hash, mask
-from shared.schema import LedgerRow, OutboxRow, changed_columns, ledger_row_key, row_key_entity, without_keys
+from shared.schema import (
+    SLIM_SELECT,
+    LedgerRow,
+    OutboxRow,
+    changed_columns,
+    ledger_row_key,
+    row_key_entity,
+    without_keys,
+)
 from shared.validation import CheckedRequest, load_json
 
 MAX_RACE_RETRIES = 8
@@ -106,8 +114,10 @@ class Ledger:
         write only (may be stale)."""
         return self._cache.get(message_id)
 
-    async def get(self, message_id: str) -> LedgerRow | None:
-        stored = await self._table.get(message_id, ledger_row_key(message_id))
+    async def get(self, message_id: str, *, slim: bool = False) -> LedgerRow | None:
+        """The message's ledger row as stored; with `slim`, only its SLIM_COLUMNS (what a slim change
+        decides on: no payload, no feed history)."""
+        stored = await self._table.get(message_id, ledger_row_key(message_id), SLIM_SELECT if slim else None)
         return None if stored is None else self._remember(LedgerRow.from_entity(stored.entity, stored.etag))
 
     def new_row(
@@ -254,7 +264,7 @@ class Ledger:
             async with self._cache.turn(message_id):
                 if slim:
                     row = self.hint(message_id) or row
-                row = row or await self.get(message_id)
+                row = row or await self.get(message_id, slim=slim)
                 if row is None:
                     return None
                 try:

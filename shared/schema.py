@@ -353,6 +353,16 @@ def _reader(attr: str) -> Any:
     return int if attr in _INT_COLUMNS else float if attr in _FLOAT_COLUMNS else None
 
 
+# The stored columns of a slim row (`LedgerRow.slim`): what a read for an etag-guarded change selects,
+# so that a report's projection never reads the request's payload or the feed history back.
+SLIM_SELECT: tuple[str, ...] = (
+    "PartitionKey",
+    "RowKey",
+    "Status",
+    *(column for attr, column in _LEDGER_COLUMNS if attr in SLIM_COLUMNS),
+    *(column for _, column in _STATUS_COLUMNS),
+)
+
 # Per column: how a stored value becomes the attribute (None: kept as stored), and whether "" is absent.
 _READERS: tuple[tuple[str, str, Any, bool], ...] = tuple(
     (attr, column, _reader(attr), attr in _BLANK_IS_ABSENT) for attr, column in _LEDGER_COLUMNS

@@ -122,6 +122,7 @@ class MemoryTable(TableStore):
         self.rows: dict[tuple[str, str], tuple[Entity, str]] = {}
         self.writes = 0
         self.before: Hook | None = None
+        self.selects: list[tuple[str, ...] | None] = []  # the columns each get asked for (None: all)
         self._pause = pause
         self._etags = itertools.count(1)
 
@@ -142,10 +143,14 @@ class MemoryTable(TableStore):
     async def create_if_missing(self) -> None:
         return None
 
-    async def get(self, partition: str, row: str) -> Stored | None:
+    async def get(self, partition: str, row: str, select: Sequence[str] | None = None) -> Stored | None:
         await self._enter("get")
+        self.selects.append(tuple(select) if select else None)
         stored = self.rows.get((partition, row))
-        return None if stored is None else Stored(entity=dict(stored[0]), etag=stored[1])
+        if stored is None:
+            return None
+        entity = dict(stored[0]) if not select else {k: v for k, v in stored[0].items() if k in select}
+        return Stored(entity=entity, etag=stored[1])
 
     async def insert(self, entity: Mapping[str, Any]) -> str:
         await self._enter("insert")

@@ -93,9 +93,10 @@ class TableStore:
         except (HttpResponseError, ServiceRequestError) as exc:
             raise _storage_error(exc) from exc
 
-    async def get(self, partition: str, row: str) -> Stored | None:
+    async def get(self, partition: str, row: str, select: Sequence[str] | None = None) -> Stored | None:
+        """One entity by its keys (with `select`, only those columns of it); None if there is none."""
         try:
-            entity = await self._client.get_entity(partition, row)
+            entity = await self._client.get_entity(partition, row, select=list(select) if select else None)
         except ResourceNotFoundError:
             return None
         except (HttpResponseError, ServiceRequestError) as exc:

@@ -219,7 +219,8 @@ class EventService:
         """The matching message id. SMS reports carry our id as their tag; an email's operation id is
         our id when the id is a GUID; anything else goes through the provider-id index."""
         direct = event.tag or (event.provider_message_id if event.channel == Channel.EMAIL else None)
-        if direct and (self._ledger.hint(direct) or await self._ledger.get(direct)) is not None:
+        # Read slim: the projection that follows decides on these columns, from the cache this read fills.
+        if direct and (self._ledger.hint(direct) or await self._ledger.get(direct, slim=True)) is not None:
             return direct
         return await self.correlation.message_of(event.provider_message_id)
 

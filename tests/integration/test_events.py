@@ -7,7 +7,7 @@ import copy
 import json
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -226,8 +226,8 @@ async def test_a_status_whose_send_ends_during_its_index_read_is_applied_not_par
     in_flight.__enter__()
 
     class SendEndsDuringTheRead(TableStore):
-        async def get(self, partition: str, row: str) -> Stored | None:
-            found = await super().get(partition, row)
+        async def get(self, partition: str, row: str, select: Sequence[str] | None = None) -> Stored | None:
+            found = await super().get(partition, row, select)
             svc.events.correlation.remember("receipt-mid", "mid-read")
             in_flight.__exit__(None, None, None)
             return found

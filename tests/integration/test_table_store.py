@@ -49,6 +49,22 @@ async def test_each_write_returns_the_etag_a_read_then_sees(table: TableStore) -
     assert stored is not None and stored.etag == replaced and "M" not in stored.entity and stored.entity["R"] == 1
 
 
+async def test_a_read_with_select_returns_those_columns_and_the_etag(table: TableStore) -> None:
+    """A slim read (the ledger's SLIM_SELECT) gets the chosen columns only; a chosen column the entity
+    lacks is absent or None, which readers treat alike."""
+    etag = await table.insert({"PartitionKey": P, "RowKey": "sel", "A": "a", "N": 7, "Big": "x" * 30_000})
+    stored = await table.get(P, "sel", ["PartitionKey", "RowKey", "A", "N", "Missing"])
+    assert stored is not None and stored.etag == etag
+    assert (stored.entity["PartitionKey"], stored.entity["RowKey"], stored.entity["A"], stored.entity["N"]) == (
+        P,
+        "sel",
+        "a",
+        7,
+    )
+    assert "Big" not in stored.entity and stored.entity.get("Missing") is None
+    assert await table.get(P, "absent", ["A"]) is None
+
+
 async def test_an_insert_of_an_existing_key_is_a_conflict_and_changes_nothing(table: TableStore) -> None:
     etag = await table.insert({"PartitionKey": P, "RowKey": "taken", "V": 1})
     with pytest.raises(Conflict):

@@ -9,11 +9,11 @@ from shared.clock import iso
 from shared.events_model import AcsEvent, EventKind
 from shared.models import Channel, Status
 from shared.runtime import Services
-from shared.schema import ProviderIdRow, provider_id_keys
+from shared.schema import SLIM_SELECT, ProviderIdRow, join_payload, ledger_row_key, provider_id_keys
 from shared.services.events import EventOutcome
 from shared.services.outcomes import Outcome
 from tests.bodies import whatsapp
-from tests.fakes import FakeClock, MemoryStorage, ScriptedProvider
+from tests.fakes import FakeClock, MemoryStorage, ScriptedProvider, memory_services
 from tests.unit.conftest import deliver
 
 
@@ -58,3 +58,27 @@ async def test_a_report_before_its_send_is_parked_and_applied_when_the_send_lear
     assert row is not None and row.status == Status.DELIVERED
     orphans = [e async for e in storage.table(svc.names.orphans).query("PartitionKey eq @pk", {"pk": "acs-early"})]
     assert orphans == []
+
+
+async def test_a_report_in_another_instance_reads_only_slim_columns_and_keeps_the_rest(
+    svc: Services, storage: MemoryStorage, provider: ScriptedProvider, clock: FakeClock
+) -> None:
+    """An instance that has never seen the message (no cached row) matches and projects the report from
+    a read of SLIM_SELECT only: the request's payload is neither read back nor disturbed."""
+    assert await deliver(svc, whatsapp("wa-slim")) == Outcome.SENT
+    messages = storage.table(svc.names.messages)
+    before = messages.entity("wa-slim", ledger_row_key("wa-slim"))
+    assert before is not None and join_payload(before)
+    other = await memory_services(storage, provider, clock)
+    try:
+        messages.selects.clear()
+        report = _report("acs-1", Status.DELIVERED, iso(clock() + timedelta(seconds=2)))
+        assert await other.events.apply(report) == EventOutcome.RECORDED
+    finally:
+        await other.close()
+    assert messages.selects and set(messages.selects) == {SLIM_SELECT}
+    after = messages.entity("wa-slim", ledger_row_key("wa-slim"))
+    assert after is not None and after["Status"] == Status.DELIVERED.value
+    assert {k: v for k, v in after.items() if k not in SLIM_SELECT} == {
+        k: v for k, v in before.items() if k not in SLIM_SELECT
+    }

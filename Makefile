@@ -30,8 +30,12 @@ lint: setup
 typecheck: setup
 	$(PY) -m mypy
 
+# Two worker processes (pytest-xdist), a test file each at a time: the suite spends much of its time
+# waiting on emulators and runners, so the second CPU halves the wall time of `make test`.
+TEST_WORKERS ?= 2
+
 unit: setup infra-venv worker-oldest
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 test: lint typecheck unit
 

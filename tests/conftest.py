@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from devstack.azurite import Azurite
+from tests.pii import offenders
 
 
 @pytest.fixture(scope="session")
@@ -49,9 +50,21 @@ LOG_COLLECTOR = _Collector()
 EXTRA_LOG_FILES: list[Path] = []  # log files of subprocesses (the runner), scanned too
 
 
+# Set when this process runs a test that drives the pipeline, whose logs the PII scan must then see.
+_RAN_THE_PIPELINE: list[str] = []
+PIPELINE_TESTS = ("tests/integration/", "tests/e2e/")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if not _RAN_THE_PIPELINE and item.nodeid.startswith(PIPELINE_TESTS):
+        _RAN_THE_PIPELINE.append(item.nodeid)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def collect_logs() -> Iterator[_Collector]:
-    """Capture every log record of the suite (INFO and up from our code, WARNING from Azure SDKs)."""
+    """Capture every log record of the session (INFO and up from our code, WARNING from Azure SDKs);
+    when the session ends, scan them and the runners' log files for PII (tests/pii.py). A finding fails
+    the run as an error at the teardown of the process's last test."""
     root = logging.getLogger()
     root.addHandler(LOG_COLLECTOR)
     previous = root.level
@@ -60,3 +73,16 @@ def collect_logs() -> Iterator[_Collector]:
     yield LOG_COLLECTOR
     root.removeHandler(LOG_COLLECTOR)
     root.setLevel(previous)
+    lines = _captured_lines()
+    if _RAN_THE_PIPELINE:  # the scan means something only if the pipeline logged
+        assert any("message_id=" in line for line in lines), f"no pipeline log line after {_RAN_THE_PIPELINE[0]}"
+    found = offenders(lines)
+    assert found == [], "raw addresses or message text in logs:\n" + "\n".join(found[:20])
+
+
+def _captured_lines() -> list[str]:
+    lines = list(LOG_COLLECTOR.lines)
+    for path in EXTRA_LOG_FILES:
+        if path.exists():
+            lines += path.read_text(errors="replace").splitlines()
+    return lines

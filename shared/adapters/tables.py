@@ -9,7 +9,9 @@ makes (`table_batch.operation_requests`: method, URL, headers, the entity's JSON
 through the table client's own pipeline (credential, retry, transport), and read the status and etag
 themselves: the SDK's generic serializer and response deserializer around the same request cost about
 0.6 ms of CPU a write, a third of the write (measured on this project's 2-CPU machine), and a message
-makes about four. Reads and queries stay the SDK's (its typed-value decoding is what callers get).
+makes about four. End to end (`make bench`, pass 4 in the README) the saving did not show beyond this
+machine's noise: most of a message's cost is Azurite's. Reads and queries stay the SDK's (its
+typed-value decoding is what callers get).
 """
 
 from __future__ import annotations

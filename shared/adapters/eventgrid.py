@@ -61,7 +61,9 @@ class FeedPublisher:
         credential: AzureKeyCredential | AzureSasCredential | AsyncTokenCredential,
         **client_options: Any,
     ) -> None:
-        options = {"retry_total": SDK_RETRY_TOTAL, **client_options}
+        # As the storage and ACS clients: aiohttp's trust_env would look up ~/.netrc and the proxy
+        # variables on a worker thread for every publish (shared/adapters/storage.py).
+        options = {"retry_total": SDK_RETRY_TOTAL, "use_env_settings": False, **client_options}
         self._client = EventGridPublisherClient(endpoint, credential, **options)
         self._url = f"{endpoint}?api-version={API_VERSION}"
         # A basic topic's client wraps the one whose pipeline `send()` runs; the request goes through it.

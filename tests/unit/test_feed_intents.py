@@ -17,7 +17,7 @@ from shared.ledger import Ledger
 from shared.models import Status
 from shared.schema import FEED_COLUMNS, LedgerRow, OutboxRow, ledger_row_key
 from shared.services.due import DueIndex
-from shared.services.outbox import FEED_PARTITION, Outbox
+from shared.services.outbox import FEED_PARTITION, PUBLISH_BATCH, PUBLISH_LINGER_S, Outbox
 from tests.fakes import FakeClock, MemoryTable
 
 
@@ -26,11 +26,13 @@ class Topic:
 
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
+        self.sizes: list[int] = []  # events per publish request
         self.down = False
 
     async def publish(self, events: Sequence[str]) -> None:
         if self.down:
             raise TransientError("topic answered 503")
+        self.sizes.append(len(events))
         self.events.extend(json.loads(event) for event in events)
 
     async def close(self) -> None:
@@ -99,6 +101,32 @@ async def test_a_published_message_leaves_no_intent_and_its_history_stays(
     stored, _ = messages.rows[("m", ledger_row_key("m"))]
     assert sorted(LedgerRow.from_entity(stored).feed_events) == [1, 2]  # the history, on the row itself
     assert [rk for (pk, rk) in messages.rows if pk == "m"] == [ledger_row_key("m")]  # and no row beside it
+
+
+async def test_changes_committed_within_the_linger_go_out_in_one_publish(
+    tables: tuple[MemoryTable, MemoryTable], process: Starter
+) -> None:
+    """A publish costs about the same whatever its size, so the flusher waits a moment for a batch."""
+    app = process()
+    for i in range(10):
+        await app.accept(f"m{i}")
+        await asyncio.sleep(PUBLISH_LINGER_S / 20)  # changes trickling in, as under steady traffic
+    await app.outbox.published()
+    assert app.topic.sizes == [10]
+    assert sorted(e["id"] for e in app.topic.events) == sorted(f"m{i}:1" for i in range(10))
+
+
+async def test_a_full_batch_is_published_without_waiting(
+    tables: tuple[MemoryTable, MemoryTable], process: Starter
+) -> None:
+    app = process()
+    for i in range(PUBLISH_BATCH):
+        await app.accept(f"m{i}")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await app.outbox.published()
+    assert app.topic.sizes == [PUBLISH_BATCH]
+    assert loop.time() - started < PUBLISH_LINGER_S / 2
 
 
 async def test_intents_of_a_past_minute_retire_after_a_publish_without_a_drain(

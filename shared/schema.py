@@ -215,7 +215,7 @@ def verbatim_payload(body: bytes) -> dict[str, object]:
     return {"PayloadEncoding": encoding, "PayloadBytes": len(body), **split_payload(text)}
 
 
-def join_payload(entity: dict[str, object]) -> str | None:
+def join_payload(entity: Mapping[str, object]) -> str | None:
     parts = []
     index = 0
     while f"Payload{index}" in entity:
@@ -467,7 +467,7 @@ class LedgerRow:
             status=Status(entity["Status"]),
             etag=etag,
             times=times,
-            payload=join_payload(dict(entity)),
+            payload=join_payload(entity),
             feed_events=feed_events_of(entity),
             **values,
         )
@@ -721,13 +721,12 @@ def feed_column(sequence: int) -> str:
 
 
 def feed_events_of(entity: Mapping[str, Any]) -> dict[int, str]:
-    """The status-feed events a ledger entity holds in its columns, by sequence."""
-    events = {}
-    for column, value in entity.items():
-        digits = column[len(FEED_COLUMN_PREFIX) :]
-        if column.startswith(FEED_COLUMN_PREFIX) and len(digits) == 5 and digits.isdigit() and value:
-            events[int(digits)] = str(value)
-    return events
+    """The status-feed events a ledger entity holds in its columns, by sequence: looked up by name up
+    to the row's FeedSequence (never past FEED_COLUMNS), not found by scanning every column. A missing
+    column in that range is an event stored as a row of its own."""
+    last = min(int(entity.get("FeedSequence") or 0), FEED_COLUMNS)
+    columns = ((sequence, entity.get(feed_column(sequence))) for sequence in range(1, last + 1))
+    return {sequence: str(value) for sequence, value in columns if value}
 
 
 @dataclass(frozen=True)
@@ -835,9 +834,7 @@ class RawDeadLetter:
 
     @classmethod
     def from_entity(cls, entity: Mapping[str, Any]) -> RawDeadLetter:
-        return cls(
-            row_key_of(entity), str(entity.get("Reason", "")), str(entity.get("At", "")), join_payload(dict(entity))
-        )
+        return cls(row_key_of(entity), str(entity.get("Reason", "")), str(entity.get("At", "")), join_payload(entity))
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ async def _unsent(stack: Stack, ids: list[str]) -> int:
 
 async def test_a_high_priority_request_is_sent_while_the_normal_backlog_is_queued(make_stack) -> None:  # type: ignore[no-untyped-def]
     """Every ACS answer takes 1 s, so the backlog drains for many seconds; a code posted over HTTP once the
-    backlog is moving is Sent while most of the backlog has not even been picked up."""
+    backlog is moving reaches ACS before most of the backlog does."""
     stack = await make_stack()
     stack.acs.add_fault("latency", seconds=120, latencyMs=1000)
     backlog = [f"bulk-{n}" for n in range(BACKLOG)]
@@ -47,9 +47,11 @@ async def test_a_high_priority_request_is_sent_while_the_normal_backlog_is_queue
         return (await stack.statuses(["code-1"]))["code-1"] in SENT_OR_LATER
 
     await wait_until(code_sent, 30, "the high-priority request to be sent")
-    still_waiting = await _unsent(stack, backlog)
-    assert still_waiting > BACKLOG // 2, f"only {still_waiting} of the backlog unsent: the code waited behind it"
-    assert await stack.svc.outbound.depth() > 0
+    # Judged by the order in which the sends reached ACS, not by a later look at the ledger and the
+    # queue: on a loaded machine those reads can take longer than the rest of the backlog takes to drain.
+    tags = [send.tag for send in stack.acs.sends()]
+    ahead = tags.index("code-1")
+    assert ahead < BACKLOG // 2, f"{ahead} of the backlog reached ACS before the code: it waited behind it"
 
 
 async def test_a_high_priority_request_waits_out_a_pause_in_its_own_lane(make_stack) -> None:  # type: ignore[no-untyped-def]

@@ -34,12 +34,13 @@ async def _history(svc: Services, message_id: str) -> list[dict[str, object]]:
 
 async def test_a_different_request_under_a_sent_id_is_refused_and_recorded(svc: Services, acs: AcsEmulator) -> None:
     assert await svc.sending.handle(_delivery(sms("reuse-1", text="Your code is 1234"))) == Outcome.SENT
-    assert await svc.sending.handle(_delivery(sms("reuse-1", text="Your code is 9876"))) == Outcome.ID_REUSED
-    assert await svc.sending.handle(_delivery(sms("reuse-1", text="Your code is 9876"))) == Outcome.ID_REUSED
+    # The second request's code has letters no timestamp or hex digest holds: "9876" once matched a time.
+    assert await svc.sending.handle(_delivery(sms("reuse-1", text="Your code is QRXZ-KWYV"))) == Outcome.ID_REUSED
+    assert await svc.sending.handle(_delivery(sms("reuse-1", text="Your code is QRXZ-KWYV"))) == Outcome.ID_REUSED
     assert [s.content for s in acs.sends()] == ["Your code is 1234"]
     [trace] = [r for r in await _history(svc, "reuse-1") if r.get("Kind") == "conflict"]  # once, however often
     assert trace["EventType"] == "IdReused" and trace["Source"] == "queue"
-    assert "9876" not in json.dumps(trace, default=str)  # a digest, not the content
+    assert "QRXZ-KWYV" not in json.dumps(trace, default=str)  # a digest, not the content
 
 
 async def test_a_repeat_of_the_same_request_is_still_a_plain_duplicate(svc: Services, acs: AcsEmulator) -> None:

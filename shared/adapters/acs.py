@@ -27,6 +27,7 @@ from azure.core.pipeline.policies import SansIOHTTPPolicy
 from azure.core.rest import HttpRequest
 
 from shared.adapters.errors import map_provider_error, retry_after_from
+from shared.adapters.sdk_options import NO_ENV_SETTINGS
 from shared.errors import ConfigurationError, SendRejected, Throttled, TransientError
 from shared.models import EmailContent, WhatsAppTemplate
 from shared.settings import AcsTimeouts
@@ -97,7 +98,7 @@ def client_options(timeouts: AcsTimeouts) -> dict[str, Any]:
     trusted to be alive (shared/services/recovery.py)."""
     return {
         "retry_total": 0,
-        "use_env_settings": False,
+        **NO_ENV_SETTINGS,
         "connection_timeout": timeouts.connect_seconds,
         "read_timeout": timeouts.read_seconds,
     }

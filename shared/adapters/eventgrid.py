@@ -41,6 +41,7 @@ from azure.core.rest import HttpRequest
 from azure.eventgrid.aio import EventGridPublisherClient
 
 from shared.adapters.errors import retry_after_seconds
+from shared.adapters.sdk_options import NO_ENV_SETTINGS
 from shared.errors import ContactMessagesError, PermanentError, Throttled, TransientError
 
 # Event Grid's limit on one publish request, with room for the array's brackets and separators
@@ -61,9 +62,7 @@ class FeedPublisher:
         credential: AzureKeyCredential | AzureSasCredential | AsyncTokenCredential,
         **client_options: Any,
     ) -> None:
-        # As the storage and ACS clients: aiohttp's trust_env would look up ~/.netrc and the proxy
-        # variables on a worker thread for every publish (shared/adapters/storage.py).
-        options = {"retry_total": SDK_RETRY_TOTAL, "use_env_settings": False, **client_options}
+        options = {"retry_total": SDK_RETRY_TOTAL, **NO_ENV_SETTINGS, **client_options}
         self._client = EventGridPublisherClient(endpoint, credential, **options)
         self._url = f"{endpoint}?api-version={API_VERSION}"
         # A basic topic's client wraps the one whose pipeline `send()` runs; the request goes through it.

@@ -10,13 +10,12 @@ from azure.storage.queue.aio import QueueServiceClient
 
 from shared.adapters.blobs import PayloadStore
 from shared.adapters.queues import QueueWriter
+from shared.adapters.sdk_options import NO_ENV_SETTINGS
 from shared.adapters.tables import TableStore
 from shared.errors import ConfigurationError
 from shared.settings import Settings
 
-# aiohttp's trust_env makes every request look up ~/.netrc and proxy variables on a worker thread;
-# the app needs neither (no proxy in Functions), and those thread hops cost a third of its CPU.
-CLIENT_OPTIONS: dict[str, Any] = {"use_env_settings": False}
+CLIENT_OPTIONS: dict[str, Any] = {**NO_ENV_SETTINGS}
 
 
 class StorageClients:

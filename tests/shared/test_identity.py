@@ -133,3 +133,49 @@ def test_the_cli_uses_the_operators_sign_in(monkeypatch: pytest.MonkeyPatch) -> 
 
 async def _never() -> None:
     raise AssertionError("not reached")
+
+
+def _transports(client: Any, depth: int = 0, seen: set[int] | None = None) -> list[Any]:
+    """Every aiohttp transport reachable from an SDK client's attributes, except the credential's own (it
+    fetches a token about once an hour, and it is the identity library's to build)."""
+    from azure.core.pipeline.transport import AioHttpTransport
+
+    seen = set() if seen is None else seen
+    if id(client) in seen or depth > 8:
+        return []
+    seen.add(id(client))
+    if isinstance(client, AioHttpTransport):
+        return [client]
+    values = [v for k, v in vars(client).items() if "credential" not in k and hasattr(v, "__dict__")]
+    return [t for value in values for t in _transports(value, depth + 1, seen)]
+
+
+async def test_no_sdk_client_looks_up_proxy_settings_per_request() -> None:
+    """Storage, the three ACS clients and the feed's publisher are built with `use_env_settings=False`:
+    with azure-core's default, aiohttp reads ~/.netrc and the proxy variables on a thread per request."""
+    from shared.adapters.acs import AcsSenders
+    from shared.adapters.eventgrid import FeedPublisher
+    from shared.settings import AcsTimeouts
+
+    settings = _settings()
+    credential = app_credential(settings)
+    storage = StorageClients(settings, credential)
+    senders = AcsSenders(parse_acs_connection(None, settings.acs_endpoint, credential), AcsTimeouts())
+    publisher = FeedPublisher("https://topic.westeurope-1.eventgrid.azure.net/api/events", credential)
+    clients = [
+        storage.tables,
+        storage.queues,
+        storage.blobs,
+        senders._sms_client(),
+        senders._email_client(),
+        senders._messages_client(),
+        publisher,
+    ]
+    try:
+        found = [_transports(client) for client in clients]
+        assert all(found), "a client's transport was not found"
+        assert {t._use_env_settings for transports in found for t in transports} == {False}
+    finally:
+        await storage.close()
+        await publisher.close()
+        await credential.close()

@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         default=150,
         help="messages per run with the realistic profile (the baseline waits ~20 s per email on a few threads)",
     )
-    cli.add_argument("--repeats", type=int, default=3, help="pairs clear of Azurite's stall, instant profile")
+    cli.add_argument("--repeats", type=int, default=5, help="pairs clear of Azurite's stall, instant profile")
     cli.add_argument(
         "--realistic-repeats",
         type=int,
